@@ -1,0 +1,1 @@
+"""Compiler: validated model to graph, plan and Maestro artefacts (pure until emit)."""

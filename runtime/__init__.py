@@ -1,0 +1,1 @@
+"""Runtime: the workflow manager that selects, spawns, tracks and feeds back."""

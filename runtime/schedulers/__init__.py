@@ -1,0 +1,1 @@
+"""Scheduler adapters: submit, poll and cancel one job at a time."""

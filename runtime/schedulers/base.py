@@ -1,0 +1,83 @@
+"""The scheduler interface: one job per submission, polled by id, cancellable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+
+class JobState(IntEnum):
+    """Where a submitted job is, as far as the scheduler can tell."""
+
+    PENDING = 0
+    """Accepted, not started."""
+    RUNNING = 1
+    """Started and not yet ended."""
+    COMPLETED = 2
+    """Ended with exit code 0 (the success rule may still reject it)."""
+    FAILED = 3
+    """Ended with a non-zero exit code, or the scheduler reports a failure."""
+    TIMEDOUT = 4
+    """Killed at its walltime."""
+    CANCELLED = 5
+    """Cancelled by us or by an operator."""
+    UNKNOWN = 6
+    """The scheduler has no word on it now; ask again later, never treat as done."""
+
+
+TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.TIMEDOUT,
+                             JobState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """One job to submit. ``script`` is a bash body whose data-derived values are quoted."""
+
+    name: str
+    job_type: str
+    script: str
+    workdir: Path
+    nodes: int = 1
+    tasks: int = 1
+    cores_per_task: int = 1
+    gpus: int = 0
+    walltime: int = 3600  # seconds
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """A job's state with its exit code when it has ended."""
+
+    state: JobState
+    exit_code: int | None = None
+    reason: str = ""
+
+
+@runtime_checkable
+class SchedulerAdapter(Protocol):
+    """Submits and tracks jobs. Built as ``cls(options)`` from the plan's scheduler block."""
+
+    key: ClassVar[str]
+
+    def submit(self, job: JobRequest) -> str:
+        """Submit one job and return its id; raise ``SchedulerError`` if refused."""
+        ...
+
+    def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Current status of each id (``UNKNOWN`` for ids the scheduler cannot place)."""
+        ...
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        """Cancel the given jobs; ids that already ended are ignored."""
+        ...
+
+    def close(self) -> None:
+        """Release resources; running jobs are left alone unless cancelled."""
+        ...
+
+
+SchedulerOptions = Mapping[str, Any]

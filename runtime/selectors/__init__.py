@@ -1,0 +1,1 @@
+"""Selectors: choose novel candidates from a stream of encodings."""

@@ -1,0 +1,73 @@
+"""The selector interface: add candidate encodings, select the most novel, checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """What ``Selector.add`` did with a batch: how many it kept, and why it refused the rest."""
+
+    accepted: int
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (candidate id, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorStats:
+    """Counts for progress displays and the ledger."""
+
+    candidates: int
+    selected: int
+    discarded: int
+    per_queue: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # queue -> (cands, sel)
+
+
+@runtime_checkable
+class Selector(Protocol):
+    """Chooses candidates to spawn finer simulations from.
+
+    Implementations are built as ``cls(config, seed=...)`` where ``config`` is the selector's
+    entry in ``plan.json`` (``kind``, ``dim`` and the kind's own keys).
+    """
+
+    key: ClassVar[str]
+    dim: int
+
+    def add(
+        self, ids: Sequence[str], points: np.ndarray, tags: Sequence[str] | None = None
+    ) -> AddResult:
+        """Add candidates (``points`` is ``len(ids) x dim``); cheap, ranks are computed lazily.
+
+        ``tags`` route each candidate to a queue. Known ids, NaN rows and unknown tags are
+        refused per item, never by raising for the whole batch.
+        """
+        ...
+
+    def select(self, k: int) -> list[str]:
+        """Return up to ``k`` ids, most novel first, and mark them selected."""
+        ...
+
+    def weights(self, normalize: bool = True) -> dict[str, float]:
+        """A weight per selected id (how many candidates it stands for), for feedback."""
+        ...
+
+    def stats(self) -> SelectorStats:
+        """Current counts."""
+        ...
+
+    def save(self, path: Path) -> None:
+        """Write the full state to ``path`` atomically (write elsewhere, then rename)."""
+        ...
+
+    def load(self, path: Path) -> None:
+        """Replace the state with what ``save`` wrote; raise ``SelectorError`` if unreadable."""
+        ...
+
+
+SelectorConfig = Mapping[str, Any]

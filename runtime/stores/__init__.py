@@ -1,0 +1,1 @@
+"""Stores: named key/value namespaces on filesystem, indexed tar or Redis."""

@@ -1,0 +1,54 @@
+"""The store interface: byte values under keys in namespaces, with a consuming move."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Store(Protocol):
+    """One named data store of a campaign.
+
+    Built as ``cls(config, root=workspace)`` where ``config`` is the store's entry in
+    ``plan.json`` (``backend`` plus that backend's keys). A namespace is a directory, an
+    archive or a key prefix; keys are plain names. Every method raises ``StoreError`` with the
+    namespace and key on failure, and refuses names that could escape the workspace.
+    """
+
+    key: ClassVar[str]
+
+    def put(self, namespace: str, key: str, data: bytes) -> None:
+        """Write one item (last write wins)."""
+        ...
+
+    def put_many(self, namespace: str, items: Mapping[str, bytes]) -> None:
+        """Write many items in one round trip where the backend allows it."""
+        ...
+
+    def get(self, namespace: str, key: str) -> bytes:
+        """Read one item; ``StoreError`` if it does not exist."""
+        ...
+
+    def get_many(self, namespace: str, keys: Sequence[str]) -> list[bytes]:
+        """Read many items, in the order asked."""
+        ...
+
+    def exists(self, namespace: str, key: str) -> bool:
+        """Whether ``key`` is live in ``namespace``."""
+        ...
+
+    def keys(self, namespace: str, pattern: str = "*") -> list[str]:
+        """Live keys matching a glob ``pattern``, sorted."""
+        ...
+
+    def move(self, namespace: str, keys: Sequence[str], dest: str) -> None:
+        """Move items out of ``namespace`` into ``dest`` (how consumed items leave the live set)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and file handles."""
+        ...
+
+
+StoreConfig = Mapping[str, Any]

@@ -1,0 +1,1 @@
+"""Toy multiscale applications that run a campaign on one laptop."""
