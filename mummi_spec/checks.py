@@ -1,0 +1,281 @@
+"""Semantic checks beyond the schema: names, references, graph shape, dimensions and fit."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable
+
+import networkx as nx
+
+from mummi_spec.errors import CycleError, SpecError, SpecWarning, UnknownReferenceError
+from mummi_spec.model import Spec, format_hms
+from mummi_spec.sourcemap import JsonPath, SourceMap
+
+TOKENS = ("CANDIDATE", "SIM", "WORKDIR", "SETUP_DIR", "WORKSPACE", "PLAN", "PYTHON", "STOP",
+          "LAUNCHER")
+_TOKEN = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)(\[[^\]]*\])?")
+
+
+def _unknown(what: str, name: str, known: Iterable[str], path: JsonPath, smap: SourceMap
+             ) -> UnknownReferenceError:
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else (
+        f"defined: {', '.join(known)}" if known else "none is defined")
+    return UnknownReferenceError(f"unknown {what} '{name}'", smap.locate(path), hint=hint)
+
+
+def check(spec: Spec, smap: SourceMap) -> list[SpecError]:
+    """Every semantic problem (errors and warnings) in ``spec``."""
+    out: list[SpecError] = []
+    for fn in (_names, _references, _graph, _selectors, _fit, _shares, _commands):
+        out.extend(fn(spec, smap))
+    return out
+
+
+def _names(spec: Spec, smap: SourceMap) -> list[SpecError]:
+    out: list[SpecError] = []
+    seen: dict[str, str] = {}
+    for job in spec.jobs():
+        if job.name in seen:
+            out.append(SpecError(
+                f"job type '{job.name}' is defined in scale '{job.scale}' and in scale "
+                f"'{seen[job.name]}'", job.loc, hint="job type names must be unique across scales"))
+        seen.setdefault(job.name, job.scale)
+    return out
+
+
+def _references(spec: Spec, smap: SourceMap) -> list[SpecError]:
+    out: list[SpecError] = []
+    scales = {s.name: s for s in spec.scales}
+    stores = {s.name for s in spec.stores}
+    selectors = {s.name for s in spec.selectors}
+    streams = {st.ref: st for st in spec.streams()}
+    for st in spec.streams():
+        if st.store not in stores:
+            out.append(_unknown("store", st.store, stores,
+                                ("scales", st.scale, "emits", st.name, "store"), smap))
+    for c in spec.couplings:
+        p: JsonPath = ("couplings", c.name)
+        ref = f"{c.source_scale}.{c.source_stream}"
+        if ref not in streams:
+            out.append(_unknown("stream", ref, streams, (*p, "from"), smap))
+        elif streams[ref].kind != "candidates":
+            out.append(SpecError(f"coupling '{c.name}' reads '{ref}', a {streams[ref].kind} "
+                                 "stream", smap.locate((*p, "from")),
+                                 hint="a coupling selects from a 'candidates' stream"))
+        if c.selector not in selectors:
+            out.append(_unknown("selector", c.selector, selectors, (*p, "selector"), smap))
+        if c.to not in scales:
+            out.append(_unknown("scale", c.to, scales, (*p, "to"), smap))
+            continue
+        fine_jobs = {j.name: j for j in scales[c.to].jobs}
+        for field, role in (("setup", "setup"), ("simulation", "simulation")):
+            name = getattr(c, field)
+            if name is None:
+                continue
+            if name not in fine_jobs:
+                out.append(_unknown(f"job type in scale '{c.to}'", name, fine_jobs,
+                                    (*p, field), smap))
+            elif fine_jobs[name].role != role:
+                out.append(SpecError(
+                    f"'{name}' is a {fine_jobs[name].role} job, but coupling '{c.name}' uses it "
+                    f"as its {field}", smap.locate((*p, field)),
+                    hint=f"set 'role: {role}' on job '{name}', or name a {role} job here"))
+    for f in spec.feedback:
+        p = ("feedback", f.name)
+        ref = f"{f.source_scale}.{f.source_stream}"
+        if ref not in streams:
+            out.append(_unknown("stream", ref, streams, (*p, "from"), smap))
+        elif streams[ref].kind != "feedback":
+            out.append(SpecError(f"feedback '{f.name}' reads '{ref}', a {streams[ref].kind} "
+                                 "stream", smap.locate((*p, "from")),
+                                 hint="feedback aggregates a 'feedback' stream"))
+        if f.to not in scales:
+            out.append(_unknown("scale", f.to, scales, (*p, "to"), smap))
+        if f.target_store not in stores:
+            out.append(_unknown("store", f.target_store, stores, (*p, "target", "store"), smap))
+    used = {n for c in spec.couplings for n in (c.setup, c.simulation) if n}
+    for job in spec.jobs():
+        if job.role != "persistent" and job.name not in used:
+            out.append(SpecWarning(f"{job.role} job '{job.name}' is not used by any coupling",
+                                   job.loc, hint="it will never run"))
+    return out
+
+
+def coupling_graph(spec: Spec) -> nx.DiGraph:
+    """Scales as nodes, couplings as coarse -> fine edges (with their locations)."""
+    g = nx.DiGraph()
+    g.add_nodes_from(s.name for s in spec.scales)
+    names = set(g.nodes)
+    for c in spec.couplings:
+        if c.source_scale in names and c.to in names:
+            g.add_edge(c.source_scale, c.to, coupling=c.name, loc=c.loc)
+    return g
+
+
+def _graph(spec: Spec, smap: SourceMap) -> list[SpecError]:
+    out: list[SpecError] = []
+    g = coupling_graph(spec)
+    try:
+        cycle = nx.find_cycle(g)
+    except nx.NetworkXNoCycle:
+        cycle = []
+    if cycle:
+        path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+        where = ", ".join(f"'{g.edges[u, v]['coupling']}' ({g.edges[u, v]['loc']})"
+                          for u, v in cycle)
+        first = g.edges[cycle[0][0], cycle[0][1]]["loc"]
+        out.append(CycleError(f"the couplings form a cycle: {path}", first,
+                              hint=f"couplings run coarse to fine; break one of {where}"))
+        return out
+    for s in spec.scales:
+        dynamic = [j for j in s.jobs if j.role != "persistent"]
+        if dynamic and g.in_degree(s.name) == 0:
+            out.append(SpecError(
+                f"scale '{s.name}' has {dynamic[0].role} jobs but no coupling feeds it", s.loc,
+                hint="add a coupling with 'to: " + s.name + "' from a coarser scale's candidates"))
+        if not dynamic and g.degree(s.name) == 0:
+            out.append(SpecWarning(f"scale '{s.name}' is not coupled to any other scale", s.loc))
+    for f in spec.feedback:
+        if f.to in g and f.source_scale in g and not nx.has_path(g, f.to, f.source_scale):
+            out.append(SpecError(
+                f"feedback '{f.name}' goes from '{f.source_scale}' to '{f.to}', but no coupling "
+                f"leads from '{f.to}' to '{f.source_scale}'", smap.locate(("feedback", f.name,
+                                                                           "to")),
+                hint="feedback runs fine -> coarse, against the direction of a coupling"))
+    return out
+
+
+def _selectors(spec: Spec, smap: SourceMap) -> list[SpecError]:
+    out: list[SpecError] = []
+    streams = {st.ref: st for st in spec.streams()}
+    by_name = {s.name: s for s in spec.selectors}
+    for sel in spec.selectors:
+        p: JsonPath = ("selectors", sel.name)
+        own = {"farthest_point": {"k", "index", "queues"}, "binned": {"bins", "bounds", "novelty"},
+               "random": set()}
+        for kind, keys in own.items():
+            if kind == sel.kind:
+                continue
+            for key in sorted(keys - own[sel.kind]):
+                if smap.has((*p, key)):
+                    out.append(SpecError(f"'{key}' applies to {kind} selectors, not {sel.kind}",
+                                         smap.locate((*p, key), key=True),
+                                         hint=f"remove it, or set 'kind: {kind}'"))
+        if sel.kind == "binned":
+            if not sel.bins:
+                out.append(SpecError(f"binned selector '{sel.name}' needs 'bins'",
+                                     sel.loc, hint=f"one bin count per dimension ({sel.dim})"))
+            for key, value in (("bins", sel.bins), ("bounds", sel.bounds)):
+                if value and len(value) != sel.dim:
+                    out.append(SpecError(
+                        f"'{key}' has {len(value)} entries but the selector is {sel.dim}-D",
+                        smap.locate((*p, key)), hint=f"give one entry per dimension ({sel.dim})"))
+            for i, (lo, hi) in enumerate(sel.bounds):
+                if lo >= hi:
+                    out.append(SpecError(f"bounds[{i}] is [{lo}, {hi}]: low must be below high",
+                                         smap.locate((*p, "bounds", i))))
+        if sel.queues:
+            total = sum(q.ratio for q in sel.queues)
+            if not math.isclose(total, 1.0, abs_tol=1e-6):
+                out.append(SpecError(f"queue ratios of '{sel.name}' sum to {total:g}, not 1",
+                                     smap.locate((*p, "queues")),
+                                     hint="ratios are target fractions of selections"))
+    for c in spec.couplings:
+        st = streams.get(f"{c.source_scale}.{c.source_stream}")
+        sel = by_name.get(c.selector)
+        if st is None or sel is None:
+            continue
+        if st.dim != sel.dim:
+            out.append(SpecError(
+                f"selector '{sel.name}' is {sel.dim}-D but stream '{st.ref}' emits {st.dim}-D "
+                "encodings", smap.locate(("couplings", c.name, "selector")),
+                hint=f"set 'dim: {st.dim}' on selector '{sel.name}' ({sel.loc})"))
+        queues = {q.name for q in sel.queues}
+        if len(queues) > 1 and not st.tags:
+            out.append(SpecError(
+                f"selector '{sel.name}' has {len(queues)} queues but stream '{st.ref}' declares "
+                "no tags to route candidates by", st.loc, hint=f"add 'tags: [{', '.join(sorted(queues))}]'"))
+        for i, tag in enumerate(st.tags):
+            if queues and tag not in queues:
+                out.append(_unknown(f"queue of selector '{sel.name}' for tag", tag, queues,
+                                    ("scales", st.scale, "emits", st.name, "tags", i), smap))
+    return out
+
+
+def _fit(spec: Spec, smap: SourceMap) -> list[SpecError]:
+    out: list[SpecError] = []
+    mach = spec.machine
+    shape = f"a {mach.name or 'machine'} node has {mach.cores} cores and {mach.gpus} GPUs"
+    pool = mach.nodes - mach.reserved_manager - mach.reserved_services
+    if pool < 1:
+        out.append(SpecError(f"{mach.nodes} nodes minus {mach.reserved_manager + mach.reserved_services} "
+                             "reserved leaves none for jobs", smap.locate(("machine", "nodes"))))
+    for job in spec.jobs():
+        r = job.resources
+        p: JsonPath = ("scales", job.scale, "jobs", job.name)
+        cores_per_node = math.ceil(r.tasks / r.nodes) * r.cores_per_task
+        gpus_per_node = math.ceil(r.gpus / r.nodes)
+        if cores_per_node > mach.cores:
+            out.append(SpecError(
+                f"job '{job.name}' needs {cores_per_node} cores per node", smap.locate((*p,
+                                                                                     "resources")),
+                hint=f"{shape}; lower tasks or cores_per_task, or spread over more nodes"))
+        if gpus_per_node > mach.gpus:
+            out.append(SpecError(
+                f"job '{job.name}' needs {gpus_per_node} GPUs per node",
+                smap.locate((*p, "resources")), hint=f"{shape}"))
+        if r.nodes > max(pool, 0):
+            out.append(SpecError(f"job '{job.name}' needs {r.nodes} nodes but only {pool} are "
+                                 "not reserved", smap.locate((*p, "resources"))))
+        if job.walltime > mach.walltime:
+            out.append(SpecError(
+                f"job '{job.name}' walltime {format_hms(job.walltime)} is longer than the "
+                f"allocation ({format_hms(mach.walltime)})", smap.locate((*p, "walltime")),
+                hint="shorten it, or lengthen machine.walltime"))
+        if job.walltime <= 0:
+            out.append(SpecError(f"job '{job.name}' has a zero walltime",
+                                 smap.locate((*p, "walltime"))))
+    return out
+
+
+def _shares(spec: Spec, smap: SourceMap) -> list[SpecError]:
+    out: list[SpecError] = []
+    for res in ("gpus", "cores"):
+        total = sum(getattr(c, f"share_{res}") for c in spec.couplings)
+        if total > 1 + 1e-9:
+            first = spec.couplings[0]
+            out.append(SpecError(
+                f"the couplings' {res} shares sum to {total:g}, more than 1",
+                smap.locate(("couplings", first.name, "share", res)),
+                hint="shares are fractions of one pool: " + ", ".join(
+                    f"{c.name}={getattr(c, f'share_{res}'):g}" for c in spec.couplings)))
+    return out
+
+
+def _commands(spec: Spec, smap: SourceMap) -> list[SpecError]:
+    out: list[SpecError] = []
+    with_setup = {c.simulation for c in spec.couplings if c.setup}
+    for job in spec.jobs():
+        p: JsonPath = ("scales", job.scale, "jobs", job.name, "command")
+        for m in _TOKEN.finditer(job.command):
+            token = m.group(1)
+            if token not in TOKENS:
+                close = difflib.get_close_matches(token, TOKENS, n=1)
+                hint = f"did you mean '$({close[0]})'? " if close else ""
+                out.append(SpecError(
+                    f"unknown token '$({token})' in the command of job '{job.name}'",
+                    smap.locate(p), hint=f"{hint}known tokens: "
+                                         + ", ".join(f"$({t})" for t in TOKENS)))
+            elif token == "SETUP_DIR" and job.name not in with_setup:
+                out.append(SpecError(
+                    f"job '{job.name}' uses $(SETUP_DIR) but no coupling runs a setup before it",
+                    smap.locate(p)))
+            elif token in ("CANDIDATE", "SIM") and job.role == "persistent":
+                out.append(SpecError(
+                    f"persistent job '{job.name}' uses $({token}), which only spawned jobs have",
+                    smap.locate(p)))
+    return out

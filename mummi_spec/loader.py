@@ -1,0 +1,115 @@
+"""Front end: YAML text to (data, SourceMap) with line:column marks and no YAML 1.1 traps."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from mummi_spec.errors import SourceLocation, SpecErrors, SpecSyntaxError
+from mummi_spec.sourcemap import JsonPath, SourceMap
+
+
+class SpecLoader(yaml.SafeLoader):
+    """SafeLoader that keeps ``1:30:00``, ``on``, ``yes``, ``017`` and dates as strings."""
+
+
+# Drop every implicit resolver, then re-add only YAML 1.2's core bool, int, float and null:
+# walltimes such as 1:30:00 are base-60 ints in YAML 1.1, and `on`/`yes` are booleans.
+SpecLoader.yaml_implicit_resolvers = {}
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|false)$"), list("tf")
+)
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*))$"), list("-+0123456789")
+)
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:(?:0|[1-9][0-9]*)\.[0-9]*(?:[eE][-+]?[0-9]+)?"
+               r"|(?:0|[1-9][0-9]*)[eE][-+]?[0-9]+|\.[0-9]+(?:[eE][-+]?[0-9]+)?))$"),
+    list("-+0123456789."),
+)
+SpecLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|)$"),
+                                 ["~", "n", ""])
+
+
+def _loc(file: str, node: Node) -> SourceLocation:
+    # PyYAML marks are 0-based.
+    return SourceLocation(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _walk(file: str, node: Node, path: JsonPath, smap: SourceMap,
+          errors: list[SpecSyntaxError]) -> None:
+    smap.values[path] = _loc(file, node)
+    if isinstance(node, ScalarNode) and node.style is None and "${" in node.value:
+        smap.plain.add(path)  # a plain `${N}` may become an int once substituted
+    if isinstance(node, MappingNode):
+        first_seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                errors.append(SpecSyntaxError("mapping keys must be plain scalars",
+                                              _loc(file, key_node)))
+                continue
+            key = key_node.value
+            if key in first_seen:
+                errors.append(SpecSyntaxError(
+                    f"duplicate key '{key}'", _loc(file, key_node),
+                    hint=f"first defined on line {first_seen[key]}"))
+                continue
+            first_seen[key] = key_node.start_mark.line + 1
+            smap.keys[(*path, key)] = _loc(file, key_node)
+            _walk(file, value_node, (*path, key), smap, errors)
+    elif isinstance(node, SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(file, item, (*path, i), smap, errors)
+
+
+def _stringify_keys(data: Any) -> Any:
+    # A key such as `1` or `true` is still a name in a spec; JSON Schema needs strings.
+    if isinstance(data, dict):
+        return {str(k): _stringify_keys(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_stringify_keys(v) for v in data]
+    return data
+
+
+def load_text(text: str, file: str) -> tuple[Any, SourceMap]:
+    """Parse one YAML document, recording where every key and value came from."""
+    loader = SpecLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise SpecErrors([SpecSyntaxError("the spec is empty", SourceLocation(file, 1, 1),
+                                              hint="start with 'spec: mummi/v1'")])
+        smap = SourceMap(file)
+        errors: list[SpecSyntaxError] = []
+        _walk(file, node, (), smap, errors)
+        if errors:
+            raise SpecErrors(errors)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = SourceLocation(file, mark.line + 1, mark.column + 1) if mark else None
+        message = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise SpecErrors([SpecSyntaxError(message or "invalid YAML", loc)]) from None
+    except yaml.YAMLError as exc:
+        raise SpecErrors([SpecSyntaxError(f"invalid YAML: {exc}",
+                                          SourceLocation(file, 1, 1))]) from None
+    finally:
+        loader.dispose()
+    return _stringify_keys(data), smap
+
+
+def load_file(path: str | Path) -> tuple[Any, SourceMap, str]:
+    """Read and parse a spec file; returns (data, source map, text)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecErrors([SpecSyntaxError(f"cannot read the spec: {exc}",
+                                          SourceLocation(str(path), 1, 1))]) from None
+    data, smap = load_text(text, str(path))
+    return data, smap, text

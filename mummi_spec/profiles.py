@@ -1,0 +1,67 @@
+"""Profiles: named partial specs merged over the base, overriding only keys that exist."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from typing import Any
+
+from mummi_spec.errors import SpecError
+from mummi_spec.sourcemap import JsonPath, SourceMap, format_path
+
+
+def names(data: Any) -> list[str]:
+    """Profile names defined in a raw spec, in source order."""
+    profiles = data.get("profiles") if isinstance(data, dict) else None
+    return list(profiles) if isinstance(profiles, dict) else []
+
+
+def _merge(base: Any, over: Any, path: JsonPath, ppath: JsonPath, smap: SourceMap,
+           errors: list[SpecError]) -> Any:
+    if not isinstance(over, dict) or not isinstance(base, dict):
+        # A replaced value takes its locations from the profile.
+        smap.drop(path)
+        sub = smap.subtree(ppath, path)
+        smap.keys.update(sub.keys)
+        smap.values.update(sub.values)
+        smap.plain |= sub.plain
+        if ppath in smap.values:
+            smap.values[path] = smap.values[ppath]
+        if ppath in smap.plain:
+            smap.plain.add(path)
+        return copy.deepcopy(over)
+    out = dict(base)
+    for key, value in over.items():
+        if key not in base:
+            close = difflib.get_close_matches(key, list(base), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            errors.append(SpecError(
+                f"profile overrides {format_path((*path, key))}, which the base spec does not "
+                f"define", smap.locate((*ppath, key), key=True),
+                hint=f"{hint}a profile may only change keys the base spec already has"))
+            continue
+        out[key] = _merge(base[key], value, (*path, key), (*ppath, key), smap, errors)
+    return out
+
+
+def apply(data: dict[str, Any], smap: SourceMap, profile: str | None
+          ) -> tuple[dict[str, Any], SourceMap, list[SpecError]]:
+    """The spec with ``profile`` merged in (a new dict and a new source map)."""
+    if profile is None:
+        return data, smap, []
+    available = names(data)
+    if profile not in available:
+        close = difflib.get_close_matches(profile, available, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        listed = ", ".join(available) if available else "none"
+        where = smap.locate(("default_profile",)) if data.get("default_profile") == profile \
+            else None
+        return data, smap, [SpecError(f"unknown profile '{profile}'", where,
+                                      hint=f"{hint}profiles in this spec: {listed}")]
+    merged_map = SourceMap(smap.file, dict(smap.keys), dict(smap.values), set(smap.plain))
+    errors: list[SpecError] = []
+    override = data["profiles"][profile]
+    body = {k: v for k, v in data.items() if k != "profiles"}
+    merged = _merge(body, override, (), ("profiles", profile), merged_map, errors)
+    merged["profiles"] = data["profiles"]
+    return merged, merged_map, errors

@@ -1,0 +1,245 @@
+"""One pytaridx archive: reads from its append-only index, one locked writer, tombstones.
+
+Files beside ``<name>.tar``: pytaridx's ``.pylst`` (``name,offset,size`` per member, last
+write wins) and ``.pytree``; ours: ``.lock`` (flock held by the one writer, text says who)
+and ``.consumed`` (``name,offset`` per consumed member version, fsync'd).
+
+A tombstone kills one *version* of a name, identified by its data offset in the tar, which
+only grows. So a name is live when its newest member's offset is above its newest
+tombstone's: a ``put`` after a ``move`` (a larger offset) makes it live again, and a
+consumer tombstoning what it read never hides a newer version a writer appended meanwhile.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import socket
+import tarfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mummi_spec.errors import OptionalDependencyError, StoreError
+from mummi_spec.runtime.stores.common import Buffer, write_all
+
+try:
+    import pytaridx
+except ImportError as exc:  # pragma: no cover - pytaridx is a declared dependency
+    raise OptionalDependencyError("the taridx store", "pytaridx") from exc
+
+BLOCK = 512
+_ZEROS = bytes(BLOCK)
+_UNESCAPE = re.compile(rb"\\(.)", re.DOTALL)  # pytaridx escapes ',' and '\' in .pylst names
+
+
+class LogTail:
+    """The complete lines appended to a file since the last look."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+        self.inode = -1
+        self.pos = 0
+
+    def read(self) -> tuple[bool, list[bytes]]:
+        """``(restart, lines)``; ``restart`` says the file was replaced: forget old lines."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            restart = self.fd >= 0
+            self.close()
+            return restart, []
+        restart = False
+        if st.st_ino != self.inode or st.st_size < self.pos:
+            # pytaridx's reindex renames a fresh .pylst into place; start over from it.
+            self.close()
+            self.fd = os.open(self.path, os.O_RDONLY)
+            self.inode, restart = os.fstat(self.fd).st_ino, True
+        if st.st_size <= self.pos:
+            return restart, []
+        chunk = os.pread(self.fd, st.st_size - self.pos, self.pos)
+        # A writer may be mid-line: take only what ends in a newline, the rest next time.
+        end = chunk.rfind(b"\n") + 1
+        self.pos += end
+        return restart, chunk[:end].splitlines()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd, self.inode, self.pos = -1, -1, 0
+
+
+class TarArchive:
+    """A namespace of the taridx store, kept open across calls."""
+
+    def __init__(self, tar: Path, label: str) -> None:
+        self.tar = tar
+        self.label = label
+        self.members: dict[str, tuple[int, int]] = {}  # name -> (data offset, size)
+        self.dead: dict[str, int] = {}  # name -> data offset of its newest tombstone
+        self._index = LogTail(f"{tar}.pylst")
+        self._tombs = LogTail(f"{tar}.consumed")
+        self._data_fd = -1
+        self._writer: Any = None  # pytaridx.IndexedTarFile while we hold the lock
+        self._lock_fd = -1
+        self._pid = os.getpid()
+        self._end = 0
+
+    # -- reading ------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Take in members and tombstones other processes added since the last call."""
+        restart, lines = self._index.read()
+        if restart:
+            self.members.clear()
+            self._close_data()
+        for line in lines:
+            try:
+                name, offset, size = line.rsplit(b",", 2)
+                self.members[_UNESCAPE.sub(rb"\1", name).decode("ascii")] = (
+                    int(offset),
+                    int(size),
+                )
+            except ValueError as exc:
+                raise StoreError(f"{self.label}: corrupt index line {line!r}") from exc
+        restart, lines = self._tombs.read()
+        if restart:
+            self.dead.clear()
+        for line in lines:
+            name, _, offset = line.decode("ascii").rpartition(",")
+            self.dead[name] = max(int(offset), self.dead.get(name, -1))
+
+    def entry(self, name: str) -> tuple[int, int] | None:
+        """``(offset, size)`` of the live version of ``name``, or None."""
+        found = self.members.get(name)
+        if found is None or found[0] <= self.dead.get(name, -1):
+            return None
+        return found
+
+    def live(self) -> list[str]:
+        return [n for n in self.members if self.entry(n) is not None]
+
+    def read(self, name: str, entry: tuple[int, int]) -> bytes:
+        offset, size = entry
+        try:
+            if self._data_fd < 0:
+                self._data_fd = os.open(self.tar, os.O_RDONLY)
+            data = os.pread(self._data_fd, size, offset)
+        except OSError as exc:
+            raise StoreError(f"{self.label}: cannot read key {name!r} ({exc})") from exc
+        if len(data) != size:
+            raise StoreError(
+                f"{self.label}: key {name!r} is cut short in {self.tar} "
+                f"({len(data)} of {size} bytes at offset {offset})"
+            )
+        return data
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _writable(self) -> Any:
+        if self._pid != os.getpid():
+            raise StoreError(f"{self.label}: store opened before a fork; open one per process")
+        if self._writer is not None:
+            return self._writer
+        self.tar.parent.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(f"{self.tar}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(lock_fd, 200, 0).decode("ascii", "replace").strip()
+            os.close(lock_fd)
+            raise StoreError(
+                f"{self.label}: {self.tar} is being written by {holder or 'another process'}; "
+                "a pytaridx archive takes one writer at a time (concurrent writers corrupt it)"
+            ) from exc
+        os.ftruncate(lock_fd, 0)
+        os.pwrite(lock_fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        itf = pytaridx.IndexedTarFile()
+        try:
+            itf.open(str(self.tar), "r+")
+        except Exception as exc:  # pytaridx raises bare Exception for every failure
+            os.close(lock_fd)
+            raise StoreError(f"{self.label}: cannot open {self.tar} for writing: {exc}") from exc
+        # Python >= 3.8 defaults to PAX headers, longer than the 512 bytes pytaridx assumes.
+        itf.tfa.format = tarfile.GNU_FORMAT
+        self._writer, self._lock_fd = itf, lock_fd
+        self._end = os.fstat(itf.tfr.fileno()).st_size
+        return itf
+
+    def _header(self, name: str, size: int) -> bytes:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mtime = int(time.time())  # a float mtime alone forces a PAX header
+        info.mode = 0o644
+        info.uid, info.gid = os.getuid(), os.getgid()
+        return info.tobuf(self._writer.tfa.format, "ascii", "strict")
+
+    def write(self, items: Iterable[tuple[str, Buffer]]) -> None:
+        """Append members, then index each (data before index, so readers never see a hole).
+
+        Not ``IndexedTarFile.write``: it puts the data at end + 512, but a name over 100
+        characters needs a GNU long-name header before the 512-byte one, and pytaridx would
+        then index the wrong bytes. The offset here comes from the header we really wrote.
+        """
+        itf = self._writable()
+        fd = itf.tfr.fileno()
+        try:
+            for name, data in items:
+                size = memoryview(data).nbytes
+                header = self._header(name, size)
+                pad = -size % BLOCK
+                write_all(fd, header, data, _ZEROS[:pad])
+                offset = self._end + len(header)
+                self._end = offset + size + pad
+                itf.index.insert(name, offset, size)
+        except Exception as exc:  # OSError, or pytaridx's bare Exception from its index
+            # Our idea of the end may now be wrong: reopen (and re-measure) next time.
+            self._close_writer()
+            raise StoreError(f"{self.label}: write failed: {exc}") from exc
+
+    def sync(self) -> None:
+        """Make written members durable (before tombstoning their source)."""
+        if self._writer is not None:
+            os.fsync(self._writer.tfr.fileno())
+            os.fsync(self._writer.index.lstfile.fileno())
+
+    def consume(self, entries: Iterable[tuple[str, int]]) -> None:
+        """Tombstone these ``(name, offset)`` versions; durable when this returns."""
+        lines = "".join(f"{name},{offset}\n" for name, offset in entries).encode("ascii")
+        try:
+            fd = os.open(f"{self.tar}.consumed", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # several consumers may append at once
+                write_all(fd, lines)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StoreError(f"{self.label}: cannot record consumed keys ({exc})") from exc
+
+    # -- closing ------------------------------------------------------------------------
+
+    def _close_data(self) -> None:
+        if self._data_fd >= 0:
+            os.close(self._data_fd)
+            self._data_fd = -1
+
+    def _close_writer(self) -> None:
+        itf, self._writer = self._writer, None
+        if itf is not None:
+            # IndexedTarFile.close() leaves its index files open; close them ourselves.
+            itf.index.lstfile.close()
+            itf.index.tree.backing.filehandle.close()
+            itf.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    def close(self) -> None:
+        self._close_writer()
+        self._close_data()
+        self._index.close()
+        self._tombs.close()

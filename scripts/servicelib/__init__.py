@@ -1,0 +1,1 @@
+"""Start, stop and check the project's local Slurm (fake GPUs), munge and Redis on loopback."""
