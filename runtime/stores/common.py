@@ -130,6 +130,9 @@ class StoreBase:
 
     def put_many(self, namespace: str, items: Mapping[str, bytes]) -> None:
         """Write many items in one round trip where the backend allows it."""
+        check_keys(namespace, list(items))  # all or nothing: check before the first write
+        for key, data in items.items():
+            check_value(namespace, key, data)
         for key, data in items.items():
             self.put(namespace, key, data)
 
