@@ -27,6 +27,7 @@ from mummi_spec.runtime.stores.common import Buffer, write_all
 
 try:
     import pytaridx
+    from pytaridx.blocktree import BlockTree
 except ImportError as exc:  # pragma: no cover - pytaridx is a declared dependency
     raise OptionalDependencyError("the taridx store", "pytaridx") from exc
 
@@ -159,6 +160,7 @@ class TarArchive:
         os.pwrite(lock_fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         itf = pytaridx.IndexedTarFile()
         try:
+            self._create_index()
             itf.open(str(self.tar), "r+")
         except Exception as exc:  # pytaridx raises bare Exception for every failure
             os.close(lock_fd)
@@ -168,6 +170,16 @@ class TarArchive:
         self._writer, self._lock_fd = itf, lock_fd
         self._end = os.fstat(itf.tfr.fileno()).st_size
         return itf
+
+    def _create_index(self) -> None:
+        """Write the empty index of a new archive (pytaridx's reindex() leaks a file handle)."""
+        tree = f"{self.tar}.pytree"
+        if os.path.exists(tree) or (self.tar.exists() and self.tar.stat().st_size > 0):
+            return
+        BlockTree.BlockFile.writemasterblock(f"{tree}_")
+        os.replace(f"{tree}_", tree)
+        with open(f"{self.tar}.pylst", "ab"):
+            pass
 
     def _header(self, name: str, size: int) -> bytes:
         info = tarfile.TarInfo(name)
