@@ -25,11 +25,13 @@ MAX_NAME = 160  # pytaridx's index holds names of at most 160 ASCII characters
 def check_tar_name(what: str, name: object, namespace: str | None = None) -> str:
     """A safe name (see ``check_name``) that pytaridx's index can also hold."""
     checked = check_name(what, name, namespace)
-    if not checked.isascii() or len(checked) > MAX_NAME:
+    # pytaridx escapes ',' in its B-tree but cannot find such names once the tree is
+    # re-read from disk (checked with 1.0.2): refuse them so plain pytaridx can read ours.
+    if not checked.isascii() or len(checked) > MAX_NAME or "," in checked:
         where = f" in namespace {namespace!r}" if namespace is not None else ""
         raise StoreError(
-            f"unsafe {what} {checked!r}{where}: taridx names must be ASCII and at most "
-            f"{MAX_NAME} characters"
+            f"unsafe {what} {checked!r}{where}: taridx names must be ASCII, at most "
+            f"{MAX_NAME} characters, without ','"
         )
     return checked
 
