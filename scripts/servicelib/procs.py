@@ -38,6 +38,13 @@ class Daemon:
             return None
         return pid if process_matches(pid, self.comm) else None
 
+    def down(self) -> str:
+        """Why it is down, naming a stranger that holds our port."""
+        if self.port is not None and not port_free(self.port):
+            return f"down (port {self.port} held by {port_holder(self.port) or 'another process'}" \
+                   ", not started by scripts/services)"
+        return "down"
+
     def stop(self) -> str:
         """SIGTERM, then SIGKILL after the grace period; only ever the pid in our file."""
         pid = self.pid()
@@ -77,13 +84,36 @@ def port_free(port: int) -> bool:
     return True
 
 
+def port_holder(port: int) -> str:
+    """Who listens on ``port`` ("pid N (comm)"), from /proc; "" if it cannot be told."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            # local_address is HEX_IP:HEX_PORT; state 0A is LISTEN.
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inodes.add(f"socket:[{fields[9]}]")
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
+                pid = fd_dir.parent.name
+                return f"pid {pid} ({Path(f'/proc/{pid}/comm').read_text().strip()})"
+        except OSError:
+            continue
+    return ""
+
+
 def require_port(daemon: Daemon) -> None:
     """Refuse to start ``daemon`` when a process we did not start holds its port."""
     if daemon.port is not None and not port_free(daemon.port):
+        who = port_holder(daemon.port) or "another process"
         raise ServiceError(
-            f"port {daemon.port} is held by a process scripts/services did not start; "
-            f"refusing to start {daemon.name} (find it with: ss -ltnp 'sport = :{daemon.port}')"
-        )
+            f"port {daemon.port} is held by {who}, which scripts/services did not start; "
+            f"refusing to start {daemon.name} over it (stop that process or free the port)")
 
 
 def wait_for(check: Callable[[], bool], timeout: float = READY_TIMEOUT_S) -> bool:

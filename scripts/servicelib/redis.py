@@ -26,9 +26,10 @@ def reply() -> str:
 
 
 def status(layout: Layout) -> tuple[bool, str]:
-    pid = daemon(layout).pid()
+    own = daemon(layout)
+    pid = own.pid()
     if pid is None:
-        return False, "down"
+        return False, own.down()
     answer = reply()
     if answer == "PONG":
         return True, f"up (pid {pid}, 127.0.0.1:{PORT})"

@@ -92,13 +92,13 @@ class Slurm:
     def status_ctld(self) -> tuple[bool, str]:
         pid = self.ctld.pid()
         if pid is None:
-            return False, "down"
+            return False, self.ctld.down()
         return (True, f"up (pid {pid})") if ctld_up() else (False, f"not answering (pid {pid})")
 
     def status_slurmd(self) -> tuple[bool, str]:
         pid = self.slurmd.pid()
         if pid is None:
-            return False, "down"
+            return False, self.slurmd.down()
         state = node_state(self.node)
         return state in USABLE, f"{'up' if state in USABLE else 'unusable'} (pid {pid}, " \
                                 f"node {self.node} {state})"

@@ -1,0 +1,136 @@
+"""Helpers every adapter shares: option parsing, name checks, env export, submission throttle."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mummi_spec.errors import SchedulerError
+from mummi_spec.runtime.schedulers.base import JobRequest
+
+# No leading "." (hidden files, "..") nor "-" (read as an option by sbatch and friends).
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Maestro's `$(LAUNCHER)` token, optionally with a legacy `[nodes,procs]` allocation.
+_LAUNCHER = re.compile(r"\$\(LAUNCHER\)(\[[^\]]*\])?[ \t]*")
+# Values Maestro pastes into script headers and shell command lines without quoting.
+_TOKEN = re.compile(r"[A-Za-z0-9_.,:@%+=/-]*")
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is safe as a file-name stem, else raise ``SchedulerError``."""
+    if not _NAME.fullmatch(name):
+        raise SchedulerError(
+            f"job name {name!r} is not usable as a file name: use letters, digits, '_', '.' "
+            "and '-', not starting with '.' or '-'")
+    return name
+
+
+def env_exports(env: Mapping[str, str]) -> str:
+    """``export K=V`` lines, each value quoted so the shell takes it literally."""
+    lines = []
+    for key, value in env.items():
+        if not _ENV_KEY.fullmatch(key):
+            raise SchedulerError(f"environment variable name {key!r} is not a shell identifier")
+        lines.append(f"export {key}={shlex.quote(str(value))}")
+    return "\n".join(lines)
+
+
+def job_body(job: JobRequest) -> str:
+    """The job's script with its environment exported first."""
+    exports = env_exports(job.env)
+    return f"{exports}\n{job.script}" if exports else job.script
+
+
+def substitute_launcher(script: str, launcher: str) -> str:
+    """Replace ``$(LAUNCHER)`` where the adapter (not Maestro) must expand it."""
+    replacement = f"{launcher} " if launcher else ""
+    return _LAUNCHER.sub(lambda _: replacement, script)
+
+
+def hms(seconds: int) -> str:
+    """Walltime as ``HH:MM:SS`` (hours may exceed 24), the form Maestro's adapters expect."""
+    seconds = max(int(seconds), 1)
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def per_node(total: int, nodes: int) -> int:
+    """Share of a job-wide count on each node, rounded up (schedulers take GPUs per node)."""
+    return -(-total // max(nodes, 1))
+
+
+def option_str(options: Mapping[str, Any], key: str, default: str = "") -> str:
+    value = options.get(key)
+    return default if value is None else str(value)
+
+
+def option_token(options: Mapping[str, Any], key: str, default: str = "") -> str:
+    """A scheduler option that ends up unquoted in a header or command line: one safe word."""
+    value = option_str(options, key, default)
+    if not _TOKEN.fullmatch(value):
+        raise SchedulerError(f"scheduler option {key!r}={value!r} may only hold letters, "
+                             "digits and _.,:@%+=/-")
+    return value
+
+
+def safe_path(path: Path) -> str:
+    """``path`` as text, refused if Maestro's shell command line would misread it."""
+    text = str(path)
+    if not _TOKEN.fullmatch(text):
+        raise SchedulerError(f"work directory {text!r} holds characters (spaces, quotes, shell "
+                             "syntax) that the scheduler's command line cannot take unquoted")
+    return text
+
+
+def option_int(options: Mapping[str, Any], key: str, default: int) -> int:
+    value = options.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SchedulerError(f"scheduler option {key!r} must be a positive integer, not {value!r}")
+    return value
+
+
+class SubmitThrottle:
+    """Token bucket: at most ``rate`` submissions per second, bursts of ``burst``.
+
+    ``acquire`` blocks its caller only for the time the bucket is short; callers reserve
+    their slot under the lock and sleep outside it, so concurrent callers queue fairly.
+    """
+
+    def __init__(self, rate: float | None, burst: int = 1, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate is not None and (isinstance(rate, bool) or not rate > 0):
+            raise SchedulerError(f"max_submit_per_second must be > 0 or null, not {rate!r}")
+        self.rate = None if rate is None else float(rate)
+        self.burst = float(burst)
+        self._tokens = self.burst
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SubmitThrottle:
+        return cls(options.get("max_submit_per_second"),
+                   option_int(options, "submit_burst", 1))
+
+    def acquire(self) -> float:
+        """Take one token, waiting if needed; return the seconds waited."""
+        if self.rate is None:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1.0
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+        return wait

@@ -1,0 +1,191 @@
+"""Slurm: Maestro's slurm adapter writes and submits; status comes from one squeue call."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import socket
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from maestrowf.abstracts.enums import CancelCode, SubmissionCode
+
+from mummi_spec.errors import SchedulerError
+from mummi_spec.runtime.schedulers import _maestro
+from mummi_spec.runtime.schedulers._common import (
+    SubmitThrottle,
+    check_name,
+    job_body,
+    option_int,
+    option_token,
+    safe_path,
+)
+from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus
+
+# Every job state name Slurm reports (squeue(1) "JOB STATE CODES"); tests check coverage.
+SLURM_STATES: Mapping[str, JobState] = {
+    "PENDING": JobState.PENDING,
+    "REQUEUED": JobState.PENDING,
+    "REQUEUE_FED": JobState.PENDING,
+    "REQUEUE_HOLD": JobState.PENDING,
+    "RESV_DEL_HOLD": JobState.PENDING,
+    "CONFIGURING": JobState.RUNNING,
+    "RUNNING": JobState.RUNNING,
+    "COMPLETING": JobState.RUNNING,
+    "RESIZING": JobState.RUNNING,
+    "SIGNALING": JobState.RUNNING,
+    "STAGE_OUT": JobState.RUNNING,
+    "SUSPENDED": JobState.RUNNING,  # still holds its allocation
+    "STOPPED": JobState.RUNNING,
+    "COMPLETED": JobState.COMPLETED,
+    "FAILED": JobState.FAILED,
+    "BOOT_FAIL": JobState.FAILED,
+    "DEADLINE": JobState.FAILED,
+    "NODE_FAIL": JobState.FAILED,
+    "OUT_OF_MEMORY": JobState.FAILED,
+    "PREEMPTED": JobState.FAILED,
+    "SPECIAL_EXIT": JobState.FAILED,
+    "TIMEOUT": JobState.TIMEDOUT,
+    "CANCELLED": JobState.CANCELLED,
+    "REVOKED": JobState.CANCELLED,  # a federation sibling started it elsewhere
+}
+_JOB_ID = re.compile(r"[0-9]+")
+_SQUEUE_FORMAT = "JobID:|,State:|,exit_code:|,Reason:"  # ':|' = no padding, '|' after
+_ADAPTER_LOGGER = "maestrowf.interfaces.script.slurmscriptadapter"
+
+
+class SlurmScheduler:
+    """Submits with ``sbatch`` through Maestro; options ``queue``, ``bank``, ``host``, ``qos``,
+    ``reservation``, ``max_submit_per_second``, ``status_chunk``."""
+
+    key: ClassVar[str] = "slurm"
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        # Maestro's adapter polls `squeue -u $USER`; an unset USER breaks it silently.
+        os.environ.setdefault("USER", pwd.getpwuid(os.getuid()).pw_name)
+        self._adapter = _maestro.adapter(
+            "slurm",
+            host=option_token(options, "host", socket.gethostname()),
+            bank=option_token(options, "bank"),
+            queue=option_token(options, "queue", "debug"),
+            reservation=option_token(options, "reservation"),
+            qos=option_token(options, "qos") or None,
+            # `procs` in the batch block makes the header ask --ntasks=<step procs>; without
+            # it a nodes+procs step gets a single CPU under CR_Core.
+            procs=1,
+        )
+        self._throttle = SubmitThrottle.from_options(options)
+        self._chunk = option_int(options, "status_chunk", 2000)
+
+    def submit(self, job: JobRequest) -> str:
+        name = check_name(job.name)
+        self._throttle.acquire()
+        workdir = Path(job.workdir).resolve()
+        cwd = safe_path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        # Maestro's header has no --cpus-per-task; #SBATCH lines right after it still count.
+        extra = f"#SBATCH --cpus-per-task={job.cores_per_task}\n" if job.cores_per_task > 1 else ""
+        step = _maestro.step_for(job, extra + job_body(job))
+        _, script, _ = self._adapter.write_script(cwd, step)
+        with _maestro.captured_messages(_ADAPTER_LOGGER) as messages:
+            record = self._adapter.submit(step, script, cwd)
+        if record.submission_code != SubmissionCode.OK:
+            why = " ".join(m.split("\n", 1)[-1].strip() for m in messages) or "no message"
+            raise SchedulerError(f"sbatch refused job {name} (exit {record.return_code}): {why}")
+        return str(record.job_identifier)
+
+    def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        found: dict[str, JobStatus] = {}
+        valid = [i for i in dict.fromkeys(ids) if _JOB_ID.fullmatch(i)]
+        for chunk in _chunks(valid, self._chunk):
+            found.update(_squeue(chunk))
+        # Past MinJobAge squeue forgets a job; the jobcomp file (`sacct -c`) still knows it.
+        lost = [i for i in valid if i not in found]
+        for chunk in _chunks(lost, self._chunk):
+            found.update(_sacct(chunk))
+        unknown = JobStatus(JobState.UNKNOWN, reason="neither squeue nor sacct -c knows it")
+        return {i: found.get(i, unknown) for i in ids}
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        bad = [i for i in ids if not _JOB_ID.fullmatch(i)]
+        if bad:
+            raise SchedulerError(f"not Slurm job ids: {', '.join(map(repr, bad))}")
+        if ids:
+            record = self._adapter.cancel_jobs(list(ids))  # one `scancel --quiet` for all
+            if record.cancel_status != CancelCode.OK:
+                raise SchedulerError(f"scancel failed (exit {record.return_code})")
+
+    def close(self) -> None:
+        """Nothing held: every call is a short-lived client command."""
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _query(cmd: list[str]) -> str:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""  # the caller falls back, and ids nobody knows end up UNKNOWN
+    # squeue exits 1 when none of the ids is known any more: an empty answer, not an error.
+    return proc.stdout if proc.returncode in (0, 1) else ""
+
+
+def _squeue(ids: list[str]) -> dict[str, JobStatus]:
+    out = _query(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-O", _SQUEUE_FORMAT])
+    found = {}
+    for line in out.splitlines():
+        parts = line.split("|", 3)
+        if len(parts) == 4 and parts[1] in SLURM_STATES:
+            job_id, name, raw_code, reason = parts
+            found[job_id] = _status(name, _from_wait_status(raw_code), reason.strip())
+    return found
+
+
+def _sacct(ids: list[str]) -> dict[str, JobStatus]:
+    out = _query(["sacct", "-c", "-j", ",".join(ids), "-o", "jobid,state,exitcode", "-n", "-P"])
+    found = {}
+    for line in out.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3:
+            job_id, state, code = parts
+            name = state.split()[0] if state else ""  # "CANCELLED by 0"
+            if name in SLURM_STATES:
+                found[job_id] = _status(name, _from_exit_pair(code), "")
+    return found
+
+
+def _status(name: str, code: int | None, reason: str) -> JobStatus:
+    state = SLURM_STATES[name]
+    if state in (JobState.PENDING, JobState.RUNNING):
+        code = None
+    elif state is JobState.COMPLETED:
+        code = 0
+    reason = "" if reason == "None" else reason
+    if state is JobState.FAILED and name != "FAILED":
+        reason = f"{name}: {reason}" if reason else name
+    return JobStatus(state, code, reason)
+
+
+def _from_wait_status(raw: str) -> int | None:
+    """squeue's exit_code is a raw wait status: exit code << 8, or the signal number."""
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    signum = value & 0x7F
+    return 128 + signum if signum else value >> 8
+
+
+def _from_exit_pair(raw: str) -> int | None:
+    """sacct's ExitCode is ``code:signal``."""
+    code, _, signum = raw.partition(":")
+    try:
+        return 128 + int(signum) if signum and int(signum) else int(code)
+    except ValueError:
+        return None
