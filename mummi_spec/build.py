@@ -20,6 +20,20 @@ def _dur(value: Any, default: float | None = None) -> float | None:
         return default
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: Any, default: int) -> int:
+    # Wrong types were reported by the schema; the model just needs a number to carry on.
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _num(value: Any, default: float) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok else default
+
+
 def _items(data: Any, key: str) -> list[tuple[str, dict[str, Any]]]:
     section = data.get(key) if isinstance(data, dict) else None
     if not isinstance(section, dict):
@@ -62,31 +76,31 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
     loc = smap.locate
 
     def job(scale: str, name: str, b: dict[str, Any], path: JsonPath) -> m.Job:
-        r = b.get("resources") or {}
-        retry = b.get("retry") or {}
-        success = b.get("success") or {}
-        expect = b.get("expect") or {}
+        r = _dict(b.get("resources"))
+        retry = _dict(b.get("retry"))
+        success = _dict(b.get("success"))
+        expect = _dict(b.get("expect"))
         return m.Job(
-            name=name, scale=scale, role=b["role"], command=b["command"],
-            walltime=_dur(b["walltime"], 0.0) or 0.0,
-            resources=m.Resources(int(r.get("nodes", 1)), int(r.get("tasks", 1)),
-                                  int(r.get("cores_per_task", 1)), int(r.get("gpus", 0))),
+            name=name, scale=scale, role=str(b.get("role", "")),
+            command=str(b.get("command", "")), walltime=_dur(b.get("walltime"), 0.0) or 0.0,
+            resources=m.Resources(_int(r.get("nodes"), 1), _int(r.get("tasks"), 1),
+                                  _int(r.get("cores_per_task"), 1), _int(r.get("gpus"), 0)),
             description=str(b.get("description", "")), stop=str(b.get("stop", "")),
-            retry_limit=int(retry.get("limit", 2)),
+            retry_limit=_int(retry.get("limit"), 2),
             retry_on=tuple(retry.get("on", ("failed", "timedout", "lost"))),
             success_codes=tuple(success.get("exit_codes", (0,))),
             success_file=success.get("file"),
             duration=_dur(expect.get("duration")), duration_sd=_dur(expect.get("duration_sd")),
-            failure_rate=float(expect.get("failure_rate", 0.0)),
+            failure_rate=_num(expect.get("failure_rate"), 0.0),
             env=_env(b.get("env")), loc=loc((*path, name), key=True))
 
     def stream(scale: str, name: str, b: dict[str, Any], path: JsonPath) -> m.Stream:
         exp = b.get("expect") or {}
         return m.Stream(
-            name=name, scale=scale, kind=b["kind"], dim=int(b["dim"]), store=b["store"],
-            namespace=b.get("namespace", name), key=b.get("key", "{id}"),
-            tags=tuple(b.get("tags", ())), every=_dur(exp.get("every")),
-            count=int(exp.get("count", 1)), loc=loc((*path, name), key=True))
+            name=name, scale=scale, kind=str(b.get("kind", "")), dim=_int(b.get("dim"), 1),
+            store=str(b.get("store", "")), namespace=str(b.get("namespace", name)),
+            key=str(b.get("key", "{id}")), tags=tuple(str(x) for x in b.get("tags", ())), every=_dur(exp.get("every")),
+            count=_int(exp.get("count"), 1), loc=loc((*path, name), key=True))
 
     def scale(name: str, b: dict[str, Any]) -> m.Scale:
         p: JsonPath = ("scales", name)
@@ -101,65 +115,70 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
         queues = tuple(m.Queue(q, float(v["ratio"]), v.get("capacity"))
                        for q, v in (b.get("queues") or {}).items())
         return m.Selector(
-            name=name, kind=b["kind"], dim=int(b["dim"]), k=int(b.get("k", 10)),
-            index=idx.get("type", "exact"), nlist=int(idx.get("nlist", 100)),
-            nprobe=int(idx.get("nprobe", 10)), queues=queues,
+            name=name, kind=str(b.get("kind", "")), dim=_int(b.get("dim"), 1), k=_int(b.get("k"), 10),
+            index=idx.get("type", "exact"), nlist=_int(idx.get("nlist"), 100),
+            nprobe=_int(idx.get("nprobe"), 10), queues=queues,
             bins=tuple(int(x) for x in b.get("bins", ())),
             bounds=tuple((float(lo), float(hi)) for lo, hi in b.get("bounds", ())),
-            novelty=float(b.get("novelty", 0.5)),
-            min_candidates=int(warm.get("min_candidates", 0)),
-            random_first=int(warm.get("random_first", 0)), seed=int(b.get("seed", 0)),
+            novelty=_num(b.get("novelty"), 0.5),
+            min_candidates=_int(warm.get("min_candidates"), 0),
+            random_first=_int(warm.get("random_first"), 0), seed=_int(b.get("seed"), 0),
             loc=loc(("selectors", name), key=True))
 
     def coupling(name: str, b: dict[str, Any]) -> m.Coupling:
-        src_scale, src_stream = _split_ref(b["from"])
+        # Missing required keys become "" so the schema's message is the only one about them.
+        src_scale, src_stream = _split_ref(str(b.get("from", "")))
         share = b.get("share") or {}
         return m.Coupling(
-            name=name, source_scale=src_scale, source_stream=src_stream, to=b["to"],
-            selector=b["selector"], simulation=b["simulation"], setup=b.get("setup"),
-            ready_buffer=int(b.get("ready_buffer", 0)), max_pending=b.get("max_pending"),
-            max_selections_per_iteration=int(b.get("max_selections_per_iteration", 200)),
-            share_gpus=float(share.get("gpus", 0.0)), share_cores=float(share.get("cores", 0.0)),
+            name=name, source_scale=src_scale, source_stream=src_stream, to=str(b.get("to", "")),
+            selector=str(b.get("selector", "")), simulation=str(b.get("simulation", "")),
+            setup=None if b.get("setup") is None else str(b["setup"]),
+            ready_buffer=_int(b.get("ready_buffer"), 0),
+            max_pending=_int(b.get("max_pending"), 0) or None,
+            max_selections_per_iteration=_int(b.get("max_selections_per_iteration"), 200),
+            share_gpus=_num(share.get("gpus"), 0.0), share_cores=_num(share.get("cores"), 0.0),
             loc=loc(("couplings", name), key=True))
 
     def feedback(name: str, b: dict[str, Any]) -> m.Feedback:
-        src_scale, src_stream = _split_ref(b["from"])
-        t = b["target"]
+        src_scale, src_stream = _split_ref(str(b.get("from", "")))
+        t = b.get("target") or {}
         return m.Feedback(
-            name=name, source_scale=src_scale, source_stream=src_stream, to=b["to"],
-            period=_dur(b["period"], 600.0) or 600.0, aggregate=b["aggregate"],
-            target_store=t["store"], target_key=t["key"],
-            target_namespace=t.get("namespace", name), workers=int(b.get("workers", 1)),
-            max_items=int(b.get("max_items", 100000)), loc=loc(("feedback", name), key=True))
+            name=name, source_scale=src_scale, source_stream=src_stream, to=str(b.get("to", "")),
+            period=_dur(b.get("period"), 600.0) or 600.0, aggregate=str(b.get("aggregate", "")),
+            target_store=str(t.get("store", "")), target_key=str(t.get("key", "")),
+            target_namespace=t.get("namespace", name), workers=_int(b.get("workers"), 1),
+            max_items=_int(b.get("max_items"), 100000), loc=loc(("feedback", name), key=True))
 
     def store(name: str, b: dict[str, Any]) -> m.Store:
-        return m.Store(name=name, backend=b["backend"], path=str(b.get("path", name)),
-                       host=str(b.get("host", "127.0.0.1")), port=int(b.get("port", 6379)),
-                       db=int(b.get("db", 0)), password_env=b.get("password_env"),
+        return m.Store(name=name, backend=str(b.get("backend", "")), path=str(b.get("path", name)),
+                       host=str(b.get("host", "127.0.0.1")), port=_int(b.get("port"), 6379),
+                       db=_int(b.get("db"), 0), password_env=b.get("password_env"),
                        loc=loc(("stores", name), key=True))
 
-    mach = data.get("machine") or {}
-    node = mach.get("node") or {}
-    res = mach.get("reserved") or {}
+    mach = _dict(data.get("machine"))
+    node = _dict(mach.get("node"))
+    res = _dict(mach.get("reserved"))
     machine = m.Machine(
-        name=str(mach.get("name", "")), nodes=int(mach.get("nodes", 1) or 1),
+        name=str(mach.get("name", "")), nodes=_int(mach.get("nodes"), 0),
         walltime=_dur(mach.get("walltime"), 86400.0) or 86400.0,
-        cores=int(node.get("cores", 1) or 1), gpus=int(node.get("gpus", 0) or 0),
-        memory_gb=node.get("memory_gb"), reserved_manager=int(res.get("manager", 1)),
-        reserved_services=int(res.get("services", 0)), loc=loc(("machine",), key=True))
-    sch = data.get("scheduler") or {}
-    thr = sch.get("throttle") or {}
+        cores=max(_int(node.get("cores"), 1), 1), gpus=_int(node.get("gpus"), 0),
+        memory_gb=node.get("memory_gb"), reserved_manager=_int(res.get("manager"), 1),
+        reserved_services=_int(res.get("services"), 0), loc=loc(("machine",), key=True))
+    sch = _dict(data.get("scheduler"))
+    thr = _dict(sch.get("throttle"))
     scheduler = m.Scheduler(
         type=str(sch.get("type", "local")), queue=sch.get("queue"), bank=sch.get("bank"),
         host=sch.get("host"), qos=sch.get("qos"), reservation=sch.get("reservation"),
-        options=_env(sch.get("options")), per_second=thr.get("per_second"),
-        per_iteration=int(thr.get("per_iteration", 500)),
+        options=_env(sch.get("options")),
+        per_second=_num(thr.get("per_second"), 0.0) or None,
+        per_iteration=_int(thr.get("per_iteration"), 500),
         poll=_dur(sch.get("poll"), 5.0) or 5.0, loc=loc(("scheduler",), key=True))
-    mgr = data.get("manager") or {}
+    mgr = _dict(data.get("manager"))
     manager = m.Manager(
         tick=_dur(mgr.get("tick"), 1.0) or 1.0,
         checkpoint_every=_dur(mgr.get("checkpoint_every"), 60.0) or 60.0,
-        stop_after=_dur(mgr.get("stop_after")), max_simulations=mgr.get("max_simulations"))
+        stop_after=_dur(mgr.get("stop_after")),
+        max_simulations=_int(mgr.get("max_simulations"), 0) or None)
     name = str(data.get("name", "campaign"))
     return m.Spec(
         name=name, description=str(data.get("description", "")), file=file, profile=profile,

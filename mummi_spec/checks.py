@@ -20,7 +20,9 @@ _TOKEN = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)(\[[^\]]*\])?")
 
 def _unknown(what: str, name: str, known: Iterable[str], path: JsonPath, smap: SourceMap
              ) -> UnknownReferenceError:
-    known = sorted(known)
+    # Callers skip empty names: a missing required key is the schema's to report.
+    known = sorted(str(k) for k in known)
+    name = str(name)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean '{close[0]}'?" if close else (
         f"defined: {', '.join(known)}" if known else "none is defined")
@@ -54,27 +56,30 @@ def _references(spec: Spec, smap: SourceMap) -> list[SpecError]:
     selectors = {s.name for s in spec.selectors}
     streams = {st.ref: st for st in spec.streams()}
     for st in spec.streams():
-        if st.store not in stores:
+        if st.store and st.store not in stores:
             out.append(_unknown("store", st.store, stores,
                                 ("scales", st.scale, "emits", st.name, "store"), smap))
     for c in spec.couplings:
         p: JsonPath = ("couplings", c.name)
         ref = f"{c.source_scale}.{c.source_stream}"
-        if ref not in streams:
+        if ref == ".":
+            pass
+        elif ref not in streams:
             out.append(_unknown("stream", ref, streams, (*p, "from"), smap))
         elif streams[ref].kind != "candidates":
             out.append(SpecError(f"coupling '{c.name}' reads '{ref}', a {streams[ref].kind} "
                                  "stream", smap.locate((*p, "from")),
                                  hint="a coupling selects from a 'candidates' stream"))
-        if c.selector not in selectors:
+        if c.selector and c.selector not in selectors:
             out.append(_unknown("selector", c.selector, selectors, (*p, "selector"), smap))
         if c.to not in scales:
-            out.append(_unknown("scale", c.to, scales, (*p, "to"), smap))
+            if c.to:
+                out.append(_unknown("scale", c.to, scales, (*p, "to"), smap))
             continue
         fine_jobs = {j.name: j for j in scales[c.to].jobs}
         for field, role in (("setup", "setup"), ("simulation", "simulation")):
             name = getattr(c, field)
-            if name is None:
+            if not name:
                 continue
             if name not in fine_jobs:
                 out.append(_unknown(f"job type in scale '{c.to}'", name, fine_jobs,
@@ -87,15 +92,17 @@ def _references(spec: Spec, smap: SourceMap) -> list[SpecError]:
     for f in spec.feedback:
         p = ("feedback", f.name)
         ref = f"{f.source_scale}.{f.source_stream}"
-        if ref not in streams:
+        if ref == ".":
+            pass
+        elif ref not in streams:
             out.append(_unknown("stream", ref, streams, (*p, "from"), smap))
         elif streams[ref].kind != "feedback":
             out.append(SpecError(f"feedback '{f.name}' reads '{ref}', a {streams[ref].kind} "
                                  "stream", smap.locate((*p, "from")),
                                  hint="feedback aggregates a 'feedback' stream"))
-        if f.to not in scales:
+        if f.to and f.to not in scales:
             out.append(_unknown("scale", f.to, scales, (*p, "to"), smap))
-        if f.target_store not in stores:
+        if f.target_store and f.target_store not in stores:
             out.append(_unknown("store", f.target_store, stores, (*p, "target", "store"), smap))
     used = {n for c in spec.couplings for n in (c.setup, c.simulation) if n}
     for job in spec.jobs():
@@ -131,6 +138,8 @@ def _graph(spec: Spec, smap: SourceMap) -> list[SpecError]:
         out.append(CycleError(f"the couplings form a cycle: {path}", first,
                               hint=f"couplings run coarse to fine; break one of {where}"))
         return out
+    if g.number_of_edges() < len(spec.couplings):
+        return out  # an unresolved coupling was reported; reachability would only echo it
     for s in spec.scales:
         dynamic = [j for j in s.jobs if j.role != "persistent"]
         if dynamic and g.in_degree(s.name) == 0:
@@ -140,7 +149,12 @@ def _graph(spec: Spec, smap: SourceMap) -> list[SpecError]:
         if not dynamic and g.degree(s.name) == 0:
             out.append(SpecWarning(f"scale '{s.name}' is not coupled to any other scale", s.loc))
     for f in spec.feedback:
-        if f.to in g and f.source_scale in g and not nx.has_path(g, f.to, f.source_scale):
+        if f.to and f.to == f.source_scale:
+            out.append(SpecError(
+                f"feedback '{f.name}' goes from scale '{f.to}' to itself",
+                smap.locate(("feedback", f.name, "to")),
+                hint="feedback runs from a finer scale to the coarser one that feeds it"))
+        elif f.to in g and f.source_scale in g and not nx.has_path(g, f.to, f.source_scale):
             out.append(SpecError(
                 f"feedback '{f.name}' goes from '{f.source_scale}' to '{f.to}', but no coupling "
                 f"leads from '{f.to}' to '{f.source_scale}'", smap.locate(("feedback", f.name,
@@ -160,7 +174,7 @@ def _selectors(spec: Spec, smap: SourceMap) -> list[SpecError]:
         for kind, keys in own.items():
             if kind == sel.kind:
                 continue
-            for key in sorted(keys - own[sel.kind]):
+            for key in sorted(keys - own.get(sel.kind, set())):
                 if smap.has((*p, key)):
                     out.append(SpecError(f"'{key}' applies to {kind} selectors, not {sel.kind}",
                                          smap.locate((*p, key), key=True),
@@ -187,7 +201,7 @@ def _selectors(spec: Spec, smap: SourceMap) -> list[SpecError]:
     for c in spec.couplings:
         st = streams.get(f"{c.source_scale}.{c.source_stream}")
         sel = by_name.get(c.selector)
-        if st is None or sel is None:
+        if st is None or sel is None or st.kind != "candidates":
             continue
         if st.dim != sel.dim:
             out.append(SpecError(
@@ -211,7 +225,7 @@ def _fit(spec: Spec, smap: SourceMap) -> list[SpecError]:
     mach = spec.machine
     shape = f"a {mach.name or 'machine'} node has {mach.cores} cores and {mach.gpus} GPUs"
     pool = mach.nodes - mach.reserved_manager - mach.reserved_services
-    if pool < 1:
+    if pool < 1 and mach.nodes >= 1:
         out.append(SpecError(f"{mach.nodes} nodes minus {mach.reserved_manager + mach.reserved_services} "
                              "reserved leaves none for jobs", smap.locate(("machine", "nodes"))))
     for job in spec.jobs():
@@ -228,7 +242,7 @@ def _fit(spec: Spec, smap: SourceMap) -> list[SpecError]:
             out.append(SpecError(
                 f"job '{job.name}' needs {gpus_per_node} GPUs per node",
                 smap.locate((*p, "resources")), hint=f"{shape}"))
-        if r.nodes > max(pool, 0):
+        if pool >= 1 and r.nodes > pool:
             out.append(SpecError(f"job '{job.name}' needs {r.nodes} nodes but only {pool} are "
                                  "not reserved", smap.locate((*p, "resources"))))
         if job.walltime > mach.walltime:
@@ -236,9 +250,6 @@ def _fit(spec: Spec, smap: SourceMap) -> list[SpecError]:
                 f"job '{job.name}' walltime {format_hms(job.walltime)} is longer than the "
                 f"allocation ({format_hms(mach.walltime)})", smap.locate((*p, "walltime")),
                 hint="shorten it, or lengthen machine.walltime"))
-        if job.walltime <= 0:
-            out.append(SpecError(f"job '{job.name}' has a zero walltime",
-                                 smap.locate((*p, "walltime"))))
     return out
 
 

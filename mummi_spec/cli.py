@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from enum import IntEnum
@@ -46,6 +47,9 @@ def error_handler(debug: bool) -> Iterator[list[int]]:
     except MummiError as err:
         print(f"mummi: error: {err}", file=sys.stderr)
         code[0] = Exit.USER_ERROR
+    except BrokenPipeError:
+        # The reader went away (`mummi dry-run ... | head`); that is not an error.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     except KeyboardInterrupt:
         print("mummi: interrupted", file=sys.stderr)
         code[0] = Exit.INTERRUPTED

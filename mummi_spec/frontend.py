@@ -93,6 +93,10 @@ def validate_everything(path: str | Path, env: Mapping[str, str] | None = None
     names: list[str | None] = [None, *profiles.names(raw)]
     loaded: dict[str | None, Loaded] = {}
     seen: dict[str, SpecError] = {}
+    default = choose_profile(raw, None)
+    if default is not None and default not in names:
+        _, _, problems = profiles.apply(raw, smap, default)
+        seen.update((str(p), p) for p in problems)
     for name in names:
         spec, mmap, data, problems = _pipeline(raw, smap, str(path), name, env)
         for p in problems:

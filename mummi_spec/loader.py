@@ -76,9 +76,22 @@ def _stringify_keys(data: Any) -> Any:
     return data
 
 
+def _reader_error(exc: yaml.reader.ReaderError, text: str, file: str) -> SpecSyntaxError:
+    # The reader reports a character offset, not a line: count it ourselves.
+    before = text[: exc.position]
+    line = before.count("\n") + 1
+    column = exc.position - (before.rfind("\n") + 1) + 1
+    return SpecSyntaxError(f"character {exc.character!r} is not allowed in YAML",
+                           SourceLocation(file, line, column),
+                           hint="remove control characters; a spec is plain UTF-8 text")
+
+
 def load_text(text: str, file: str) -> tuple[Any, SourceMap]:
     """Parse one YAML document, recording where every key and value came from."""
-    loader = SpecLoader(text)
+    try:
+        loader = SpecLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise SpecErrors([_reader_error(exc, text, file)]) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -94,7 +107,13 @@ def load_text(text: str, file: str) -> tuple[Any, SourceMap]:
         mark = exc.problem_mark or exc.context_mark
         loc = SourceLocation(file, mark.line + 1, mark.column + 1) if mark else None
         message = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise SpecErrors([SpecSyntaxError(message or "invalid YAML", loc)]) from None
+        hint = None
+        if exc.context_mark is not None and exc.problem_mark is not None and \
+                exc.context_mark.line != exc.problem_mark.line:
+            hint = f"the construct began on line {exc.context_mark.line + 1}"
+        raise SpecErrors([SpecSyntaxError(message or "invalid YAML", loc, hint=hint)]) from None
+    except yaml.reader.ReaderError as exc:
+        raise SpecErrors([_reader_error(exc, text, file)]) from None
     except yaml.YAMLError as exc:
         raise SpecErrors([SpecSyntaxError(f"invalid YAML: {exc}",
                                           SourceLocation(file, 1, 1))]) from None
