@@ -4,8 +4,33 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Compile a spec into a build directory."""
+    from mummi_spec.cli import chosen_profile, print_warnings
+    from mummi_spec.compiler.compile import compile_loaded
+    from mummi_spec.compiler.emit import write
+    from mummi_spec.frontend import load_spec
+
+    loaded = load_spec(args.spec, profile=chosen_profile(args))
+    compiled = compile_loaded(loaded)
+    print_warnings(compiled.warnings, loaded.text)
+    paths = write(args.output, compiled.files)
+    prof = loaded.spec.profile or "none"
+    print(f"compiled {args.spec} (profile {prof}) into {args.output}/: {len(paths)} files")
+    for name in compiled.files:
+        print(f"  {name}")
+    return 0
 
 
 def register(sub: Any, profile_args: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add the compile/dry-run/diff/run/status/simulate subcommands to ``sub``."""
+    p = sub.add_parser("compile", help="write the Maestro study, job templates and runtime plan")
+    p.add_argument("spec", type=Path)
+    p.add_argument("-o", "--output", type=Path, default=Path("build"),
+                   help="build directory (default: ./build)")
+    profile_args(p)
+    p.set_defaults(func=cmd_compile)

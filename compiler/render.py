@@ -1,0 +1,115 @@
+"""Jinja2 rendering of the Maestro study and job templates; values are quoted by code."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shlex
+from typing import Any
+
+import jinja2
+
+from mummi_spec.compiler.resources import ResourcePlan
+from mummi_spec.model import Job, Spec, format_hms
+
+# Example parameter values for running one job template by hand.
+EXAMPLES = {"CANDIDATE": "example-candidate-0001", "SIM": "example-sim-0001",
+            "SETUP_DIR": "./example-setup"}
+_TOKEN = re.compile(r"\$\((CANDIDATE|SIM|SETUP_DIR|WORKDIR|WORKSPACE|PLAN|PYTHON|STOP)\)")
+
+
+def to_yaml(value: Any) -> str:
+    """A YAML flow scalar/collection for ``value``: JSON, which YAML reads as written."""
+    return json.dumps(value, sort_keys=False)
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The strict, package-data-backed template environment."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("mummi_spec.templates", "."),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["to_yaml"] = to_yaml
+    return env
+
+
+def batch_block(spec: Spec) -> dict[str, Any]:
+    """Maestro's batch block for the spec's scheduler (slurm and lsf need host/bank/queue)."""
+    s = spec.scheduler
+    if s.type == "local":
+        return {"type": "local"}
+    block: dict[str, Any] = {"type": s.type}
+    defaults = {"host": spec.machine.name or "cluster", "bank": "", "queue": "batch"}
+    for key in ("host", "bank", "queue"):
+        value = getattr(s, key)
+        if value is not None or s.type in ("slurm", "lsf"):
+            block[key] = value if value is not None else defaults[key]
+    for key in ("qos", "reservation"):
+        if getattr(s, key):
+            block[key] = getattr(s, key)
+    block.update(dict(s.options))
+    return block
+
+
+def step_resources(nodes: int, procs: int, cores: int, gpus: int, walltime: float
+                   ) -> dict[str, Any]:
+    """Maestro run keys; procs is always set so a step is scheduled, never run inline."""
+    out: dict[str, Any] = {"nodes": nodes, "procs": procs, "cores per task": cores,
+                           "walltime": format_hms(walltime)}
+    if gpus:
+        out["gpus"] = gpus
+    return out
+
+
+def _job_cmd(job: Job) -> tuple[str, dict[str, str]]:
+    used: dict[str, str] = {}
+
+    def repl(m: re.Match[str]) -> str:
+        token = m.group(1)
+        if token in EXAMPLES:
+            used[token] = EXAMPLES[token]
+            return f"$({token})"
+        return {"WORKDIR": "$(WORKSPACE)", "WORKSPACE": "$(CAMPAIGN_WORKSPACE)",
+                "PLAN": "$(SPECROOT)/../plan.json", "PYTHON": "$(PYTHON)",
+                "STOP": shlex.quote(job.stop)}[token]
+
+    return _TOKEN.sub(repl, job.command), dict(sorted(used.items()))
+
+
+def render_study(spec: Spec, rp: ResourcePlan) -> str:
+    """study.yaml: prepare the workspace, then the workflow manager on its reserved node."""
+    tick = spec.machine.walltime
+    steps = [
+        {"name": "prepare", "description": "create the workspace layout and check every store",
+         "cmd": "$(MUMMI) prepare --plan \"$(SPECROOT)/plan.json\"\n", "depends": [],
+         "resources": step_resources(1, 1, 1, 0, 600) if spec.scheduler.type != "local"
+         else {}},
+        {"name": "manager",
+         "description": "the workflow manager: persistent jobs, selection, spawning, feedback",
+         "cmd": "$(MUMMI) manager --plan \"$(SPECROOT)/plan.json\"\n", "depends": ["prepare"],
+         "resources": step_resources(1, 1, 1, 0, tick) if spec.scheduler.type != "local"
+         else {}},
+    ]
+    return environment().get_template("maestro/study.yaml.j2").render(
+        name=spec.name, profile=spec.profile, spec_file=_spec_name(spec),
+        description=spec.description or spec.name, batch=batch_block(spec), steps=steps)
+
+
+def render_job(spec: Spec, job: Job) -> str:
+    """jobs/<job>.yaml: one parameterised instance of a job type."""
+    cmd, params = _job_cmd(job)
+    exports = "".join(f"export {k}={shlex.quote(v)}\n"
+                      for k, v in sorted((dict(spec.env) | dict(job.env)).items()))
+    r = job.resources
+    return environment().get_template("maestro/job.yaml.j2").render(
+        name=spec.name, job=job.name, role=job.role, scale=job.scale,
+        spec_file=_spec_name(spec), job_description=job.description or f"{job.role} {job.name}",
+        workspace=spec.workspace, batch=batch_block(spec), cmd=exports + cmd + "\n", resources=step_resources(r.nodes, r.tasks, r.cores_per_task, r.gpus,
+                                                job.walltime),
+        parameters=params)
+
+
+def _spec_name(spec: Spec) -> str:
+    # Only the file name: generated files carry no absolute paths.
+    return spec.file.replace("\\", "/").rsplit("/", 1)[-1]
