@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from mummi_spec.errors import OptionalDependencyError, StoreError
 from mummi_spec.runtime.stores.common import (
@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - redis is a declared dependency
 CHUNK = 10_000
 CHUNK_BYTES = 64 << 20
 SCAN_COUNT = 10_000
-_GLOB = re.compile(r"([*?\[\]\\])")
+_GLOB = re.compile(rb"([*?\[\]\\])")
 
 
 class RedisStore(StoreBase):
@@ -60,6 +60,9 @@ class RedisStore(StoreBase):
             password=self._secret,
             socket_connect_timeout=5,
             socket_timeout=120,
+            # redis-py 8 speaks RESP3 by default; its pure-Python RESP2 parser reads large
+            # MGET and pipeline replies ~1.4x faster, and RESP3 adds nothing for bytes.
+            protocol=2,
         )
         with self._errors("connect", "", "any key"):
             self._client.ping()  # fail at start-up, not at the first feedback iteration
@@ -78,7 +81,8 @@ class RedisStore(StoreBase):
                 f"in namespace {namespace!r} ({text})"
             ) from exc
 
-    def _head(self, namespace: str) -> str:
+    def _head(self, namespace: str) -> bytes:
+        """``<prefix>:<namespace>::`` as bytes (redis-py packs bytes faster than str)."""
         check_name("namespace", namespace)
         # '::' ends the namespace; "a:" + "::k" and "a" + ":::k" would be the same key.
         if "::" in namespace or namespace.endswith(":"):
@@ -86,10 +90,10 @@ class RedisStore(StoreBase):
                 f"unsafe namespace {namespace!r}: redis namespaces may not contain '::' "
                 "or end with ':'"
             )
-        return f"{self.prefix}:{namespace}::"
+        return f"{self.prefix}:{namespace}::".encode()
 
     def put(self, namespace: str, key: str, data: bytes) -> None:
-        name = self._head(namespace) + check_name("key", key, namespace)
+        name = self._head(namespace) + check_name("key", key, namespace).encode()
         value = check_value(namespace, key, data)
         with self._errors("write", namespace, f"key {key!r}"):
             self._client.set(name, value)
@@ -97,10 +101,10 @@ class RedisStore(StoreBase):
     def put_many(self, namespace: str, items: Mapping[str, bytes]) -> None:
         head = self._head(namespace)
         check_keys(namespace, list(items))
-        batch: dict[str, Any] = {}
+        batch: dict[bytes, Any] = {}
         size = 0
         for key, data in items.items():
-            batch[head + key] = check_value(namespace, key, data)
+            batch[head + key.encode()] = check_value(namespace, key, data)
             size += len(data)
             if len(batch) >= CHUNK or size >= CHUNK_BYTES:
                 self._mset(namespace, batch)
@@ -108,7 +112,7 @@ class RedisStore(StoreBase):
         if batch:
             self._mset(namespace, batch)
 
-    def _mset(self, namespace: str, batch: dict[str, Any]) -> None:
+    def _mset(self, namespace: str, batch: dict[bytes, Any]) -> None:
         with self._errors("write", namespace, f"{len(batch)} keys"):
             self._client.mset(batch)
 
@@ -121,11 +125,12 @@ class RedisStore(StoreBase):
         found: list[bytes | None] = []
         for part in chunks(keys, CHUNK):
             with self._errors("read", namespace, f"{len(part)} keys from {part[0]!r}"):
-                found.extend(self._client.mget([head + k for k in part]))
+                values = self._client.mget([head + k.encode() for k in part])
+                found.extend(cast("list[bytes | None]", values))  # bytes: no decode_responses
         return present(namespace, keys, found)
 
     def exists(self, namespace: str, key: str) -> bool:
-        name = self._head(namespace) + check_name("key", key, namespace)
+        name = self._head(namespace) + check_name("key", key, namespace).encode()
         with self._errors("look up", namespace, f"key {key!r}"):
             return bool(self._client.exists(name))
 
@@ -134,16 +139,16 @@ class RedisStore(StoreBase):
         # Redis globs escape with '\' and differ from fnmatch on '[!...]': such patterns
         # are matched here instead, the plain '*' and '?' ones by the server.
         local = "[" in pattern or "\\" in pattern
-        match = _GLOB.sub(r"\\\1", head) + ("*" if local else pattern)
+        match = _GLOB.sub(rb"\\\1", head) + (b"*" if local else pattern.encode())
         found: set[bytes] = set()  # SCAN may return a key twice while the table grows
         cursor = 0
         with self._errors("list", namespace, f"keys matching {pattern!r}"):
             while True:
                 cursor, batch = self._client.scan(cursor, match=match, count=SCAN_COUNT)
-                found.update(batch)
+                found.update(cast("list[bytes]", batch))
                 if cursor == 0:
                     break
-        cut = len(head.encode())
+        cut = len(head)
         names = [k[cut:].decode("utf-8", "surrogateescape") for k in found]
         if local:
             names = [n for n in names if fnmatchcase(n, pattern)]
@@ -157,7 +162,8 @@ class RedisStore(StoreBase):
             with self._errors(f"move to {dest!r}", namespace, f"{len(part)} keys from {part[0]!r}"):
                 pipe = self._client.pipeline(transaction=False)
                 for key in part:
-                    pipe.rename(head + key, target + key)
+                    name = key.encode()
+                    pipe.rename(head + name, target + name)
                 results = pipe.execute(raise_on_error=False)
             for key, result in zip(part, results, strict=True):
                 if isinstance(result, redis.ResponseError):

@@ -93,6 +93,12 @@ class TarArchive:
 
     def refresh(self) -> None:
         """Take in members and tombstones other processes added since the last call."""
+        try:
+            self._take_in()
+        except OSError as exc:
+            raise StoreError(f"{self.label}: cannot read the index of {self.tar} ({exc})") from exc
+
+    def _take_in(self) -> None:
         restart, lines = self._index.read()
         if restart:
             self.members.clear()
@@ -110,8 +116,8 @@ class TarArchive:
         if restart:
             self.dead.clear()
         for line in lines:
-            name, _, offset = line.decode("ascii").rpartition(",")
-            self.dead[name] = max(int(offset), self.dead.get(name, -1))
+            dead, _, at = line.decode("ascii").rpartition(",")
+            self.dead[dead] = max(int(at), self.dead.get(dead, -1))
 
     def entry(self, name: str) -> tuple[int, int] | None:
         """``(offset, size)`` of the live version of ``name``, or None."""

@@ -74,6 +74,8 @@ class TaridxStore(StoreBase):
     def put_many(self, namespace: str, items: Mapping[str, bytes]) -> None:
         self._check_keys(namespace, list(items))
         pairs = [(k, check_value(namespace, k, v)) for k, v in items.items()]
+        if not pairs:
+            return  # no writer lock for nothing
         with self._lock:
             self._archive(namespace, fresh=False).write(pairs)
 
@@ -85,7 +87,10 @@ class TaridxStore(StoreBase):
         with self._lock:
             archive = self._archive(namespace)
             entries = [archive.entry(k) for k in keys]
-            found = [None if e is None else archive.read(k, e) for k, e in zip(keys, entries)]
+            found = [
+                None if e is None else archive.read(k, e)
+                for k, e in zip(keys, entries, strict=True)
+            ]
         return present(namespace, keys, found)
 
     def exists(self, namespace: str, key: str) -> bool:

@@ -135,6 +135,16 @@ def test_keys_match_patterns_sorted_and_per_namespace(store: Store) -> None:
     assert store.keys("never-written") == []
 
 
+def test_glob_characters_in_a_namespace_are_literal(store: Store) -> None:
+    store.put("ns*", "k1", b"1")
+    store.put("nsX", "k2", b"2")
+    store.put("n[s]", "k3", b"3")
+    store.put("ns", "k4", b"4")
+    assert store.keys("ns*") == ["k1"]
+    assert store.keys("n[s]") == ["k3"]
+    assert store.keys("ns*", "k?") == ["k1"]
+
+
 def test_move_consumes_from_source_and_keeps_full_names(store: Store) -> None:
     rng = random.Random(11)
     items = {f"rdf_sim_{i}_{i:08d}.npz": rng.randbytes(rng.randrange(0, 5000)) for i in range(20)}

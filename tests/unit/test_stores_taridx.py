@@ -116,7 +116,7 @@ def test_second_writer_is_refused_with_the_holder_named(store: TaridxStore, tmp_
     """)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 0, err
-    assert f"refused: taridx store 'archives' namespace 'shared'" in out
+    assert "refused: taridx store 'archives' namespace 'shared'" in out
     assert f"is being written by pid {os.getpid()} on " in out
     assert "reads: b'1'" in out  # readers need no lock
 
