@@ -232,15 +232,14 @@ def _plain_iteration(client: redis.Redis, prefix: str) -> np.ndarray:
 
 
 @contextmanager
-def _prefix(client: redis.Redis) -> Iterator[str]:
-    """A fresh key prefix, wiped afterwards so every run scans a keyspace of the same size."""
-    prefix = f"bench-{uuid.uuid4().hex}"
+def _prefix(config: dict[str, Any]) -> Iterator[RedisStore]:
+    """A store on a fresh key prefix, purged afterwards so every run scans the same keyspace."""
+    store = RedisStore({**config, "prefix": f"bench-{uuid.uuid4().hex}"}, Path("."))
     try:
-        yield prefix
+        yield store
     finally:
-        names = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
-        for start in range(0, len(names), 10_000):
-            client.delete(*names[start : start + 10_000])
+        store.purge()
+        store.close()
 
 
 def redis_rows(quick: bool, repeats: int = 5) -> list[dict[str, Any]]:
@@ -260,16 +259,15 @@ def redis_rows(quick: bool, repeats: int = 5) -> list[dict[str, Any]]:
         best: dict[str, float] = {}
         peak = 0.0
         for _ in range(repeats):  # alternate ours and bare redis-py, keep each one's best
-            with _prefix(client) as prefix:
-                store = RedisStore({**config, "prefix": prefix}, Path("."))
+            with _prefix(config) as store:
                 _reset_peak()
                 put_s = _timed(store.put_many, "rdfs", frames)[0]
                 ours_s, ours_mean = _timed(_ours_iteration, store)
                 assert store.keys("rdfs") == []
                 assert len(store.keys("processed_rdfs")) == count
                 peak = max(peak, _peak_mb())
-                store.close()
-            with _prefix(client) as prefix:
+            with _prefix(config) as bare:  # the same keys, worked on with bare redis-py
+                prefix = bare.prefix
                 client.mset({f"{prefix}:rdfs::{k}": v for k, v in frames.items()})
                 plain_s, plain_mean = _timed(_plain_iteration, client, prefix)
             np.testing.assert_allclose(ours_mean, exact, rtol=1e-9)

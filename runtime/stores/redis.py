@@ -177,5 +177,14 @@ class RedisStore(StoreBase):
         if missing:
             raise missing_error(namespace, missing, len(wanted))
 
+    def purge(self) -> int:
+        """Delete every key under this store's prefix (tests, benchmarks, a campaign reset)."""
+        match = _GLOB.sub(rb"\\\1", f"{self.prefix}:".encode()) + b"*"
+        with self._errors("delete", "*", "every key"):
+            names = list(self._client.scan_iter(match=match, count=SCAN_COUNT))
+            for part in chunks(names, CHUNK):
+                self._client.unlink(*part)
+        return len(names)
+
     def close(self) -> None:
         self._client.close()

@@ -66,7 +66,11 @@ class TaridxStore(StoreBase):
         return archive
 
     def _check_keys(self, namespace: str, keys: Sequence[str]) -> list[str]:
-        return [check_tar_name("key", k, namespace) for k in check_keys(namespace, keys)]
+        unique = check_keys(namespace, keys)
+        for key in unique:
+            if not key.isascii() or len(key) > MAX_NAME or "," in key:
+                check_tar_name("key", key, namespace)  # raises, saying why
+        return unique
 
     def put(self, namespace: str, key: str, data: bytes) -> None:
         self.put_many(namespace, {key: data})

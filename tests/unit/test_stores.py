@@ -13,6 +13,7 @@ import pytest
 from mummi_spec.errors import StoreError
 from mummi_spec.runtime.registry import STORES
 from mummi_spec.runtime.stores.base import Store
+from mummi_spec.runtime.stores.redis import RedisStore
 
 BACKENDS = [
     "filesystem",
@@ -24,23 +25,10 @@ PERSISTENT = ["filesystem", "taridx", pytest.param("redis", marks=pytest.mark.re
 UNSAFE = ["", "a/b", "..", "../up", "a..b", ".hidden", "a\\b", "a\x00b", "a\nb", "/abs"]
 
 
-def _drop_redis_prefix(settings: dict[str, object], prefix: str) -> None:
-    import redis
-
-    client = redis.Redis(host=str(settings["host"]), port=int(str(settings["port"])))
-    try:
-        names = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
-        for start in range(0, len(names), 10_000):
-            client.delete(*names[start : start + 10_000])
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def open_store(request: pytest.FixtureRequest, tmp_path: Path):
     """``open_store(backend)`` -> a new store on a fresh workspace (redis: a fresh prefix)."""
     opened: list[Store] = []
-    prefixes: list[tuple[dict[str, object], str]] = []
 
     def open_(backend: str, **extra: object) -> Store:
         config: dict[str, object] = {"backend": backend, "name": "data", **extra}
@@ -48,16 +36,15 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path):
             settings = request.getfixturevalue("redis_server")
             config.setdefault("prefix", f"test-{uuid.uuid4().hex}")
             config.update(host=settings["host"], port=settings["port"])
-            prefixes.append((settings, str(config["prefix"])))
         store = STORES.get(backend)(config, tmp_path)
         opened.append(store)
         return store
 
     yield open_
     for store in opened:
+        if isinstance(store, RedisStore):
+            store.purge()
         store.close()
-    for settings, prefix in prefixes:
-        _drop_redis_prefix(settings, prefix)
 
 
 @pytest.fixture(params=BACKENDS)
