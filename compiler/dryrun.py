@@ -16,13 +16,19 @@ from mummi_spec.runtime.schedulers.dryrun import DryRunScheduler
 _WS = PurePosixPath("workspace")
 
 
+def _workdir(job: str) -> PurePosixPath:
+    return _WS / "jobs" / job / f"{job}-0001"
+
+
 def _example(plan: dict[str, Any], job: str) -> JobRequest:
     role = plan["jobs"][job]["role"]
     name = f"{job}-0001" if role != "persistent" else job
-    workdir = _WS / "jobs" / job / name
+    setup = next((c["setup"] for c in plan["couplings"].values()
+                  if c["simulation"] == job and c["setup"]), None)
     values = {"CANDIDATE": "candidate-0001", "SIM": f"{job}-0001", "WORKSPACE": str(_WS),
               "PLAN": "build/plan.json", "PYTHON": "python3",
-              "SETUP_DIR": str(_WS / "jobs" / "setup" / "setup-0001")}
+              "SETUP_DIR": str(_workdir(setup)) if setup else ""}
+    workdir = _workdir(job) if role != "persistent" else _WS / "jobs" / job
     return make_request(plan, job, name=name, workdir=workdir, values=values)  # type: ignore[arg-type]
 
 
@@ -30,7 +36,10 @@ def submissions(compiled: Compiled) -> list[JobRequest]:
     """The persistent jobs and one instance of each dynamic job type, as the manager would send."""
     plan = json.loads(compiled.files["plan.json"])
     scheduler = DryRunScheduler(plan["scheduler"])
-    for job in sorted(plan["jobs"], key=lambda j: (plan["jobs"][j]["role"] != "persistent", j)):
+    order = [j for j, v in plan["jobs"].items() if v["role"] == "persistent"]
+    for c in plan["couplings"].values():
+        order += [j for j in (c["setup"], c["simulation"]) if j and j not in order]
+    for job in order:
         scheduler.submit(_example(plan, job))
     return scheduler.submitted
 
@@ -78,13 +87,15 @@ def to_text(rep: dict[str, Any]) -> str:
     r = rep["resources"]
     out = [f"dry run of {rep['spec']} (profile {rep['profile'] or 'none'}, scheduler "
            f"{rep['scheduler']}): nothing is submitted", "", "jobs"]
-    head = f"  {'job':<14}{'scale':<12}{'role':<12}{'per instance':<20}{'max at once':>12}" \
+    w = max([len(j["job"]) for j in rep["jobs"]] + [len("job")]) + 2
+    s = max([len(j["scale"]) for j in rep["jobs"]] + [len("scale")]) + 2
+    head = f"  {'job':<{w}}{'scale':<{s}}{'role':<12}{'per instance':<24}{'max at once':>12}" \
            f"  {'walltime':<10}{'expected':<10}spawned by"
     out.append(head)
     for j in rep["jobs"]:
         per = f"{j['cores']} cores" + (f" + {j['gpus']} GPU" if j["gpus"] else "") + \
             (f" on {j['nodes']} nodes" if j["nodes"] > 1 else "")
-        out.append(f"  {j['job']:<14}{j['scale']:<12}{j['role']:<12}{per:<20}"
+        out.append(f"  {j['job']:<{w}}{j['scale']:<{s}}{j['role']:<12}{per:<24}"
                    f"{j['max_concurrent']:>12}  {j['walltime']:<10}{j['expected'] or '-':<10}"
                    f"{j['spawned_by']}")
     out += ["", "resource plan",

@@ -16,6 +16,19 @@ def names(data: Any) -> list[str]:
     return list(profiles) if isinstance(profiles, dict) else []
 
 
+# Maps whose keys are the spec's own names: a profile may not add entries to these (a new scale
+# or job in a profile is almost always a typo). Fixed-shape objects may gain keys the base left
+# at their defaults; the schema then checks them.
+_NAMED = ("scales", "stores", "selectors", "couplings", "feedback", "variables")
+_NAMED_BELOW = {("scales", "jobs"), ("scales", "emits"), ("selectors", "queues")}
+
+
+def _is_named_map(path: JsonPath) -> bool:
+    if len(path) == 1:
+        return path[0] in _NAMED
+    return len(path) == 3 and (path[0], path[2]) in _NAMED_BELOW
+
+
 def _merge(base: Any, over: Any, path: JsonPath, ppath: JsonPath, smap: SourceMap,
            errors: list[SpecError]) -> Any:
     if not isinstance(over, dict) or not isinstance(base, dict):
@@ -32,13 +45,17 @@ def _merge(base: Any, over: Any, path: JsonPath, ppath: JsonPath, smap: SourceMa
         return copy.deepcopy(over)
     out = dict(base)
     for key, value in over.items():
+        if key not in base and not _is_named_map(path) and path:
+            out[key] = _merge(None, value, (*path, key), (*ppath, key), smap, errors)
+            continue
         if key not in base:
             close = difflib.get_close_matches(key, list(base), n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             errors.append(SpecError(
                 f"profile overrides {format_path((*path, key))}, which the base spec does not "
                 f"define", smap.locate((*ppath, key), key=True),
-                hint=f"{hint}a profile may only change keys the base spec already has"))
+                hint=f"{hint}a profile may change settings, but not add new "
+                     f"{path[-1] if path else 'top-level keys'}: define it in the base spec"))
             continue
         out[key] = _merge(base[key], value, (*path, key), (*ppath, key), smap, errors)
     return out

@@ -52,13 +52,11 @@ def _describe(error: jsonschema.ValidationError, smap: SourceMap) -> list[SpecSc
         ]
     loc = smap.locate(path)
     if validator == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else "?"
-        for name in error.validator_value:
-            if isinstance(error.instance, dict) and name not in error.instance:
-                missing = name
-                break
-        return [SpecSchemaError(f"{where} is missing the required key '{missing}'", loc,
-                                hint=_required_hint(error.schema, missing))]
+        # One error per missing key at once (validate() drops the duplicates).
+        have = error.instance if isinstance(error.instance, dict) else {}
+        return [SpecSchemaError(f"{where} is missing the required key '{name}'", loc,
+                                hint=_required_hint(error.schema, name))
+                for name in error.validator_value if name not in have]
     if validator == "enum":
         allowed = ", ".join(str(v) for v in error.validator_value)
         close = difflib.get_close_matches(str(error.instance), [str(v) for v in
@@ -69,10 +67,17 @@ def _describe(error: jsonschema.ValidationError, smap: SourceMap) -> list[SpecSc
     if validator == "const":
         return [SpecSchemaError(f"{where} must be '{error.validator_value}'", loc,
                                 hint=f"this version of mummi-spec reads '{SPEC_VERSION}' specs")]
+    if validator == "pattern" and "propertyNames" in list(error.schema_path):
+        return [SpecSchemaError(
+            f"{where}: the name '{error.instance}' is not allowed",
+            smap.locate((*path, error.instance), key=True),
+            hint="names are lower-case letters, digits, '-' and '_', starting with a letter, "
+                 f"e.g. '{str(error.instance).lower().replace(' ', '-')}'")]
     if validator == "pattern":
         return [SpecSchemaError(f"{where}: '{error.instance}' has the wrong form", loc,
                                 hint=_pattern_hint(error.schema))]
     if validator == "propertyNames":
+        loc = smap.locate((*path, error.instance), key=True)
         return [SpecSchemaError(f"{where}: the name '{error.instance}' is not allowed", loc,
                                 hint="names are lower-case letters, digits, '-' and '_', "
                                      "starting with a letter")]
@@ -90,6 +95,8 @@ def _describe(error: jsonschema.ValidationError, smap: SourceMap) -> list[SpecSc
 
 def _required_hint(schema: dict[str, Any], missing: str) -> str | None:
     prop = schema.get("properties", {}).get(missing, {})
+    if "$ref" in prop:
+        prop = load_schema()["$defs"].get(prop["$ref"].rsplit("/", 1)[-1], {})
     desc = prop.get("description")
     return f"'{missing}': {desc}" if desc else None
 
@@ -111,7 +118,8 @@ def _type_hint(schema: dict[str, Any]) -> str | None:
 
 def validate(data: Any, smap: SourceMap) -> list[SpecSchemaError]:
     """Every schema violation in ``data``, located through ``smap``."""
-    out: list[SpecSchemaError] = []
+    out: dict[str, SpecSchemaError] = {}
     for error in _validator().iter_errors(data):
-        out.extend(_describe(error, smap))
-    return out
+        for problem in _describe(error, smap):
+            out.setdefault(str(problem), problem)
+    return list(out.values())
