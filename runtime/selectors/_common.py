@@ -216,7 +216,8 @@ class SelectorBase:
     def load(self, path: Path) -> None:
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            # Our own handle: np.load leaks the one it opens when the zip is corrupt.
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise SelectorError(f"cannot read selector checkpoint {path}: {exc}") from None
