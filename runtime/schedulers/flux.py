@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -126,10 +127,8 @@ class FluxScheduler:
 
     def cancel(self, ids: Sequence[str]) -> None:
         for job_id in ids:
-            try:
+            with contextlib.suppress(OSError):  # already inactive: nothing to cancel
                 self._flux.job.cancel(self._handle, self._flux.job.JobID(job_id))
-            except OSError:
-                pass  # already inactive: nothing to cancel
 
     def close(self) -> None:
         self._handle = None

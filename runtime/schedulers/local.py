@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -28,15 +29,17 @@ from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus
 _TIMEOUT_CODES = frozenset({124, 137})
 
 # Maestro runs this script and waits for it. Its first run starts a new session (so cancel
-# can signal the whole process group, never ours), records the group's id from inside it,
-# and re-executes itself under `timeout`, which enforces the walltime even if we die.
+# can signal the whole process group, never ours) and re-executes itself under `timeout`,
+# which enforces the walltime even if we die; the second run records the group id (field 5
+# of /proc/<pid>/stat) once the group exists, with builtins only: every exec costs.
 _WRAPPER = """\
 if [ -z "${{MUMMI_JOB_INNER:-}}" ]; then
   export MUMMI_JOB_INNER=1
-  exec setsid -w /bin/bash -c 'echo $$ > {pidfile}; exec timeout -k {grace} {walltime} \\
-    /bin/bash "$0"' "$0" </dev/null >{out} 2>{err}
+  exec setsid -w timeout -k {grace} {walltime} /bin/bash "$0" </dev/null >{out} 2>{err}
 fi
 unset MUMMI_JOB_INNER
+read -r _ _ _ _ __mummi_pgid _ < /proc/$$/stat && echo "$__mummi_pgid" > {pidfile}
+unset __mummi_pgid
 """
 
 
@@ -171,10 +174,8 @@ def _wait_for_pid(job: _Job, timeout: float = 5.0) -> int | None:
 
 
 def _signal_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # the whole group has already gone
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass  # the whole group has already gone
 
 
 def _drop_empty_logs(job: _Job) -> None:

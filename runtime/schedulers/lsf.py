@@ -20,7 +20,7 @@ from mummi_spec.runtime.schedulers._common import (
     per_node,
     safe_path,
 )
-from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus
+from mummi_spec.runtime.schedulers.base import JobRequest, JobStatus
 
 # Maestro's LSF header writes every batch key, even empty ones ("#BSUB -G "): drop those.
 _EMPTY_DIRECTIVE = re.compile(r"#BSUB -\w+\s*")

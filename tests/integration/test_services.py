@@ -1,0 +1,44 @@
+"""scripts/services: the local Slurm it starts is up, hands out fake GPUs, and refuses too many."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slurm
+SERVICES = Path(__file__).resolve().parents[2] / "scripts" / "services"
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=60, cwd=cwd,
+                          check=False)
+
+
+def test_status_reports_slurm_up(slurm_cluster):
+    proc = run(str(SERVICES), "status", "slurm")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = dict(line.split(None, 1) for line in proc.stdout.splitlines())
+    assert set(lines) == {"munge", "slurmctld", "slurmd"}
+    assert all(state.startswith("up") for state in lines.values()), lines
+
+
+def test_second_start_changes_nothing(slurm_cluster):
+    proc = run(str(SERVICES), "start", "slurm")
+    assert proc.returncode == 0, proc.stderr
+    assert "started" not in proc.stdout and "config changed" not in proc.stdout
+
+
+def test_gpu_job_sees_cuda_visible_devices(slurm_cluster, tmp_path):
+    out = tmp_path / "gpu.out"
+    proc = run("sbatch", "--wait", "--gpus=1", "-o", str(out), "--wrap",
+               'echo "CVD=$CUDA_VISIBLE_DEVICES"', cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text().strip() in {f"CVD={i}" for i in range(4)}
+
+
+def test_more_gpus_than_the_node_has_is_rejected(slurm_cluster, tmp_path):
+    proc = run("sbatch", "--gpus=5", "-o", "/dev/null", "--wrap", "true", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Requested node configuration is not available" in proc.stderr
