@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from mummi_spec.runtime.schedulers import _maestro
-from mummi_spec.runtime.schedulers.base import TERMINAL_STATES, JobRequest
+from mummi_spec.runtime.schedulers._common import wait_terminal
+from mummi_spec.runtime.schedulers.base import JobRequest
 from mummi_spec.runtime.schedulers.local import LocalScheduler
 from mummi_spec.runtime.schedulers.slurm import SlurmScheduler
 
@@ -56,12 +57,8 @@ def _submit_all(adapter: Any, jobs: list[JobRequest]) -> list[str]:
     return [adapter.submit(job) for job in jobs]
 
 
-def _wait_done(adapter: Any, ids: list[str], timeout: float = 600.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not all(s.state in TERMINAL_STATES for s in adapter.status(ids).values()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"jobs not finished after {timeout} s")
-        time.sleep(0.05)
+def _wait_done(adapter: Any, ids: list[str]) -> None:
+    wait_terminal(adapter, ids, timeout=600.0)
 
 
 def _clock(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:

@@ -6,12 +6,17 @@ import re
 import shlex
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mummi_spec.errors import SchedulerError
-from mummi_spec.runtime.schedulers.base import JobRequest
+from mummi_spec.runtime.schedulers.base import (
+    TERMINAL_STATES,
+    JobRequest,
+    JobStatus,
+    SchedulerAdapter,
+)
 
 # No leading "." (hidden files, "..") nor "-" (read as an option by sbatch and friends).
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -29,6 +34,22 @@ def check_name(name: str) -> str:
             f"job name {name!r} is not usable as a file name: use letters, digits, '_', '.' "
             "and '-', not starting with '.' or '-'")
     return name
+
+
+def begin_submit(job: JobRequest, throttle: SubmitThrottle, *, shell_safe: bool = False
+                 ) -> tuple[str, Path]:
+    """What every submission starts with: checks, then the throttle, then the work directory.
+
+    Returns the checked name and the absolute work directory (created). ``shell_safe``
+    refuses directories that Maestro would paste unquoted into a shell command line.
+    """
+    name = check_name(job.name)
+    workdir = Path(job.workdir).resolve()
+    if shell_safe:
+        safe_path(workdir)
+    throttle.acquire()  # only for jobs that will really be submitted
+    workdir.mkdir(parents=True, exist_ok=True)
+    return name, workdir
 
 
 def env_exports(env: Mapping[str, str]) -> str:
@@ -134,3 +155,20 @@ class SubmitThrottle:
         if wait > 0:
             self._sleep(wait)
         return wait
+
+
+def wait_terminal(adapter: SchedulerAdapter, ids: Sequence[str], timeout: float = 60.0,
+                  interval: float = 0.05) -> dict[str, JobStatus]:
+    """Poll ``status`` until every id is terminal; ``SchedulerError`` after ``timeout`` s.
+
+    For tests, benchmarks and one-off scripts; the campaign manager polls in its own loop.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        states = adapter.status(list(ids))
+        if all(s.state in TERMINAL_STATES for s in states.values()):
+            return states
+        if time.monotonic() >= deadline:
+            waiting = sum(s.state not in TERMINAL_STATES for s in states.values())
+            raise SchedulerError(f"{waiting} of {len(states)} jobs not finished after {timeout} s")
+        time.sleep(interval)

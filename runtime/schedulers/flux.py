@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from mummi_spec.errors import OptionalDependencyError, SchedulerError
 from mummi_spec.runtime.schedulers._common import (
     SubmitThrottle,
-    check_name,
+    begin_submit,
     job_body,
     option_int,
     option_str,
@@ -99,10 +99,7 @@ class FluxScheduler:
         self._throttle = SubmitThrottle.from_options(options)
 
     def submit(self, job: JobRequest) -> str:
-        name = check_name(job.name)
-        self._throttle.acquire()
-        workdir = Path(job.workdir).resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
+        name, workdir = begin_submit(job, self._throttle)
         script = workdir / f"{name}.flux.sh"
         body = substitute_launcher(job_body(job), launcher_for(job, self._nested))
         script.write_text(f"#!/bin/bash\n\n{body}\n")

@@ -18,7 +18,7 @@ from mummi_spec.errors import SchedulerError
 from mummi_spec.runtime.schedulers import _maestro
 from mummi_spec.runtime.schedulers._common import (
     SubmitThrottle,
-    check_name,
+    begin_submit,
     job_body,
     option_int,
     substitute_launcher,
@@ -74,10 +74,7 @@ class LocalScheduler:
         self._lock = threading.Lock()
 
     def submit(self, job: JobRequest) -> str:
-        name = check_name(job.name)
-        self._throttle.acquire()
-        workdir = Path(job.workdir).resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
+        name, workdir = begin_submit(job, self._throttle)
         pid_file = workdir / f".{name}.pid"
         pid_file.unlink(missing_ok=True)  # a stale pid from an earlier attempt must never be hit
         wrapper = _WRAPPER.format(pidfile=f".{name}.pid", grace=self._grace,

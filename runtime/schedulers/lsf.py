@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from maestrowf.abstracts.enums import CancelCode, SubmissionCode
@@ -14,11 +13,11 @@ from mummi_spec.errors import SchedulerError
 from mummi_spec.runtime.schedulers import _maestro
 from mummi_spec.runtime.schedulers._common import (
     SubmitThrottle,
+    begin_submit,
     check_name,
     job_body,
     option_token,
     per_node,
-    safe_path,
 )
 from mummi_spec.runtime.schedulers.base import JobRequest, JobStatus
 
@@ -52,16 +51,13 @@ class LsfScheduler:
         self._throttle = SubmitThrottle.from_options(options)
 
     def submit(self, job: JobRequest) -> str:
-        name = check_name(job.name)
+        check_name(job.name)
         if shutil.which("bsub") is None:
             raise SchedulerError("LSF submission is not available on this machine: bsub not found")
-        self._throttle.acquire()
-        workdir = Path(job.workdir).resolve()
-        cwd = safe_path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
+        name, workdir = begin_submit(job, self._throttle, shell_safe=True)
         script = workdir / f"{name}.lsf.sh"
         script.write_text(render_batch_script(job, self._options))
-        record = self._adapter.submit(_step(job), str(script), cwd)
+        record = self._adapter.submit(_step(job), str(script), str(workdir))
         if record.submission_code != SubmissionCode.OK:
             raise SchedulerError(f"bsub refused job {name} (exit {record.return_code})")
         return str(record.job_identifier)

@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from maestrowf.abstracts.enums import CancelCode, SubmissionCode
@@ -17,10 +16,9 @@ from mummi_spec.errors import SchedulerError
 from mummi_spec.runtime.schedulers import _maestro
 from mummi_spec.runtime.schedulers._common import (
     SubmitThrottle,
-    check_name,
+    begin_submit,
     job_body,
     option_token,
-    safe_path,
 )
 from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus
 
@@ -84,11 +82,8 @@ class SlurmScheduler:
         self._throttle = SubmitThrottle.from_options(options)
 
     def submit(self, job: JobRequest) -> str:
-        name = check_name(job.name)
-        self._throttle.acquire()
-        workdir = Path(job.workdir).resolve()
-        cwd = safe_path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
+        name, workdir = begin_submit(job, self._throttle, shell_safe=True)
+        cwd = str(workdir)
         # Maestro's header has no --cpus-per-task; #SBATCH lines right after it still count.
         extra = f"#SBATCH --cpus-per-task={job.cores_per_task}\n" if job.cores_per_task > 1 else ""
         step = _maestro.step_for(job, extra + job_body(job))

@@ -4,60 +4,32 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@dataclass(frozen=True)
 class Layout:
-    """Paths under the state directory, plus the node this machine plays."""
+    """Paths under the state directory: pids, logs, Slurm state and spool, Redis, fake GPUs."""
 
-    root: Path
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.pids = root / "pids"
+        self.log = root / "log"
+        # munged runs as user munge and needs a directory of its own for its pid and log.
+        self.munge = root / "munge"
+        self.slurmctld = root / "slurmctld"
+        self.slurmd = root / "slurmd"
+        self.redis = root / "redis"
+        self.fakegpu = root / "fakegpu"
+        self.jobcomp = self.log / "jobcomp.log"
+        self.lock = root / "services.lock"
 
     @classmethod
     def from_env(cls) -> Layout:
         """The state directory from ``MUMMI_SERVICES_DIR``, defaulting to ``<repo>/.services``."""
         root = os.environ.get("MUMMI_SERVICES_DIR") or str(REPO / ".services")
         return cls(Path(root).resolve())
-
-    @property
-    def pids(self) -> Path:
-        return self.root / "pids"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "log"
-
-    @property
-    def munge(self) -> Path:
-        # munged runs as user munge and wants a private directory for its pid and log.
-        return self.root / "munge"
-
-    @property
-    def slurmctld(self) -> Path:
-        return self.root / "slurmctld"
-
-    @property
-    def slurmd(self) -> Path:
-        return self.root / "slurmd"
-
-    @property
-    def redis(self) -> Path:
-        return self.root / "redis"
-
-    @property
-    def fakegpu(self) -> Path:
-        return self.root / "fakegpu"
-
-    @property
-    def jobcomp(self) -> Path:
-        return self.log / "jobcomp.log"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / "services.lock"
 
     def create(self) -> None:
         """Create the directories that every daemon expects to exist."""

@@ -64,7 +64,7 @@ def _prepare(layout: Layout) -> None:
             raise ServiceError(f"mungekey --create failed: {proc.stderr.strip()}")
         os.chown(MUNGE_KEY, user.pw_uid, user.pw_gid)
         MUNGE_KEY.chmod(0o600)
-    for path, mode in ((RUN_DIR, 0o755), (layout.munge, 0o700)):
+    for path, mode in ((RUN_DIR, 0o755), (layout.munge, 0o755)):
         path.mkdir(parents=True, exist_ok=True)
         os.chown(path, user.pw_uid, user.pw_gid)
         path.chmod(mode)

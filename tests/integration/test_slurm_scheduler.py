@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 import pytest
 
 from mummi_spec.errors import SchedulerError
 from mummi_spec.runtime.schedulers import slurm as slurm_adapter
-from mummi_spec.runtime.schedulers.base import TERMINAL_STATES, JobRequest, JobState, JobStatus
+from mummi_spec.runtime.schedulers._common import wait_terminal
+from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus
 from mummi_spec.runtime.schedulers.slurm import SlurmScheduler
 
 pytestmark = pytest.mark.slurm
@@ -29,16 +29,6 @@ def timeout_job(adapter, tmp_path_factory):
     so this job overlaps the rest of the module instead of adding its ~75 s to the run."""
     workdir = tmp_path_factory.mktemp("timeout")
     return adapter.submit(JobRequest("overtime", "test", "sleep 600", workdir, walltime=1))
-
-
-def wait_terminal(adapter, ids: Sequence[str], timeout: float) -> dict[str, JobStatus]:
-    deadline = time.monotonic() + timeout
-    while True:
-        states = adapter.status(list(ids))
-        if all(s.state in TERMINAL_STATES for s in states.values()):
-            return states
-        assert time.monotonic() < deadline, f"still running after {timeout} s"
-        time.sleep(0.2)
 
 
 def test_time_limit_job_is_submitted(timeout_job):

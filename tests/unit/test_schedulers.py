@@ -6,7 +6,6 @@ import shutil
 import sys
 import time
 import types
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,9 @@ from mummi_spec.errors import OptionalDependencyError, SchedulerError
 from mummi_spec.runtime.registry import SCHEDULERS
 from mummi_spec.runtime.schedulers import flux as flux_adapter
 from mummi_spec.runtime.schedulers import slurm as slurm_adapter
-from mummi_spec.runtime.schedulers._common import SubmitThrottle, hms
+from mummi_spec.runtime.schedulers._common import SubmitThrottle, hms, wait_terminal
 from mummi_spec.runtime.schedulers._maestro import MAESTRO_STATES, from_maestro
 from mummi_spec.runtime.schedulers.base import (
-    TERMINAL_STATES,
     JobRequest,
     JobState,
     JobStatus,
@@ -50,17 +48,6 @@ def scheduler(request: pytest.FixtureRequest):
     adapter = SCHEDULERS.get(request.param)({})
     yield adapter
     adapter.close()
-
-
-def wait_terminal(adapter, ids: Sequence[str], timeout: float = 60.0) -> dict[str, JobStatus]:
-    """Poll ``status`` until every id is terminal (bounded; short poll interval)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        states = adapter.status(list(ids))
-        if all(s.state in TERMINAL_STATES for s in states.values()):
-            return states
-        assert time.monotonic() < deadline, f"not terminal after {timeout} s: {states}"
-        time.sleep(0.05)
 
 
 def job(tmp_path: Path, name: str, script: str, **kw) -> JobRequest:
