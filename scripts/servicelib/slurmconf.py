@@ -64,8 +64,11 @@ def render_slurm_conf(layout: Layout, node: str) -> str:
         "ReturnToService=2",
         # The node line is authoritative: fake CPUs and GPUs do not drain the node.
         "SlurmdParameters=config_overrides",
-        # Finished jobs stay visible to `squeue -t all` for an hour, for slow pollers.
+        # Finished jobs stay visible to `squeue -t all` for an hour, for slow pollers...
         "MinJobAge=3600",
+        # ...and count against MaxJobCount meanwhile: the default 10,000 refuses sbatch
+        # ("Resource temporarily unavailable") after a few benchmark bursts.
+        "MaxJobCount=50000",
         "InactiveLimit=0",
         "KillWait=5",
         "Waittime=0",
