@@ -18,13 +18,14 @@ class Columns:
     ``cols["x"]`` of shape ``(d,)`` per row is a ``(d, n)`` view whose ``[j]`` is one
     contiguous coordinate: the per-pick distance update then runs as plain contiguous
     ufunc loops instead of a BLAS matrix-vector product, which OpenBLAS threads make slow on
-    a busy 2-core machine. Capacity grows by half again when full, so appends are amortised.
+    a busy 2-core machine. Capacity doubles when full, so appends are amortised O(1).
     """
 
     def __init__(self, spec: ColumnSpec) -> None:
         self.n = 0
         self._data = {
-            name: np.empty((*shape, 0), dtype=np.dtype(dtype)) for name, (dtype, shape) in spec.items()
+            name: np.empty((*shape, 0), dtype=np.dtype(dtype))
+            for name, (dtype, shape) in spec.items()
         }
 
     def __len__(self) -> int:
@@ -35,14 +36,14 @@ class Columns:
 
     def capacity(self) -> int:
         """Rows that fit before the next reallocation."""
-        return min(a.shape[-1] for a in self._data.values())
+        return int(min(a.shape[-1] for a in self._data.values()))
 
     def reserve(self, rows: int) -> None:
         """Make room for ``rows`` rows in total."""
         cap = self.capacity()
         if rows <= cap:
             return
-        new_cap = max(rows, cap + cap // 2, 64)
+        new_cap = max(rows, 2 * cap, 64)
         for name, arr in self._data.items():
             grown = np.empty((*arr.shape[:-1], new_cap), dtype=arr.dtype)
             grown[..., : self.n] = arr[..., : self.n]

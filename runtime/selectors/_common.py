@@ -7,7 +7,7 @@ import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -32,7 +32,8 @@ def read_int(cfg: Mapping[str, Any], key: str, default: int | None, minimum: int
     if value is None:
         raise SelectorError(f"selector config: '{key}' is required")
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise SelectorError(f"selector config: '{key}' must be an integer >= {minimum}, got {value!r}")
+        raise SelectorError(f"selector config: '{key}' must be an integer >= {minimum}, "
+                            f"got {value!r}")
     return int(value)
 
 
@@ -40,14 +41,16 @@ def read_float(cfg: Mapping[str, Any], key: str, default: float, lo: float, hi: 
     value = cfg.get(key, default)
     ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
     if not ok or not lo <= float(value) <= hi:
-        raise SelectorError(f"selector config: '{key}' must be a number in [{lo}, {hi}], got {value!r}")
+        raise SelectorError(f"selector config: '{key}' must be a number in [{lo}, {hi}], "
+                            f"got {value!r}")
     return float(value)
 
 
 def normalized(weights: np.ndarray, normalize: bool) -> np.ndarray:
     """Scale weights to mean 1 when asked (feedback treats 1 as 'an ordinary selection')."""
     if normalize and len(weights):
-        return weights / weights.mean()
+        scaled: np.ndarray = weights / weights.mean()
+        return scaled
     return weights
 
 
@@ -127,7 +130,9 @@ class SelectorBase:
         if tags is None:
             fill = 0 if len(self._queue_names) == 1 else -1
             return np.full(m, fill, dtype=np.int16)
-        tag_arr = np.asarray(tags, dtype=object)
+        tag_arr = np.asarray(tags)
+        if tag_arr.dtype.kind not in "US":  # e.g. None among the tags: compare as objects
+            tag_arr = np.asarray(tags, dtype=object)
         if tag_arr.shape != (m,):
             raise SelectorError(f"{len(tag_arr)} tags given for {m} ids")
         queue = np.full(m, -1, dtype=np.int16)
@@ -191,7 +196,8 @@ class SelectorBase:
 
     def _weights_dict(self, weights: np.ndarray, normalize: bool) -> dict[str, float]:
         ids = self._book.decode(self._selected["serial"])
-        return dict(zip(ids, normalized(weights.astype(np.float64), normalize).tolist()))
+        values = normalized(weights.astype(np.float64), normalize).tolist()
+        return dict(zip(ids, values, strict=True))
 
     # ------------------------------------------------------------ checkpoints
     def save(self, path: Path) -> None:
@@ -208,7 +214,7 @@ class SelectorBase:
         }
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:  # a file object: np.savez would append '.npz' to a name
-            np.savez(fh, **arrays)
+            np.savez(fh, **cast(dict[str, Any], arrays))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -22,13 +22,14 @@ _MAX_SERIAL = np.iinfo(np.int32).max - 1
 _MAX_LOAD = 0.6
 _GROWTH = 4
 _REBUILD_CHUNK = 1 << 20
+_STRAGGLERS = 32  # below this many pending items, probe in a plain loop
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
 def _fmix(z: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser; maps 0 to 0, so zero padding never changes a fingerprint."""
+    """SplitMix64's finaliser: a bijection that spreads every input bit over the output."""
     z = z ^ (z >> 30)
     z *= _MIX1
     z ^= z >> 27
@@ -47,9 +48,11 @@ def fingerprint(ids: np.ndarray) -> np.ndarray:
         buf[:, :width] = raw
         raw = buf
     words = raw.view(np.uint64)
+    # Odd multipliers make any change to one word change the sum; one mix at the end then
+    # spreads it over all bits. Equal fingerprints are only a hint: the bytes are compared.
     h = np.zeros(m, dtype=np.uint64)
     for j in range(words.shape[1]):
-        h += _fmix(words[:, j] * np.uint64((_GOLDEN * (2 * j + 1)) % 2**64))
+        h += words[:, j] * np.uint64((_GOLDEN * (2 * j + 1)) % 2**64)
     return _fmix(h)
 
 
@@ -167,6 +170,9 @@ class IdBook:
         slot = (h & np.uint64(mask)).astype(np.intp)
         mine = serials
         while pend.size:
+            if pend.size <= _STRAGGLERS:
+                self._place_each(h, pend, slot, mine, ids, match)
+                break
             cur = table[slot]
             empty = np.flatnonzero(cur < 0)
             if empty.size:
@@ -175,13 +181,28 @@ class IdBook:
                 # last; whoever won, reading back decides, so the table stays consistent.
                 table[claimed[::-1]] = mine[empty[::-1]]
                 cur[empty] = table[claimed]
-            other = cur != mine
-            if ids is not None:
-                same = np.flatnonzero(other & (fps[cur] == h[pend]))
-                if same.size:
-                    equal = same[stored[cur[same]] == ids[pend[same]]]
-                    match[pend[equal]] = cur[equal]
-                    other[equal] = False
-            rest = np.flatnonzero(other)
+            rest = np.flatnonzero(cur != mine)  # slots someone else holds
+            if ids is not None and rest.size:
+                same = np.flatnonzero(fps[cur[rest]] == h[pend[rest]])
+                if same.size:  # the same fingerprint: compare the ids themselves
+                    at = rest[same]
+                    equal = same[stored[cur[at]] == ids[pend[at]]]
+                    match[pend[rest[equal]]] = cur[rest[equal]]
+                    rest = np.delete(rest, equal)
             pend, slot, mine = pend[rest], (slot[rest] + 1) & mask, mine[rest]
         return match
+
+    def _place_each(self, h: np.ndarray, pend: np.ndarray, slot: np.ndarray, mine: np.ndarray,
+                    ids: np.ndarray | None, match: np.ndarray) -> None:
+        """The last few items, one at a time: a long probe run would otherwise cost one
+        vectorised round (a dozen numpy calls) per slot."""
+        table, mask = self._table, len(self._table) - 1
+        fps, stored = self._cols["fp"], self._cols["id"]
+        for i, s, me in zip(pend.tolist(), slot.tolist(), mine.tolist(), strict=True):
+            while (cur := int(table[s])) >= 0:
+                if ids is not None and fps[cur] == h[i] and stored[cur] == ids[i]:
+                    match[i] = cur
+                    break
+                s = (s + 1) & mask
+            else:
+                table[s] = me

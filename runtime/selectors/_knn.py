@@ -76,20 +76,18 @@ class SelectedIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Squared distances to the k nearest selected points, ascending, +inf where fewer
         exist or IVF found fewer; and the label of the nearest (-1 if none)."""
-        n = len(queries)
-        d2 = np.full((n, k), np.inf, dtype=np.float32)
-        nearest = np.full(n, -1, dtype=np.int32)
-        kk = min(k, self.n)
+        n, kk = len(queries), min(k, self.n)
         if n == 0 or kk == 0:
-            return d2, nearest
+            return np.full((n, k), np.inf, dtype=np.float32), np.full(n, -1, dtype=np.int32)
         self._train_if_ready()
         with _search_settings(n):
             dist, labels = self._faiss.search(np.ascontiguousarray(queries, dtype=np.float32), kk)
-        dist[labels < 0] = np.inf
+        if (labels[:, -1] < 0).any():  # results come nearest first, so gaps are at the end
+            dist[labels < 0] = np.inf
         np.maximum(dist, 0.0, out=dist)
-        d2[:, :kk] = dist
-        nearest[:] = labels[:, 0]
-        return d2, nearest
+        if kk < k:
+            dist = np.hstack([dist, np.full((n, k - kk), np.inf, dtype=np.float32)])
+        return dist, labels[:, 0].astype(np.int32)
 
     def _train_if_ready(self) -> None:
         if self.kind != "ivf" or self._trained or self.n < TRAIN_PER_LIST * self.nlist:
@@ -116,7 +114,6 @@ class SelectedIndex:
             index = faiss.deserialize_index(np.ascontiguousarray(blob, dtype=np.uint8))
             if index.ntotal != self.n or index.d != self.dim:
                 raise SelectorError("stored IVF index does not match the selected points")
-            index.nprobe = self.nprobe
             self._faiss, self._trained = index, True
         else:
             self._faiss = faiss.IndexFlatL2(self.dim)

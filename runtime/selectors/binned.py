@@ -137,7 +137,7 @@ class BinnedSelector(SelectorBase):
         self._cols.restore(arrays, "cand_")
         self._sel_bin.restore(arrays, "selbin_")
         bins, taken = self._cols["bin"], self._sel_bin["bin"]
-        if len(bins) and int(bins.max()) >= self._nbins or len(taken) != self._selected.n:
+        if (len(bins) and int(bins.max()) >= self._nbins) or len(taken) != self._selected.n:
             raise SelectorError("stored bins do not match the selector's bins")
         self._n = np.bincount(bins[bins != _TAKEN], minlength=self._nbins).astype(np.int64)
         self._s = np.bincount(taken, minlength=self._nbins).astype(np.int64)

@@ -20,7 +20,8 @@ def _ranks(d2: np.ndarray) -> np.ndarray:
     dist = np.sqrt(d2)
     finite = np.isfinite(dist)
     if finite.all():
-        return dist.mean(axis=1, dtype=np.float32)
+        mean: np.ndarray = dist.mean(axis=1, dtype=np.float32)
+        return mean
     count = finite.sum(axis=1)
     total = np.where(finite, dist, 0.0).sum(axis=1, dtype=np.float32)
     out = np.full(len(d2), np.inf, dtype=np.float32)
@@ -100,7 +101,8 @@ class FarthestPointSelector(SelectorBase):
     def ranks(self) -> dict[str, float]:
         """Current rank of every candidate (for inspection and tests)."""
         self._sync()
-        return dict(zip(self._book.decode(self._cand["serial"]), self._cand["rank"].tolist()))
+        names = self._book.decode(self._cand["serial"])
+        return dict(zip(names, self._cand["rank"].tolist(), strict=True))
 
     # -------------------------------------------------------------- internals
     def _accept(self, serials: np.ndarray, points: np.ndarray, queue: np.ndarray) -> None:

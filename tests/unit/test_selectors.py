@@ -75,6 +75,19 @@ def test_bad_items_are_refused_one_by_one_and_never_selected(kind: str) -> None:
     assert again.accepted == 1 and "already selected" in again.rejected[0][1]
 
 
+def test_large_batches_find_every_duplicate_exactly() -> None:
+    sel = make("random")
+    rng = np.random.default_rng(0)
+    first = [f"id-{i}" for i in rng.permutation(20_000)]
+    assert sel.add(first, cloud(20_000)).accepted == 20_000
+    repeats = [first[i] for i in range(0, 20_000, 97)]
+    batch = [f"new-{i}" for i in range(30_000)] + repeats + ["new-5", "new-7"]
+    result = sel.add(batch, cloud(len(batch)))
+    assert result.accepted == 30_000
+    assert sorted(i for i, _ in result.rejected) == sorted([*repeats, "new-5", "new-7"])
+    assert sel.stats().candidates == 50_000
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_whole_batch_shape_errors_raise(kind: str) -> None:
     sel = make(kind)
@@ -207,7 +220,7 @@ def test_fp_incremental_ranks_equal_a_brute_force_recomputation() -> None:
     def add(prefix: str, n: int) -> None:
         names, pts = ids(prefix, n), rng.normal(10.0, 3.0, (n, 4))  # far from the origin
         sel.add(names, pts, tags=rng.choice(["a", "b"], n).tolist())
-        where.update(zip(names, pts))
+        where.update(zip(names, pts, strict=True))
 
     add("x", 300)
     chosen: list[str] = []
@@ -268,7 +281,8 @@ def test_fp_capacity_discards_the_least_novel_tail() -> None:
     first = sel.select(1)
     assert sel.stats() == SelectorStats(50, 1, 49, {"q": (50, 1)})
     kept = set(sel.ranks())
-    rank = dict(zip(ids("c", 100), brute_force_ranks(points, points[[int(first[0][1:])]], 10)))
+    seed_point = points[[int(first[0][1:])]]
+    rank = dict(zip(ids("c", 100), brute_force_ranks(points, seed_point, 10), strict=True))
     dropped = set(rank) - kept - set(first)
     assert len(dropped) == 49 and max(rank[i] for i in dropped) <= min(rank[i] for i in kept)
     assert "discarded" in sel.add([next(iter(dropped))], cloud(1, dim=2)).rejected[0][1]
@@ -290,8 +304,8 @@ def test_fp_ivf_index_trains_once_enough_points_and_survives_a_checkpoint(tmp_pa
     points = cloud(600, seed=8)
     sel.add(ids("c", 600), points)
     chosen = sel.select(200)  # past 39 * nlist: trained on the way
-    sel.add(ids("n", 50), cloud(50, seed=9))
-    where = dict(zip(ids("c", 600) + ids("n", 50), np.vstack([points, cloud(50, seed=9)])))
+    sel.add(ids("c", 650)[600:], cloud(50, seed=9))
+    where = dict(zip(ids("c", 650), np.vstack([points, cloud(50, seed=9)]), strict=True))
     ranks = sel.ranks()
     expected = brute_force_ranks(np.array([where[i] for i in ranks]),
                                  np.array([where[i] for i in chosen]), 3)

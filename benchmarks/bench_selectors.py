@@ -1,0 +1,325 @@
+"""Benchmark the selectors at the paper's sizes, beside the reference design's full re-rank.
+
+    python benchmarks/bench_selectors.py [--quick] [--json out.json]
+
+Times are wall-clock medians of several runs, taken with tracing off. ``peak_mb`` comes from
+tracemalloc started just before the selector is built (after its inputs exist): the peak during
+the operation, so the selector's whole state plus the operation's temporaries. tracemalloc sees
+numpy's and Python's allocations, not FAISS's C++ ones (the index of 34,500 9-D points is
+1.2 MB). Resident-set deltas were tried and under-report: the allocator keeps memory that an
+earlier row freed.
+FAISS gets all cores (OpenMP threads = os.cpu_count(), 2 here); the selectors themselves run
+searches of fewer than 2,048 queries on one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import faiss
+import numpy as np
+
+from mummi_spec.runtime.selectors.binned import BinnedSelector
+from mummi_spec.runtime.selectors.farthest_point import FarthestPointSelector
+
+PAPER = "3-4 min per re-rank"
+FULL = {"queues": 5, "per_queue": 35_000, "selected": 6_900, "dim": 9, "new": 100,
+        "binned": 9_000_000, "ingest": 1_000_000, "repeats": 7}
+QUICK = {"queues": 5, "per_queue": 5_000, "selected": 1_000, "dim": 9, "new": 100,
+         "binned": 1_000_000, "ingest": 100_000, "repeats": 5}
+FRAME_BINS = {"bins": [16, 19, 5], "bounds": [[0, 180], [0, 360], [1.5, 3.0]]}
+
+
+def _median(fn: Callable[[], Any], repeats: int, before: Callable[[], Any] | None = None
+            ) -> float:
+    times = []
+    for _ in range(repeats):
+        if before:
+            before()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _paired(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """Medians of ``a`` and ``b`` timed alternately, so load from other processes hits both."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, out in ((a, times[0]), (b, times[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def _peak_mb(fn: Callable[[], Any]) -> float:
+    """Traced peak while ``fn`` runs, counting what is already traced (tracing must be on)."""
+    tracemalloc.reset_peak()
+    fn()
+    return tracemalloc.get_traced_memory()[1] / 1e6
+
+
+def _row(what: str, size: str, ours: float, baseline: float | None, reference: str,
+         peak: float | None, baseline_is: str, paper: str = PAPER) -> dict[str, Any]:
+    return {"what": what, "size": size, "ours_s": round(ours, 5),
+            "baseline_s": None if baseline is None else round(baseline, 4),
+            "baseline_is": baseline_is, "paper": paper, "reference": reference,
+            "ratio": None if not baseline else round(baseline / ours, 1),
+            "peak_mb": None if peak is None else round(peak, 1)}
+
+
+def _ids(prefix: str, start: int, n: int) -> np.ndarray:
+    """``prefix`` + 9 digits as a numpy unicode array, built without a Python loop."""
+    digits = (np.arange(start, start + n)[:, None] // 10 ** np.arange(8, -1, -1)) % 10
+    head = np.tile(np.array([ord(c) for c in prefix]), (n, 1))
+    codes = np.concatenate([head, 48 + digits], axis=1).astype(np.uint32)
+    return codes.view(f"U{codes.shape[1]}").reshape(n)
+
+
+# ------------------------------------------------------------------ farthest point
+def _fp_inputs(s: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    chosen = rng.standard_normal((s["queues"] * s["selected"], s["dim"])).astype(np.float32)
+    cands = rng.standard_normal((s["queues"] * s["per_queue"], s["dim"])).astype(np.float32)
+    return chosen, cands
+
+
+def _fp_setup(s: dict[str, int], index: dict[str, Any], chosen: np.ndarray, cands: np.ndarray
+              ) -> Any:
+    """A selector holding the paper's state: selected points, full queues, ranked."""
+    names = [f"q{i}" for i in range(s["queues"])]
+    cfg = {"kind": "farthest_point", "dim": s["dim"], "index": index,
+           "queues": {n: {"ratio": 1 / len(names), "capacity": s["per_queue"]} for n in names}}
+    sel = FarthestPointSelector(cfg, seed=0)
+    sel.add(_ids("s", 0, len(chosen)), chosen, np.repeat(names, s["selected"]).tolist())
+    sel.select(len(chosen))  # all of them, the way a campaign would have, one pick at a time
+    sel.add(_ids("c", 0, len(cands)), cands, np.tile(names, s["per_queue"]).tolist())
+    sel.rerank()
+    return sel
+
+
+def _reference_select(cands: np.ndarray, chosen: np.ndarray, s: dict[str, int],
+                      indexes: list[Any]) -> list[int]:
+    """The reference design: every select re-ranks every candidate of every queue against
+    that queue's own selected points, then takes the top of each queue (batch-greedy)."""
+    q = s["queues"]
+    top = []
+    for i, index in enumerate(indexes):
+        dist, _ = index.search(cands[i::q], 10)
+        rank = np.sqrt(np.maximum(dist, 0)).mean(axis=1)
+        top += np.argpartition(rank, -2)[-2:].tolist()
+    return top
+
+
+def _queue_indexes(chosen: np.ndarray, s: dict[str, int], kind: str) -> list[Any]:
+    out = []
+    for i in range(s["queues"]):
+        points = chosen[i * s["selected"] : (i + 1) * s["selected"]]
+        if kind == "exact":
+            index = faiss.IndexFlatL2(s["dim"])
+        else:
+            index = faiss.IndexIVFFlat(faiss.IndexFlatL2(s["dim"]), s["dim"],
+                                       min(100, len(points) // 39))
+            index.train(points)
+            index.nprobe = 10
+        index.add(points)
+        out.append(index)
+    return out
+
+
+REFERENCE = {"exact": "DynIm 2.9 s select / 2.8 s re-rank (bare FAISS 1.6 s)",
+             "ivf": "DynIm 2.0 s select / 1.8 s re-rank (bare FAISS 0.7 s)"}
+
+
+def _fp_kind_rows(s: dict[str, int], kind: str, index: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    chosen, cands = _fp_inputs(s)
+    tracemalloc.start()
+    sel = _fp_setup(s, index, chosen, cands)
+    rerank_peak = _peak_mb(sel.rerank)
+    rng = np.random.default_rng(1)
+    names = np.tile([f"q{i}" for i in range(s["queues"])], s["new"] // s["queues"]).tolist()
+    count = [0]
+
+    def arrive() -> None:
+        new = rng.standard_normal((s["new"], s["dim"])).astype(np.float32)
+        sel.add(_ids(f"n{count[0]}-", 0, s["new"]), new, names)
+        count[0] += 1
+
+    arrive()
+    select_peak = _peak_mb(lambda: sel.select(10))
+    tracemalloc.stop()
+    if kind == "exact":  # full re-rank from scratch vs the bare FAISS search it is made of
+        bare_index = faiss.IndexFlatL2(s["dim"])
+        bare_index.add(chosen)
+        ours, bare = _paired(sel.rerank, lambda: bare_index.search(cands, 10), 3)
+        rows.append(_row("farthest-point full re-rank (exact)",
+                         f"{len(cands):,} x {len(chosen):,} {s['dim']}-D", ours, bare,
+                         REFERENCE[kind], rerank_peak, "bare IndexFlatL2.search, same sizes"))
+    # Select 10 with ranks brought up to date, after `new` arrivals since the last one.
+    ours = _median(lambda: sel.select(10), 3 * s["repeats"], before=arrive)
+    indexes = _queue_indexes(chosen, s, kind)
+    base = _median(lambda: _reference_select(cands, chosen, s, indexes), 3)
+    size = f"{s['queues']}x{s['per_queue']:,} {s['dim']}-D, {s['selected']:,} sel/queue"
+    rows.append(_row(f"farthest-point select 10 ({kind}), {s['new']} new since last", size,
+                     ours, base, REFERENCE[kind], select_peak,
+                     "full re-rank per select, per-queue FAISS (DynIm's design)"))
+    return rows
+
+
+def fp_rows(s: dict[str, int]) -> list[dict[str, Any]]:
+    return _fp_kind_rows(s, "exact", {"type": "exact"}) + _fp_kind_rows(
+        s, "ivf", {"type": "ivf", "nlist": 100, "nprobe": 10})
+
+
+# ------------------------------------------------------------------------ binned
+def _frames(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)  # tilt, rotation, depth, roughly like CG frames
+    return np.column_stack([rng.normal(90, 40, n), rng.uniform(0, 360, n),
+                            rng.normal(2.2, 0.4, n)])
+
+
+def _reference_binned_select(sel: BinnedSelector, points: np.ndarray, taken: np.ndarray,
+                             rng: np.random.Generator) -> None:
+    """Plain numpy, re-ranking everything per select: bin every point, count, pick 10."""
+    b = sel.bin_of(points)
+    n = np.bincount(b[~taken], minlength=sel._nbins)
+    s = np.bincount(b[taken], minlength=sel._nbins)
+    for _ in range(10):
+        both = n + s
+        share = 0.8 * both / both.sum() + 0.2 * (both > 0) / np.count_nonzero(both)
+        pick = int(np.argmax(np.where(n > 0, share * (s.sum() + 1) - s, -np.inf)))
+        members = np.flatnonzero((b == pick) & ~taken)
+        taken[members[rng.integers(len(members))]] = True
+        n[pick] -= 1
+        s[pick] += 1
+
+
+def binned_rows(s: dict[str, int]) -> list[dict[str, Any]]:
+    total, batch = s["binned"], 100_000
+    cfg = {"kind": "binned", "dim": 3, "novelty": 0.2, **FRAME_BINS}
+    points = _frames(total)
+    ids = [_ids("frame-", i, min(batch, total - i)) for i in range(0, total, batch)]
+    holder: list[BinnedSelector] = []
+
+    def add_all() -> None:
+        holder.clear()  # the previous run's selector is not part of this one's memory
+        sel = BinnedSelector(cfg)
+        for i, chunk in enumerate(ids):
+            sel.add(chunk, points[i * batch : i * batch + len(chunk)])
+        holder[:] = [sel]
+
+    add_s = _median(add_all, max(2, s["repeats"] // 3))
+    holder.clear()
+    extra = [0]
+
+    def select() -> None:
+        holder[0].select(10)
+
+    def arrive() -> None:  # new frames keep arriving, so each select has bins to rescan
+        late = _ids("late-", extra[0] * 10_000, 10_000)
+        holder[0].add(late, _frames(10_000, seed=extra[0] + 1))
+        extra[0] += 1
+
+    tracemalloc.start()
+    add_peak = _peak_mb(add_all)
+    first_peak = _peak_mb(select)  # the first select scans for its bins
+    arrive()
+    peak = _peak_mb(select)
+    tracemalloc.stop()
+    add_all()
+    first = _median(select, 1)
+    select_s = _median(select, s["repeats"], before=arrive)
+    taken = np.zeros(total, dtype=bool)
+    rng = np.random.default_rng(0)
+    base = _median(lambda: _reference_binned_select(holder[0], points, taken, rng), 3)
+    ref = "DynIm 17 s add / 47 s select, 4.3 GB"
+    return [
+        _row("binned add (batches of 100,000)", f"{total:,} 3-D", add_s, None, ref, add_peak,
+             ""),
+        _row("binned select 10, 10,000 new since last", f"{total:,} 3-D", select_s, base, ref,
+             peak, "plain numpy: re-bin and count everything per select"),
+        _row("binned first select 10 after the adds", f"{total:,} 3-D", first, base, ref,
+             first_peak, "plain numpy: re-bin and count everything per select"),
+    ]
+
+
+# ------------------------------------------------------------------------ ingest
+def ingest_rows(s: dict[str, int]) -> list[dict[str, Any]]:
+    total, batch, q = s["ingest"], 1_000, s["queues"]
+    rng = np.random.default_rng(2)
+    names = [f"q{i}" for i in range(q)]
+    cfg = {"kind": "farthest_point", "dim": s["dim"],
+           "queues": {n: {"ratio": 1 / q} for n in names}}
+    batches = [([f"patch-{j:09d}" for j in range(i, i + batch)],
+                rng.standard_normal((batch, s["dim"])).astype(np.float32),
+                np.tile(names, batch // q).tolist()) for i in range(0, total, batch)]
+
+    def ours() -> None:
+        sel = FarthestPointSelector(cfg)
+        for ids, pts, tags in batches:
+            sel.add(ids, pts, tags)
+
+    def per_candidate() -> None:  # one dict entry per candidate, refusing known ids
+        known: dict[str, tuple[np.ndarray, str]] = {}
+        for ids, pts, tags in batches:
+            for name, point, tag in zip(ids, pts, tags, strict=True):
+                if name not in known:
+                    known[name] = (point, tag)
+
+    t = _median(ours, 3)
+    tracemalloc.start()
+    peak = _peak_mb(ours)
+    tracemalloc.stop()
+    return [_row("farthest-point ingest (batches of 1,000; lists of str)",
+                 f"{total:,} {s['dim']}-D", t, _median(per_candidate, 3),
+                 f"target > 1 M/s (ours {total / t / 1e6:.1f} M/s)", peak,
+                 "Python dict, one entry per candidate", paper="negligible (cached)")]
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    """Every row; ``quick`` uses smaller sizes (seconds, not minutes)."""
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    sizes = QUICK if quick else FULL
+    return fp_rows(sizes) + binned_rows(sizes) + ingest_rows(sizes)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = ["what", "size", "ours", "baseline", "paper", "reference", "ratio", "peak MB"]
+    body = [[r["what"], r["size"], f"{r['ours_s'] * 1e3:.1f} ms",
+             "" if r["baseline_s"] is None else f"{r['baseline_s'] * 1e3:.0f} ms",
+             r["paper"], r["reference"], "" if r["ratio"] is None else f"{r['ratio']}x",
+             "" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"] for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
+    lines = [" | ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True))
+             for line in [head, *body]]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    notes = sorted({f"baseline of '{r['what']}': {r['baseline_is']}" for r in rows
+                    if r["baseline_is"]})
+    return "\n".join([*lines, "", *notes, "ratio = baseline / ours"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args(argv)
+    rows = run(args.quick)
+    print(_table(rows))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
