@@ -75,7 +75,7 @@ def _describe(error: jsonschema.ValidationError, smap: SourceMap) -> list[SpecSc
                  f"e.g. '{str(error.instance).lower().replace(' ', '-')}'")]
     if validator == "pattern":
         return [SpecSchemaError(f"{where}: '{error.instance}' has the wrong form", loc,
-                                hint=_pattern_hint(error.schema))]
+                                hint=_pattern_hint(error.schema, str(error.instance)))]
     if validator == "propertyNames":
         loc = smap.locate((*path, error.instance), key=True)
         return [SpecSchemaError(f"{where}: the name '{error.instance}' is not allowed", loc,
@@ -101,8 +101,11 @@ def _required_hint(schema: dict[str, Any], missing: str) -> str | None:
     return f"'{missing}': {desc}" if desc else None
 
 
-def _pattern_hint(schema: dict[str, Any]) -> str:
+def _pattern_hint(schema: dict[str, Any], value: str) -> str:
     examples = schema.get("examples")
+    close = difflib.get_close_matches(value, [str(e) for e in examples or ()], n=1)
+    if close:
+        return f"did you mean '{close[0]}'? other forms: " + ", ".join(map(str, examples))
     desc = schema.get("description", "")
     if "HH:MM:SS" in desc or "duration" in desc.lower() or "time" in desc.lower():
         return "write a duration as HH:MM:SS, D-HH:MM:SS, or a number with s, m, h or d (e.g. 90s)"
