@@ -37,6 +37,8 @@ def _parse_queues(raw: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
         raise SelectorError(f"farthest_point queues must be a mapping, got {type(raw).__name__}")
     names, ratios, caps = [], [], []
     for name, queue in raw.items():
+        if not isinstance(queue, Mapping):
+            raise SelectorError(f"queue {name!r} must be a mapping with a 'ratio'")
         check_keys(queue, {"capacity", "ratio"}, f"queue {name!r}")
         names.append(str(name))
         ratios.append(read_float(queue, "ratio", 1.0, 0.0, math.inf))
@@ -69,8 +71,8 @@ class FarthestPointSelector(SelectorBase):
         nq, d = len(self._queue_names), self.dim
         self._qcand = np.zeros(nq, dtype=np.int64)  # candidates per queue, searched or not
         self._qsel = np.zeros(nq, dtype=np.int64)
-        # Points are stored relative to an origin near the data: the |x|^2 - 2x.p + |p|^2
-        # expansion loses precision in float32 when the encodings sit far from zero.
+        # Points are stored relative to an origin near the data: FAISS's BLAS search uses the
+        # |x|^2 - 2x.p + |p|^2 expansion, which loses float32 precision far from zero.
         self._origin = np.zeros(0, dtype=np.float32)
         self._fresh = Columns({"x": (np.float32, (d,)), "serial": (np.int32, ()),
                                "queue": (np.int16, ())})  # added, not yet searched
