@@ -16,9 +16,11 @@ _STATE_REASON = {
     DISCARDED: "duplicate id: discarded earlier as not novel enough",
 }
 _MAX_SERIAL = np.iinfo(np.int32).max - 1
+_EMPTY = -1  # no entry is -1: a serial's 32 bits are never all ones
+_SERIAL = 0xFFFFFFFF
 # Linear probing needs about 3.6 probes per insert at 0.6 load, 1.4 at 0.15. Growing 4x at a
 # time re-places about a third as many ids over a table's life as doubling does, for at most
-# twice the memory of doubling (4 bytes per slot).
+# twice the memory of doubling (8 bytes per slot).
 _MAX_LOAD = 0.6
 _GROWTH = 4
 _REBUILD_CHUNK = 1 << 20
@@ -81,14 +83,16 @@ def as_id_array(ids: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray
 class IdBook:
     """Ids stored once as bytes and referred to everywhere else by an int32 serial.
 
-    The duplicate check is an open-addressing (linear probing) table of serials, probed for a
-    whole batch at a time; a fingerprint match is confirmed by comparing the bytes, so it is
-    exact. Ids are never forgotten: a discarded id stays known and is refused if it comes back.
+    The duplicate check is an open-addressing (linear probing) table, probed for a whole batch
+    at a time. Each entry packs the high half of the id's fingerprint over its serial, so a
+    probe rejects most strangers without touching the fingerprint column; a full fingerprint
+    match is confirmed by comparing the bytes, so the check is exact. Ids are never forgotten:
+    a discarded id stays known and is refused if it comes back.
     """
 
     def __init__(self) -> None:
         self._cols = Columns({"id": ("S1", ()), "fp": (np.uint64, ()), "state": (np.uint8, ())})
-        self._table = np.full(1024, -1, dtype=np.int32)  # -1 = empty slot
+        self._table = np.full(1024, _EMPTY, dtype=np.int64)
         self._live = 0  # ids in the table: every row that is not VOID
 
     def __len__(self) -> int:
@@ -114,7 +118,7 @@ class IdBook:
         h = fingerprint(ids)
         self._cols.append(id=ids, fp=h, state=np.full(m, CANDIDATE, dtype=np.uint8))
         serials = np.arange(base, base + m, dtype=np.int32)
-        match = self._place(h, serials, ids)
+        match = self._place(h, _entries(h, serials), ids)
         dup = np.flatnonzero(match >= 0)
         self._cols["state"][base + dup] = VOID
         self._live += m - len(dup)
@@ -149,32 +153,32 @@ class IdBook:
         size = len(self._table)
         while need > _MAX_LOAD * size:
             size *= _GROWTH
-        self._table = np.full(size, -1, dtype=np.int32)
+        self._table = np.full(size, _EMPTY, dtype=np.int64)
         self._live = 0
         for start in range(0, len(self), _REBUILD_CHUNK):  # bounds the temporaries
             live = start + np.flatnonzero(self.states[start : start + _REBUILD_CHUNK] != VOID)
-            self._place(self._cols["fp"][live], live.astype(np.int32), None)
+            h = self._cols["fp"][live]
+            self._place(h, _entries(h, live), None)
             self._live += len(live)
 
-    def _place(self, h: np.ndarray, serials: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
-        """Probe until each serial owns a slot or meets an equal id; return the matches.
+    def _place(self, h: np.ndarray, entries: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
+        """Probe until each entry owns a slot or meets an equal id; return the matches.
 
-        ``ids=None`` means the serials are known to be distinct (rebuild), so nothing matches.
+        ``ids=None`` means the ids are known to be distinct (rebuild), so nothing matches.
         Filtering uses index arrays, not boolean masks: with masks as irregular as these,
         numpy's boolean indexing is several times slower than flatnonzero plus take.
         """
         table, mask = self._table, len(self._table) - 1
-        fps, stored = self._cols["fp"], self._cols["id"]
-        match = np.full(len(serials), -1, dtype=np.int32)
-        pend = np.arange(len(serials))
+        match = np.full(len(entries), -1, dtype=np.int32)
+        pend = np.arange(len(entries))
         slot = (h & np.uint64(mask)).astype(np.intp)
-        mine = serials
+        mine, tags = entries, entries >> 32
         while pend.size:
             if pend.size <= _STRAGGLERS:
                 self._place_each(h, pend, slot, mine, ids, match)
                 break
             cur = table[slot]
-            empty = np.flatnonzero(cur < 0)
+            empty = np.flatnonzero(cur == _EMPTY)
             if empty.size:
                 claimed = slot[empty]
                 # Several may claim one slot: written in reverse, the first claimant lands
@@ -183,26 +187,35 @@ class IdBook:
                 cur[empty] = table[claimed]
             rest = np.flatnonzero(cur != mine)  # slots someone else holds
             if ids is not None and rest.size:
-                same = np.flatnonzero(fps[cur[rest]] == h[pend[rest]])
-                if same.size:  # the same fingerprint: compare the ids themselves
+                same = np.flatnonzero((cur[rest] >> 32) == tags[pend[rest]])
+                if same.size:  # the same fingerprint half: check the rest, then the bytes
                     at = rest[same]
-                    equal = same[stored[cur[at]] == ids[pend[at]]]
-                    match[pend[rest[equal]]] = cur[rest[equal]]
+                    equal = same[self._same_id(cur[at] & _SERIAL, h[pend[at]], ids[pend[at]])]
+                    match[pend[rest[equal]]] = cur[rest[equal]] & _SERIAL
                     rest = np.delete(rest, equal)
             pend, slot, mine = pend[rest], (slot[rest] + 1) & mask, mine[rest]
         return match
+
+    def _same_id(self, serials: np.ndarray, h: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        return (self._cols["fp"][serials] == h) & (self._cols["id"][serials] == ids)
 
     def _place_each(self, h: np.ndarray, pend: np.ndarray, slot: np.ndarray, mine: np.ndarray,
                     ids: np.ndarray | None, match: np.ndarray) -> None:
         """The last few items, one at a time: a long probe run would otherwise cost one
         vectorised round (a dozen numpy calls) per slot."""
         table, mask = self._table, len(self._table) - 1
-        fps, stored = self._cols["fp"], self._cols["id"]
         for i, s, me in zip(pend.tolist(), slot.tolist(), mine.tolist(), strict=True):
-            while (cur := int(table[s])) >= 0:
-                if ids is not None and fps[cur] == h[i] and stored[cur] == ids[i]:
-                    match[i] = cur
-                    break
+            while (cur := int(table[s])) != _EMPTY:
+                if ids is not None and cur >> 32 == me >> 32:
+                    serial = np.array([cur & _SERIAL])
+                    if self._same_id(serial, h[i : i + 1], ids[i : i + 1])[0]:
+                        match[i] = cur & _SERIAL
+                        break
                 s = (s + 1) & mask
             else:
                 table[s] = me
+
+
+def _entries(h: np.ndarray, serials: np.ndarray) -> np.ndarray:
+    """Table entries: the fingerprint's high 32 bits over the serial's 32."""
+    return ((h >> 32).astype(np.int64) << 32) | serials.astype(np.int64)
