@@ -197,7 +197,8 @@ class IdBook:
         return match
 
     def _same_id(self, serials: np.ndarray, h: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        return (self._cols["fp"][serials] == h) & (self._cols["id"][serials] == ids)
+        same: np.ndarray = (self._cols["fp"][serials] == h) & (self._cols["id"][serials] == ids)
+        return same
 
     def _place_each(self, h: np.ndarray, pend: np.ndarray, slot: np.ndarray, mine: np.ndarray,
                     ids: np.ndarray | None, match: np.ndarray) -> None:
