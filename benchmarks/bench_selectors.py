@@ -161,7 +161,7 @@ def _fp_kind_rows(s: dict[str, int], kind: str, index: dict[str, Any]) -> list[d
     if kind == "exact":  # full re-rank from scratch vs the bare FAISS search it is made of
         bare_index = faiss.IndexFlatL2(s["dim"])
         bare_index.add(chosen)
-        ours, bare = _paired(sel.rerank, lambda: bare_index.search(cands, 10), 3)
+        ours, bare = _paired(sel.rerank, lambda: bare_index.search(cands, 10), 5)
         rows.append(_row("farthest-point full re-rank (exact)",
                          f"{len(cands):,} x {len(chosen):,} {s['dim']}-D", ours, bare,
                          REFERENCE[kind], rerank_peak, "bare IndexFlatL2.search, same sizes"))
