@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import networkx as nx
 
 from mummi_spec.errors import CycleError, SpecError, SpecWarning, UnknownReferenceError
-from mummi_spec.model import Spec, format_hms
+from mummi_spec.model import Spec, Stream, format_hms
 from mummi_spec.sourcemap import JsonPath, SourceMap
 
 TOKENS = ("CANDIDATE", "SIM", "WORKDIR", "SETUP_DIR", "WORKSPACE", "PLAN", "PYTHON", "STOP",
@@ -61,15 +61,8 @@ def _references(spec: Spec, smap: SourceMap) -> list[SpecError]:
                                 ("scales", st.scale, "emits", st.name, "store"), smap))
     for c in spec.couplings:
         p: JsonPath = ("couplings", c.name)
-        ref = f"{c.source_scale}.{c.source_stream}"
-        if ref == ".":
-            pass
-        elif ref not in streams:
-            out.append(_unknown("stream", ref, streams, (*p, "from"), smap))
-        elif streams[ref].kind != "candidates":
-            out.append(SpecError(f"coupling '{c.name}' reads '{ref}', a {streams[ref].kind} "
-                                 "stream", smap.locate((*p, "from")),
-                                 hint="a coupling selects from a 'candidates' stream"))
+        out.extend(_stream_ref(f"coupling '{c.name}'", f"{c.source_scale}.{c.source_stream}",
+                               "candidates", "a coupling selects from", streams, p, smap))
         if c.selector and c.selector not in selectors:
             out.append(_unknown("selector", c.selector, selectors, (*p, "selector"), smap))
         if c.to not in scales:
@@ -91,15 +84,8 @@ def _references(spec: Spec, smap: SourceMap) -> list[SpecError]:
                     hint=f"set 'role: {role}' on job '{name}', or name a {role} job here"))
     for f in spec.feedback:
         p = ("feedback", f.name)
-        ref = f"{f.source_scale}.{f.source_stream}"
-        if ref == ".":
-            pass
-        elif ref not in streams:
-            out.append(_unknown("stream", ref, streams, (*p, "from"), smap))
-        elif streams[ref].kind != "feedback":
-            out.append(SpecError(f"feedback '{f.name}' reads '{ref}', a {streams[ref].kind} "
-                                 "stream", smap.locate((*p, "from")),
-                                 hint="feedback aggregates a 'feedback' stream"))
+        out.extend(_stream_ref(f"feedback '{f.name}'", f"{f.source_scale}.{f.source_stream}",
+                               "feedback", "feedback aggregates", streams, p, smap))
         if f.to and f.to not in scales:
             out.append(_unknown("scale", f.to, scales, (*p, "to"), smap))
         if f.target_store and f.target_store not in stores:
@@ -110,6 +96,19 @@ def _references(spec: Spec, smap: SourceMap) -> list[SpecError]:
             out.append(SpecWarning(f"{job.role} job '{job.name}' is not used by any coupling",
                                    job.loc, hint="it will never run"))
     return out
+
+
+def _stream_ref(owner: str, ref: str, kind: str, verb: str, streams: dict[str, Stream],
+                path: JsonPath, smap: SourceMap) -> list[SpecError]:
+    """Problems with the stream a coupling or feedback loop reads (``from: scale.stream``)."""
+    if ref == ".":
+        return []  # `from` is missing: the schema says so
+    if ref not in streams:
+        return [_unknown("stream", ref, streams, (*path, "from"), smap)]
+    if streams[ref].kind != kind:
+        return [SpecError(f"{owner} reads '{ref}', a {streams[ref].kind} stream",
+                          smap.locate((*path, "from")), hint=f"{verb} a '{kind}' stream")]
+    return []
 
 
 def coupling_graph(spec: Spec) -> nx.DiGraph:
