@@ -10,13 +10,13 @@ from typing import Any
 
 import jinja2
 
+from mummi_spec.checks import SUBSTITUTED
 from mummi_spec.compiler.resources import ResourcePlan
 from mummi_spec.model import Job, Spec, format_hms
 
 # Example parameter values for running one job template by hand.
 EXAMPLES = {"CANDIDATE": "example-candidate-0001", "SIM": "example-sim-0001",
             "SETUP_DIR": "./example-setup"}
-_TOKEN = re.compile(r"\$\((CANDIDATE|SIM|SETUP_DIR|WORKDIR|WORKSPACE|PLAN|PYTHON|STOP)\)")
 
 
 def to_yaml(value: Any) -> str:
@@ -74,12 +74,12 @@ def _job_cmd(job: Job) -> tuple[str, dict[str, str]]:
                 "PLAN": "$(SPECROOT)/../plan.json", "PYTHON": "$(PYTHON)",
                 "STOP": shlex.quote(job.stop)}[token]
 
-    return _TOKEN.sub(repl, job.command), dict(sorted(used.items()))
+    return SUBSTITUTED.sub(repl, job.command), dict(sorted(used.items()))
 
 
 def render_study(spec: Spec, rp: ResourcePlan) -> str:
     """study.yaml: prepare the workspace, then the workflow manager on its reserved node."""
-    tick = spec.machine.walltime
+    walltime = spec.machine.walltime
     steps = [
         {"name": "prepare", "description": "create the workspace layout and check every store",
          "cmd": "$(MUMMI) prepare --plan \"$(SPECROOT)/plan.json\"\n", "depends": [],
@@ -88,7 +88,7 @@ def render_study(spec: Spec, rp: ResourcePlan) -> str:
         {"name": "manager",
          "description": "the workflow manager: persistent jobs, selection, spawning, feedback",
          "cmd": "$(MUMMI) manager --plan \"$(SPECROOT)/plan.json\"\n", "depends": ["prepare"],
-         "resources": step_resources(1, 1, 1, 0, tick) if spec.scheduler.type != "local"
+         "resources": step_resources(1, 1, 1, 0, walltime) if spec.scheduler.type != "local"
          else {}},
     ]
     return environment().get_template("maestro/study.yaml.j2").render(

@@ -95,7 +95,7 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
             env=_env(b.get("env")), loc=loc((*path, name), key=True))
 
     def stream(scale: str, name: str, b: dict[str, Any], path: JsonPath) -> m.Stream:
-        exp = b.get("expect") or {}
+        exp = _dict(b.get("expect"))
         return m.Stream(
             name=name, scale=scale, kind=str(b.get("kind", "")), dim=_int(b.get("dim"), 1),
             store=str(b.get("store", "")), namespace=str(b.get("namespace", name)),
@@ -110,10 +110,10 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
                        loc=loc(p, key=True))
 
     def selector(name: str, b: dict[str, Any]) -> m.Selector:
-        idx = b.get("index") or {}
-        warm = b.get("warmup") or {}
+        idx = _dict(b.get("index"))
+        warm = _dict(b.get("warmup"))
         queues = tuple(m.Queue(q, float(v["ratio"]), v.get("capacity"))
-                       for q, v in (b.get("queues") or {}).items())
+                       for q, v in _dict(b.get("queues")).items())
         return m.Selector(
             name=name, kind=str(b.get("kind", "")), dim=_int(b.get("dim"), 1), k=_int(b.get("k"), 10),
             index=idx.get("type", "exact"), nlist=_int(idx.get("nlist"), 100),
@@ -128,7 +128,7 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
     def coupling(name: str, b: dict[str, Any]) -> m.Coupling:
         # Missing required keys become "" so the schema's message is the only one about them.
         src_scale, src_stream = _split_ref(str(b.get("from", "")))
-        share = b.get("share") or {}
+        share = _dict(b.get("share"))
         return m.Coupling(
             name=name, source_scale=src_scale, source_stream=src_stream, to=str(b.get("to", "")),
             selector=str(b.get("selector", "")), simulation=str(b.get("simulation", "")),
@@ -141,7 +141,7 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
 
     def feedback(name: str, b: dict[str, Any]) -> m.Feedback:
         src_scale, src_stream = _split_ref(str(b.get("from", "")))
-        t = b.get("target") or {}
+        t = _dict(b.get("target"))
         return m.Feedback(
             name=name, source_scale=src_scale, source_stream=src_stream, to=str(b.get("to", "")),
             period=_dur(b.get("period"), 600.0) or 600.0, aggregate=str(b.get("aggregate", "")),

@@ -16,6 +16,8 @@ from mummi_spec.sourcemap import JsonPath, SourceMap
 TOKENS = ("CANDIDATE", "SIM", "WORKDIR", "SETUP_DIR", "WORKSPACE", "PLAN", "PYTHON", "STOP",
           "LAUNCHER")
 _TOKEN = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)(\[[^\]]*\])?")
+# The tokens mummi fills in itself; $(LAUNCHER) is left to the scheduler adapter.
+SUBSTITUTED = re.compile(r"\$\((" + "|".join(t for t in TOKENS if t != "LAUNCHER") + r")\)")
 
 
 def _unknown(what: str, name: str, known: Iterable[str], path: JsonPath, smap: SourceMap

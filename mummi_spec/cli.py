@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from enum import IntEnum
 from pathlib import Path
 
@@ -114,9 +114,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print_warnings(sorted(warns, key=SpecError.sort_key), shown.text)
     print(summarize(shown.spec, note))
     return Exit.OK
-
-
-Command = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:

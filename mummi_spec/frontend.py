@@ -65,24 +65,25 @@ def _finish(spec: Spec | None, smap: SourceMap, text: str, data: dict[str, Any],
     return Loaded(spec, smap, text, data, warnings)
 
 
+def _load(raw: Any, smap: SourceMap, text: str, file: str, profile: str | None,
+          env: Mapping[str, str] | None) -> Loaded:
+    spec, mmap, data, problems = _pipeline(raw, smap, file, choose_profile(raw, profile),
+                                           os.environ if env is None else env)
+    return _finish(spec, mmap, text, data, problems)
+
+
 def load_spec_text(text: str, file: str = "<spec>", profile: str | None = None,
                    env: Mapping[str, str] | None = None) -> Loaded:
     """Validate spec text with one profile applied; raise ``SpecErrors`` with every problem."""
     raw, smap = load_text(text, file)
-    chosen = choose_profile(raw, profile)
-    spec, mmap, data, problems = _pipeline(raw, smap, file, chosen,
-                                           os.environ if env is None else env)
-    return _finish(spec, mmap, text, data, problems)
+    return _load(raw, smap, text, file, profile, env)
 
 
 def load_spec(path: str | Path, profile: str | None = None,
               env: Mapping[str, str] | None = None) -> Loaded:
     """Read and validate a spec file (see ``load_spec_text``)."""
     raw, smap, text = load_file(path)
-    chosen = choose_profile(raw, profile)
-    spec, mmap, data, problems = _pipeline(raw, smap, str(path), chosen,
-                                           os.environ if env is None else env)
-    return _finish(spec, mmap, text, data, problems)
+    return _load(raw, smap, text, str(path), profile, env)
 
 
 def validate_everything(path: str | Path, env: Mapping[str, str] | None = None

@@ -28,10 +28,16 @@ class Resolved:
 
 def _retype(text: str) -> Any:
     # Re-resolve with the spec loader so `nodes: ${N}` with N=1000 becomes the int 1000.
-    node = yaml.compose(text, Loader=SpecLoader) if text.strip() else None
-    if node is None or not isinstance(node, yaml.ScalarNode):
-        return text
-    return yaml.load(text, Loader=SpecLoader)
+    loader = SpecLoader(text)
+    try:
+        node = loader.get_single_node()
+        if not isinstance(node, yaml.ScalarNode):
+            return text
+        return loader.construct_document(node)
+    except yaml.YAMLError:
+        return text  # not a scalar YAML would read; the schema judges the string
+    finally:
+        loader.dispose()
 
 
 def substitute(

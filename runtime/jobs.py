@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mummi_spec.checks import SUBSTITUTED
 from mummi_spec.runtime.schedulers.base import JobRequest
-
-_TOKEN = re.compile(r"\$\((CANDIDATE|SIM|WORKDIR|SETUP_DIR|WORKSPACE|PLAN|PYTHON|STOP)\)")
 
 
 def render_command(command: str, values: Mapping[str, str]) -> str:
@@ -22,7 +21,7 @@ def render_command(command: str, values: Mapping[str, str]) -> str:
             raise KeyError(f"no value for $({token})")
         return shlex.quote(str(values[token]))
 
-    return _TOKEN.sub(repl, command)
+    return SUBSTITUTED.sub(repl, command)
 
 
 def make_request(plan: Mapping[str, Any], job_name: str, *, name: str, workdir: Path,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mummi_spec.errors import SchedulerError
+from mummi_spec.model import format_hms
 from mummi_spec.runtime.schedulers.base import (
     TERMINAL_STATES,
     JobRequest,
@@ -76,8 +77,7 @@ def substitute_launcher(script: str, launcher: str) -> str:
 
 def hms(seconds: int) -> str:
     """Walltime as ``HH:MM:SS`` (hours may exceed 24), the form Maestro's adapters expect."""
-    seconds = max(int(seconds), 1)
-    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return format_hms(max(int(seconds), 1))
 
 
 def per_node(total: int, nodes: int) -> int:

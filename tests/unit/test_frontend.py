@@ -160,3 +160,9 @@ def test_raw_bytes_never_crash(raw, tmp_path_factory, capsys):
     err = capsys.readouterr().err
     assert code in (0, 2), err
     assert "internal error" not in err
+
+
+def test_variable_holding_broken_yaml_is_a_located_error_not_a_crash():
+    text = BASE.replace("  nodes: 4\n", "  nodes: ${NODES}\n")
+    with pytest.raises(SpecErrors, match="not of type 'integer'"):
+        load_spec_text(text, "v.yaml", env={"NODES": "a: ["})
