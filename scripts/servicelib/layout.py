@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from pathlib import Path
@@ -16,8 +17,11 @@ class Layout:
         self.root = root
         self.pids = root / "pids"
         self.log = root / "log"
-        # munged runs as user munge and needs a directory of its own for its pid and log.
-        self.munge = root / "munge"
+        # munged runs as user munge, which cannot reach a state directory inside a private
+        # (0700) tree such as a mktemp checkout; its pid and log live under /run instead,
+        # keyed by the state directory so that two checkouts never share them.
+        key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+        self.munge = Path("/run/mummi-services") / key / "munge"
         self.slurmctld = root / "slurmctld"
         self.slurmd = root / "slurmd"
         self.redis = root / "redis"
