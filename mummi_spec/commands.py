@@ -63,3 +63,7 @@ def register(sub: Any, profile_args: Callable[[argparse.ArgumentParser], None]) 
     p.add_argument("--format", choices=("text", "json", "dot", "mermaid"), default="text")
     profile_args(p)
     p.set_defaults(func=cmd_dry_run)
+
+    from mummi_spec import diffcmd  # `mummi diff` lives in its own module
+
+    diffcmd.register(sub, profile_args)
