@@ -8,12 +8,16 @@ import networkx as nx
 
 from mummi_spec.model import Spec
 
+_ROLE_ORDER = {"persistent": 0, "setup": 1, "simulation": 2}
+
 
 def campaign_graph(spec: Spec) -> nx.MultiDiGraph:
     """Scales as nodes; coupling edges coarse -> fine, feedback edges fine -> coarse."""
     g = nx.MultiDiGraph()
     for s in spec.scales:
-        jobs = ", ".join(j.name for j in s.jobs)
+        # In pipeline order, not source order, so that reordering a spec changes no artefact.
+        ordered = sorted(s.jobs, key=lambda j: (_ROLE_ORDER.get(j.role, len(_ROLE_ORDER)), j.name))
+        jobs = ", ".join(j.name for j in ordered)
         g.add_node(s.name, label=f"{s.name}\\n{jobs}" if jobs else s.name)
     for c in spec.couplings:
         chain = " -> ".join(x for x in (c.setup, c.simulation) if x)
