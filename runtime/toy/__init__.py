@@ -1,1 +1,1 @@
-"""Toy multiscale applications that run a campaign on one laptop."""
+"""Toy multiscale applications (generator, setup, simulate) that run a campaign on one laptop."""

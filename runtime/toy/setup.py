@@ -1,0 +1,86 @@
+"""Toy setup job: read one selected candidate and prepare a simulation system from it."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mummi_spec.errors import StoreError, UsageError
+from mummi_spec.runtime.campaign import Campaign
+from mummi_spec.runtime.records import RecordError, decode
+from mummi_spec.runtime.toy._model import (
+    JobEnv,
+    StopFlag,
+    ToyFailureError,
+    find_coupling,
+    success_name,
+    uniform,
+    write_file,
+    write_json,
+    write_success,
+)
+
+SYSTEM = "system.npz"
+SYSTEM_INFO = "system.json"
+
+
+def run(plan: str, candidate: str | None, workdir: Path, fail_rate: float,
+        success_file: str | None, seconds: float, coupling_name: str | None, seed: int) -> int:
+    """Prepare ``workdir`` from ``candidate``; 0 on success, ``ToyFailureError`` otherwise."""
+    stop = StopFlag.install()
+    env = JobEnv.read()
+    campaign = Campaign.open(plan)
+    try:
+        name, coupling = find_coupling(campaign.plan, "setup", name=coupling_name or env.coupling,
+                                       job=env.job_type)
+        job = env.job_type or coupling["setup"]
+        success = success_name(campaign.plan, job, success_file)
+        key = candidate or env.candidate
+        if not key:
+            raise UsageError("no candidate: pass --candidate or set MUMMI_CANDIDATE")
+        stream = campaign.stream(coupling["from"])
+        try:
+            data = campaign.store(stream["store"]).get(stream["namespace"], key)
+            record = decode(data, int(stream["dim"]))
+        except (StoreError, RecordError) as exc:
+            raise ToyFailureError(f"cannot read candidate {key!r} of stream "
+                                  f"{coupling['from']!r}: {exc}") from None
+
+        # Real setups take a while and sometimes fail; both are drawn from the candidate and
+        # the attempt, so a run is reproducible and a retry gets a fresh chance.
+        stop.sleep_until(time.monotonic()
+                         + seconds * (2 + 2 * uniform(seed, "setup-time", key, env.attempt)) / 3)
+        if uniform(seed, "setup-fail", key, env.attempt) < fail_rate:
+            raise ToyFailureError(f"setup of candidate {key!r} failed (attempt {env.attempt}, "
+                                  f"simulated failure rate {fail_rate})")
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(buf, encoding=record.values.astype(np.float32), candidate=np.array(key))
+        write_file(workdir / SYSTEM, buf.getvalue())
+        info = {"candidate": key, "coupling": name, "stream": coupling["from"], "job": job,
+                "attempt": env.attempt, "tag": record.tag, "meta": record.meta,
+                "dim": int(record.values.size)}
+        write_json(workdir / SYSTEM_INFO, info)
+        write_success(workdir, success, {"candidate": key, "job": job, "attempt": env.attempt})
+        return 0
+    finally:
+        campaign.close()
+
+
+def load_system(setup_dir: Path) -> tuple[np.ndarray, dict[str, object]]:
+    """The encoding a setup prepared and its description; ``ToyFailureError`` if unusable."""
+    try:
+        with np.load(setup_dir / SYSTEM) as npz:
+            encoding = np.asarray(npz["encoding"], dtype=np.float64)
+        info = json.loads((setup_dir / SYSTEM_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ToyFailureError(f"no usable system in {setup_dir} ({exc}); "
+                              "did its setup job succeed?") from None
+    if encoding.ndim != 1 or not np.isfinite(encoding).all() or not isinstance(info, dict):
+        raise ToyFailureError(f"the system in {setup_dir} is malformed")
+    return encoding, info

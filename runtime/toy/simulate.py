@@ -1,0 +1,123 @@
+"""Toy simulation job: a random walk around a prepared system, writing frames and feedback."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mummi_spec.errors import UsageError
+from mummi_spec.runtime.campaign import Campaign
+from mummi_spec.runtime.records import Record, encode
+from mummi_spec.runtime.stores.base import Store
+from mummi_spec.runtime.toy._model import (
+    JobEnv,
+    StopFlag,
+    find_coupling,
+    projection,
+    rng,
+    stream_key,
+    success_name,
+    write_json,
+    write_success,
+)
+from mummi_spec.runtime.toy.setup import load_system
+
+DEFAULT_STEPS = 20  # for stops in physical units ("600 ns"), which the toy cannot honour
+FEEDBACK_EVERY = 5  # steps between feedback items (and one at the end)
+PULL, KICK = 0.1, 0.3  # the walk: pulled back towards the system, kicked by noise each step
+FEEDBACK_NOISE = 0.05
+_STEPS = re.compile(r"\s*(\d+)\s*steps?\s*", re.IGNORECASE)
+
+
+def steps_of(stop: str) -> int:
+    """``"20 steps"`` -> 20; any other stop -> ``DEFAULT_STEPS``."""
+    m = _STEPS.fullmatch(stop)
+    return int(m.group(1)) if m else DEFAULT_STEPS
+
+
+class Output:
+    """One stream this simulation writes: its store, namespace, key template and dim."""
+
+    def __init__(self, campaign: Campaign, name: str, sim: str) -> None:
+        self.name, self.sim = name, sim
+        self.stream = campaign.stream(name)
+        self.store: Store = campaign.store(self.stream["store"])
+        self.dim = int(self.stream["dim"])
+        self.count = 0
+
+    def put(self, values: np.ndarray, meta: Mapping[str, Any]) -> None:
+        key = stream_key(self.name, self.stream, n=self.count, sim=self.sim)
+        self.store.put(self.stream["namespace"], key,
+                       encode(Record(values, sim=self.sim, meta=dict(meta))))
+        self.count += 1
+
+
+def binned_bounds(plan: Mapping[str, Any], stream: str, dim: int) -> np.ndarray | None:
+    """The ``[low, high]`` rows of a binned selector reading ``stream``, if one does."""
+    for coupling in plan["couplings"].values():
+        selector = plan["selectors"].get(coupling["selector"], {})
+        if coupling["from"] == stream and selector.get("kind") == "binned":
+            bounds = np.asarray(selector.get("bounds") or [], dtype=np.float64)
+            if bounds.shape == (dim, 2):
+                return bounds
+    return None
+
+
+def run(plan: str, sim: str | None, setup_dir: Path, workdir: Path, stop: str,
+        frames: str | None, feedback: str | None, success_file: str | None,
+        step_seconds: float, coupling_name: str | None, seed: int) -> int:
+    """Walk ``steps_of(stop)`` steps, writing a frame each step and feedback every few."""
+    flag = StopFlag.install()
+    env = JobEnv.read()
+    campaign = Campaign.open(plan)
+    try:
+        sim = sim or env.sim
+        if not sim:
+            raise UsageError("no simulation id: pass --sim or set MUMMI_SIM")
+        encoding, info = load_system(setup_dir)
+        # Run by hand, the job is the simulation of the coupling the setup served.
+        chosen = coupling_name or env.coupling or info.get("coupling")
+        job = env.job_type or find_coupling(campaign.plan, "simulation",
+                                            name=str(chosen) if chosen else None)[1]["simulation"]
+        success = success_name(campaign.plan, job, success_file)
+        outs = {name: Output(campaign, name, sim) for name in (frames, feedback) if name}
+        bounds = binned_bounds(campaign.plan, frames, outs[frames].dim) if frames else None
+        # Fixed maps from the state to each output: frames and feedback are functions of it.
+        maps = {name: projection(out.dim, encoding.size, seed, name) for name, out in outs.items()}
+        n_steps = steps_of(stop)
+        walk = rng(seed, "simulate", sim)
+        state = encoding.copy()
+        print(f"toy simulate: {sim} runs {n_steps} steps", flush=True)  # the log's first line
+        deadline = time.monotonic()
+        for step in range(1, n_steps + 1):
+            deadline += step_seconds
+            flag.sleep_until(deadline)
+            state += PULL * (encoding - state) + KICK * walk.standard_normal(state.size)
+            if frames:
+                out = outs[frames]
+                frame = maps[frames] @ state
+                if bounds is not None:
+                    # Squash into the selector's box (strictly inside: the top edge is no bin).
+                    unit = 0.0005 + 0.999 * (np.tanh(frame / 3.0) + 1.0) / 2.0
+                    frame = bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * unit
+                out.put(frame, {"step": step})
+            if feedback and (step % FEEDBACK_EVERY == 0 or step == n_steps):
+                out = outs[feedback]
+                item = maps[feedback] @ state
+                out.put(item + FEEDBACK_NOISE * walk.standard_normal(out.dim), {"step": step})
+        flag.check()
+        workdir.mkdir(parents=True, exist_ok=True)
+        write_json(workdir / "result.json",
+                   {"sim": sim, "steps": n_steps, "candidate": info.get("candidate"),
+                    "frames": outs[frames].count if frames else 0,
+                    "feedback": outs[feedback].count if feedback else 0,
+                    "state": [round(float(v), 6) for v in state]})
+        write_success(workdir, success, {"sim": sim, "job": job, "attempt": env.attempt})
+        return 0
+    finally:
+        campaign.close()
