@@ -67,3 +67,6 @@ def register(sub: Any, profile_args: Callable[[argparse.ArgumentParser], None]) 
     from mummi_spec import diffcmd  # `mummi diff` lives in its own module
 
     diffcmd.register(sub, profile_args)
+    from mummi_spec import runcmd
+
+    runcmd.register(sub, profile_args)

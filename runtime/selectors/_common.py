@@ -195,6 +195,10 @@ class SelectorBase:
             per_queue=self._per_queue(),
         )
 
+    def known_ids(self) -> list[str]:
+        """Every id ever added (candidates, selected and discarded), for a restart's ingest."""
+        return self._book.decode(np.arange(len(self._book), dtype=np.int64))
+
     def _weights_dict(self, weights: np.ndarray, normalize: bool) -> dict[str, float]:
         ids = self._book.decode(self._selected["serial"])
         values = normalized(weights.astype(np.float64), normalize).tolist()

@@ -1,0 +1,179 @@
+"""Feedback managers: find new items, read, aggregate, record, move them out, report to the coarser scale."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mummi_spec.errors import MummiError, StoreError
+from mummi_spec.runtime.campaign import Campaign, key_glob
+from mummi_spec.runtime.ledger import Ledger
+from mummi_spec.runtime.records import Record, RecordError, decode, encode
+
+log = logging.getLogger("mummi.feedback")
+
+CONSUMED_SUFFIX = "-consumed"
+REJECTED_SUFFIX = "-rejected"
+_CHUNK = 1000
+
+Aggregator = Callable[[np.ndarray, np.ndarray], np.ndarray]
+WeightsFn = Callable[[Sequence[str | None]], np.ndarray]
+
+
+class FeedbackError(MummiError):
+    """A feedback loop is misconfigured (e.g. its ``module:function`` cannot be imported)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IterationResult:
+    iteration: int
+    consumed: int
+    rejected: int
+    total: int
+
+
+def load_function(spec: str) -> Aggregator:
+    module, _, name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise FeedbackError(f"aggregate {spec!r}: cannot import ({exc})") from None
+    if not callable(fn):
+        raise FeedbackError(f"aggregate {spec!r} is not callable")
+    return fn  # type: ignore[no-any-return]
+
+
+def combine(kind: str, state: dict[str, Any], values: np.ndarray, weights: np.ndarray,
+            custom: Aggregator | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """Fold a batch into the running state; return the new state and the value to report.
+
+    mean and weighted_mean are over every item ever consumed (running sums, so a restart
+    continues the same average); sum likewise. A user function sees one iteration's batch
+    as ``f(arrays, weights)`` and its result is what is reported.
+    """
+    if custom is not None:
+        out = np.asarray(custom(values, weights), dtype=np.float64)
+        return {"value": out.tolist()}, out
+    w = weights if kind == "weighted_mean" else np.ones(len(values))
+    total = np.asarray(state.get("sum", np.zeros(values.shape[1])), dtype=np.float64)
+    total = total + (w[:, None] * values).sum(axis=0)
+    weight = float(state.get("weight", 0.0)) + float(w.sum())
+    new = {"sum": total.tolist(), "weight": weight}
+    if kind == "sum":
+        return new, total
+    return new, total / weight if weight > 0 else total
+
+
+class FeedbackLoop:
+    """One ``feedback:`` entry of the plan. ``iterate`` is safe to call after a crash at any point."""
+
+    def __init__(self, name: str, campaign: Campaign, ledger: Ledger,
+                 weights: WeightsFn | None = None) -> None:
+        self.name = name
+        self.config = campaign.plan["feedback"][name]
+        self.stream = campaign.stream(self.config["from"])
+        self.store = campaign.store(self.stream["store"])
+        target = self.config["target"]
+        self.target_store = campaign.store(target["store"])
+        self.target = (target["namespace"], target["key"])
+        self.ledger = ledger
+        self.weights = weights
+        kind = self.config["aggregate"]
+        self.kind = kind
+        self.custom = load_function(kind) if ":" in kind else None
+        self.namespace = self.stream["namespace"]
+        self.glob = key_glob(self.stream["key"])
+        self.workers = max(1, int(self.config.get("workers", 1)))
+
+    def iterate(self) -> IterationResult:
+        ns = self.namespace
+        keys = self.store.keys(ns, self.glob)[: int(self.config.get("max_items", 100_000))]
+        iteration, total, state = self.ledger.feedback_state(self.name)
+        done = self.ledger.consumed(self.name, keys)
+        if done:  # a crash came between the ledger commit and the move: finish the move only
+            self.store.move(ns, sorted(done), ns + CONSUMED_SUFFIX)
+        fresh = [k for k in keys if k not in done]
+        if not fresh:
+            return IterationResult(iteration, 0, 0, total)
+        good, values, sims, bad = self._read(fresh)
+        if bad:
+            log.warning("feedback %s: %d unreadable item(s), first %s: %s", self.name, len(bad),
+                        bad[0][0], bad[0][1])
+            self.store.move(ns, [k for k, _ in bad], ns + REJECTED_SUFFIX)
+        if not good:
+            return IterationResult(iteration, 0, len(bad), total)
+        arrays = np.vstack(values).astype(np.float64)
+        w = self.weights(sims) if self.weights is not None else np.ones(len(good))
+        new_state, report = combine(self.kind, state, arrays, w, self.custom)
+        iteration += 1
+        total += len(good)
+        # Ledger first: once committed, these keys are never aggregated again, whatever happens
+        # to the move or the report below (both are redone or idempotent).
+        self.ledger.commit_feedback(self.name, iteration, total, new_state, good)
+        self.store.move(ns, good, ns + CONSUMED_SUFFIX)
+        self.report(iteration, total, report)
+        return IterationResult(iteration, len(good), len(bad), total)
+
+    def report(self, iteration: int, total: int, value: np.ndarray) -> None:
+        record = Record(np.asarray(value, dtype=np.float32), meta={
+            "iteration": iteration, "items": total, "loop": self.name})
+        self.target_store.put(*self.target, encode(record))
+
+    def _read(self, keys: list[str]) -> tuple[list[str], list[np.ndarray], list[str | None],
+                                               list[tuple[str, str]]]:
+        chunks = [keys[i:i + _CHUNK] for i in range(0, len(keys), _CHUNK)]
+        ns = self.namespace
+        if self.workers > 1 and len(chunks) > 1:
+            with ThreadPoolExecutor(min(self.workers, len(chunks))) as pool:
+                blobs = [b for part in pool.map(lambda c: self._get(ns, c), chunks) for b in part]
+        else:
+            blobs = [b for c in chunks for b in self._get(ns, c)]
+        good: list[str] = []
+        values: list[np.ndarray] = []
+        sims: list[str | None] = []
+        bad: list[tuple[str, str]] = []
+        dim = int(self.stream["dim"])
+        for key, blob in zip(keys, blobs, strict=True):
+            if isinstance(blob, str):
+                bad.append((key, blob))
+                continue
+            try:
+                rec = decode(blob, dim)
+            except RecordError as exc:
+                bad.append((key, str(exc)))
+                continue
+            good.append(key)
+            values.append(rec.values)
+            sims.append(rec.sim)
+        return good, values, sims, bad
+
+    def _get(self, ns: str, keys: list[str]) -> list[bytes | str]:
+        try:
+            return list(self.store.get_many(ns, keys))
+        except StoreError:
+            # One unreadable item must not sink the batch: fall back to one read per item.
+            out: list[bytes | str] = []
+            for k in keys:
+                try:
+                    out.append(self.store.get(ns, k))
+                except StoreError as exc:
+                    out.append(str(exc))
+            return out
+
+
+def selector_weights(ledger: Ledger, lookup: Callable[[], Mapping[str, float]]) -> WeightsFn:
+    """Weights for items by their simulation: the selector weight of the candidate it ran."""
+
+    def weights(sims: Sequence[str | None]) -> np.ndarray:
+        by_sim = ledger.sim_candidates()
+        table = lookup()
+        return np.array([table.get(by_sim.get(s or "", ("", ""))[1], 1.0) for s in sims],
+                        dtype=np.float64)
+
+    return weights

@@ -1,0 +1,114 @@
+"""Candidate ingest: new items of a candidate stream go into the selectors that choose from it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mummi_spec.errors import SelectorError, StoreError
+from mummi_spec.runtime.campaign import Campaign, key_glob
+from mummi_spec.runtime.ledger import Ledger
+from mummi_spec.runtime.records import RecordError, decode
+from mummi_spec.runtime.selectors.base import Selector
+
+log = logging.getLogger("mummi.ingest")
+
+_CHUNK = 2000
+SAMPLE = 20_000  # encodings kept per stream for the coverage plot
+
+
+@dataclass
+class Guarded:
+    """A selector with the lock every thread takes before touching it (selectors are not thread-safe)."""
+
+    selector: Selector
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Ingest:
+    """Reads new candidates of one stream; adding is cheap, ranks wait for the next selection."""
+
+    def __init__(self, stream: str, campaign: Campaign, ledger: Ledger,
+                 selectors: list[Guarded], known: Iterable[str]) -> None:
+        self.stream = stream
+        cfg = campaign.stream(stream)
+        self.store = campaign.store(cfg["store"])
+        self.namespace = cfg["namespace"]
+        self.glob = key_glob(cfg["key"])
+        self.dim = int(cfg["dim"])
+        self.ledger = ledger
+        self.selectors = selectors
+        self.known = set(known)
+        self.ingested = 0
+        self.rejected = len(ledger.rejected(stream))
+        self.points: dict[str, np.ndarray] = {}  # a sample, for the coverage plot
+        self._lock = threading.Lock()  # one pass at a time (the final pass may overlap a thread)
+
+    def run_once(self) -> int:
+        """Ingest every new item; returns how many were accepted."""
+        with self._lock:
+            try:
+                keys = [k for k in self.store.keys(self.namespace, self.glob)
+                        if k not in self.known]
+            except StoreError as exc:
+                log.warning("ingest %s: cannot list candidates (%s); will retry", self.stream, exc)
+                return 0
+            accepted = 0
+            for i in range(0, len(keys), _CHUNK):
+                accepted += self._batch(keys[i:i + _CHUNK])
+            return accepted
+
+    def _batch(self, keys: list[str]) -> int:
+        try:
+            blobs: list[bytes | None] = list(self.store.get_many(self.namespace, keys))
+        except StoreError:
+            blobs = [self._get(k) for k in keys]
+        ids, points, tags, bad = [], [], [], []
+        for key, blob in zip(keys, blobs, strict=True):
+            if blob is None:
+                continue  # vanished or unreadable now: not known, so the next pass retries it
+            try:
+                rec = decode(blob, self.dim)
+            except RecordError as exc:
+                bad.append((key, str(exc)))
+                continue
+            ids.append(key)
+            points.append(rec.values)
+            tags.append(rec.tag)
+        accepted = 0
+        if ids:
+            arr = np.vstack(points)
+            use_tags = None if all(t is None for t in tags) else tags
+            for guarded in self.selectors:
+                with guarded.lock:
+                    try:
+                        result = guarded.selector.add(ids, arr, use_tags)
+                    except SelectorError as exc:
+                        bad.extend((k, str(exc)) for k in ids)
+                        continue
+                accepted = max(accepted, result.accepted)
+                bad.extend(result.rejected)
+            for key, p in zip(ids, arr, strict=True):
+                if len(self.points) >= SAMPLE:
+                    break
+                self.points[key] = p
+        if bad:
+            # Recorded once with its reason, never retried every pass.
+            log.warning("ingest %s: rejected %d item(s), first %s: %s", self.stream, len(bad),
+                        bad[0][0], bad[0][1])
+            self.ledger.reject(self.stream, bad)
+            self.rejected += len(bad)
+        self.known.update(k for k, b in zip(keys, blobs, strict=True) if b is not None)
+        self.ingested += accepted
+        return accepted
+
+    def _get(self, key: str) -> bytes | None:
+        try:
+            return self.store.get(self.namespace, key)
+        except StoreError as exc:
+            log.warning("ingest %s: cannot read %s (%s); will retry", self.stream, key, exc)
+            return None

@@ -1,0 +1,78 @@
+"""What a finished campaign leaves for its user: occupancy and coverage plots and a coverage figure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def coverage_distance(candidates: np.ndarray, selected: np.ndarray) -> float:
+    """Mean distance from each candidate to its nearest selected point (lower covers better)."""
+    if len(selected) == 0 or len(candidates) == 0:
+        return float("inf")
+    c = np.asarray(candidates, dtype=np.float64)
+    s = np.asarray(selected, dtype=np.float64)
+    best = np.full(len(c), np.inf)
+    for i in range(0, len(s), 256):  # bounded memory for large samples
+        part = s[i:i + 256]
+        d2 = (c * c).sum(1)[:, None] - 2 * c @ part.T + (part * part).sum(1)[None, :]
+        best = np.minimum(best, d2.min(axis=1))
+    return float(np.sqrt(np.maximum(best, 0)).mean())
+
+
+def _project(points: np.ndarray) -> np.ndarray:
+    """The first two principal components (the plot of an encoding space of any dimension)."""
+    centred = points - points.mean(axis=0)
+    if points.shape[1] <= 2:
+        return np.pad(centred, ((0, 0), (0, 2 - points.shape[1])))
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
+
+
+def plot_occupancy(rows: Sequence[tuple[float, int, int, int, int]], gpu_pool: int,
+                   core_pool: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    if rows:
+        t = np.array([r[0] for r in rows])
+        ax.step(t, [r[1] for r in rows], where="post", label="busy GPUs")
+        ax.step(t, [r[2] for r in rows], where="post", label="busy cores")
+    ax.axhline(gpu_pool, ls="--", lw=0.8, color="C0", label="GPU pool")
+    ax.axhline(core_pool, ls=":", lw=0.8, color="C1", label="core pool")
+    ax.set_xlabel("campaign time (s)")
+    ax.set_ylabel("in use")
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title("Occupancy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_coverage(streams: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
+    """One panel per candidate stream: every sampled candidate, and the selected ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(streams))
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 4), squeeze=False)
+    for ax, (name, (cands, chosen)) in zip(axes[0], sorted(streams.items()), strict=False):
+        if len(cands):
+            both = _project(np.vstack([cands, chosen]) if len(chosen) else cands)
+            ax.scatter(both[:len(cands), 0], both[:len(cands), 1], s=4, c="0.7",
+                       label=f"candidates ({len(cands)})")
+            if len(chosen):
+                ax.scatter(both[len(cands):, 0], both[len(cands):, 1], s=18, c="C3",
+                           label=f"selected ({len(chosen)})")
+            ax.legend(fontsize="small")
+        ax.set_title(f"{name}: coverage (PCA of the encodings)", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
