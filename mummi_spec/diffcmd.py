@@ -3,22 +3,109 @@
 from __future__ import annotations
 
 import argparse
+import json
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mummi_spec.compiler.diff import CampaignDiff, Side
+    from mummi_spec.errors import SourceLocation
+
+# plan.json keeps durations in seconds; the text says so.
+_DURATIONS = {"walltime", "poll", "tick", "checkpoint_every", "stop_after", "period", "every",
+              "duration", "duration_sd"}
+_MARK = {"added": "+", "removed": "-", "changed": "~"}
+_WIDTH = 48
+
+
+def _value(path: str, v: Any) -> str:
+    if v is None:
+        return "null"
+    if path.rsplit(".", 1)[-1] in _DURATIONS and isinstance(v, (int, float)):
+        return f"{v:g}s"
+    text = json.dumps(v, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= _WIDTH else text[: _WIDTH - 1] + "…"
+
+
+def _at(loc: SourceLocation | None) -> str:
+    return "-" if loc is None else f"{loc.file}:{loc.line}"
+
+
+def _number(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if v == int(v) else f"{v:,.2f}"
+
+
+def to_text(d: CampaignDiff) -> str:
+    """The human-readable report of ``mummi diff``."""
+    def side(mark: str, s: Side) -> str:
+        return f"{mark} {s.file} ({f'profile {s.profile}' if s.profile else 'base spec'})"
+
+    out = [side("---", d.old), side("+++", d.new)]
+    if d.same:
+        return "\n".join([*out, "no differences: the two campaigns are the same", ""])
+    group = None
+    for c in d.changes:
+        if c.group != group:
+            group = c.group
+            n = sum(x.group == group for x in d.changes)
+            out.append(f"{group} ({n} change{'s' if n != 1 else ''})")
+        if c.kind == "changed":
+            what = f"{_value(c.path, c.old)} → {_value(c.path, c.new)}"
+        else:
+            what = _value(c.path, c.new if c.kind == "added" else c.old)
+        out.append(f"  {_MARK[c.kind]} {c.path}: {what}")
+        out.append(f"      {_at(c.old_at)} → {_at(c.new_at)}")
+    out.append("consequences")
+    if d.concurrency:
+        out.append("  max concurrent instances:")
+        width = max(len(s.name) for s in d.concurrency)
+        out += [f"    {s.name:<{width}}  {_number(s.old)} → {_number(s.new)}"
+                for s in d.concurrency]
+    else:
+        out.append("  max concurrent instances: unchanged for every job type")
+    for s in d.totals:
+        label = s.name.replace("_per_day", "/day").replace("_", "-").replace("gpu", "GPU")
+        same = " (unchanged)" if s.old == s.new else ""
+        out.append(f"  {label}: {_number(s.old)} → {_number(s.new)}{same}")
+    listed = ", ".join(n if k == "changed" else f"{n} ({k})" for n, k in d.artefacts)
+    out += textwrap.wrap(f"compiled artefacts that differ: {listed or 'none'}", width=100,
+                         initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
+    return "\n".join([*out, ""])
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """Compare two campaigns; exit 0 when they are the same, 1 when they differ."""
-    from mummi_spec.errors import UsageError
+    from mummi_spec.cli import Exit, chosen_profile
+    from mummi_spec.compiler.diff import diff_files
 
-    raise UsageError("mummi diff is not implemented yet")
+    both = chosen_profile(args)
+    d = diff_files(args.old, args.new,
+                   both if args.old_profile is None else args.old_profile,
+                   both if args.new_profile is None else args.new_profile)
+    if args.json:
+        print(json.dumps(d.to_json(), indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        print(to_text(d), end="")
+    return Exit.OK if d.same else Exit.DIFFERENCES
 
 
 def register(sub: Any, profile_args: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add the ``diff`` subcommand to ``sub``."""
-    p = sub.add_parser("diff", help="what changed between two campaigns, and what it does")
-    p.add_argument("old", type=Path)
-    p.add_argument("new", type=Path)
+    p = sub.add_parser(
+        "diff", help="what changed between two campaigns, and what it does to the build",
+        description="Compare two campaigns setting by setting (defaults and profiles applied), "
+                    "with each change's file:line in both specs and its effect on the compiled "
+                    "campaign. Exit 0 when they are the same, 1 when they differ, 2 on error.")
+    p.add_argument("old", type=Path, help="the spec before")
+    p.add_argument("new", type=Path, help="the spec after (may be the same file)")
     profile_args(p)
+    for side in ("old", "new"):
+        p.add_argument(f"--{side}-profile", metavar="NAME",
+                       help=f"profile for the {side} side only; '' for its base spec "
+                            "(overrides --profile/--no-profile)")
+    p.add_argument("--json", action="store_true", help="a JSON document instead of text")
     p.set_defaults(func=cmd_diff)

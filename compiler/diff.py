@@ -1,0 +1,264 @@
+"""Semantic diff of two campaigns: effective settings located in both specs, and their effects.
+
+Both sides go through the front end and the compiler, so what is compared is what would run:
+defaults filled in, the profile merged, variables substituted, durations in seconds. Reordered
+keys, comments, quoting and spelling (``90s`` or ``1.5m``) are therefore no difference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mummi_spec.compiler.compile import Compiled, compile_loaded
+from mummi_spec.errors import SourceLocation, SpecError, SpecErrors
+from mummi_spec.frontend import Loaded, load_spec
+from mummi_spec.sourcemap import JsonPath
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+# Report order; a change belongs to the group named by its path's first key, except job types
+# (``scales.<scale>.jobs...``) and the campaign-wide settings, which have no section of their own.
+GROUPS = ("campaign", "machine", "scheduler", "stores", "scales", "job types", "couplings",
+          "selectors", "feedback")
+TOTALS = ("gpu_hours_per_day", "node_hours_per_day")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One effective setting that differs: ``kind`` is added, removed or changed."""
+
+    group: str
+    kind: str
+    path: str
+    old: Any
+    new: Any
+    old_at: SourceLocation | None
+    new_at: SourceLocation | None
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """A number of the compiled campaign, before and after (None: absent on that side)."""
+
+    name: str
+    old: float | None
+    new: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """Which spec and profile one side of the diff is."""
+
+    file: str
+    profile: str | None
+
+
+@dataclass(frozen=True)
+class CampaignDiff:
+    """Everything ``mummi diff`` reports."""
+
+    old: Side
+    new: Side
+    changes: tuple[Change, ...]
+    concurrency: tuple[Shift, ...]  # job types whose max_concurrent differs
+    totals: tuple[Shift, ...]  # TOTALS, always both
+    artefacts: tuple[tuple[str, str], ...]  # (name, added | removed | changed)
+
+    @property
+    def same(self) -> bool:
+        """Whether the two campaigns would run identically."""
+        return not self.changes and not self.artefacts
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON document of ``mummi diff --json``."""
+        def at(loc: SourceLocation | None) -> dict[str, Any] | None:
+            return None if loc is None else {"file": loc.file, "line": loc.line,
+                                             "column": loc.column}
+
+        def shift(s: Shift) -> dict[str, Any]:
+            return {"old": s.old, "new": s.new}
+
+        return {
+            "same": self.same,
+            "old": {"file": self.old.file, "profile": self.old.profile},
+            "new": {"file": self.new.file, "profile": self.new.profile},
+            "changes": [{"group": c.group, "kind": c.kind, "path": c.path, "old": c.old,
+                         "new": c.new, "old_at": at(c.old_at), "new_at": at(c.new_at)}
+                        for c in self.changes],
+            "consequences": {
+                "max_concurrent": {s.name: shift(s) for s in self.concurrency},
+                **{s.name: shift(s) for s in self.totals},
+                "artefacts": dict(self.artefacts),
+            },
+        }
+
+
+def _without(d: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def settings(loaded: Loaded, plan: dict[str, Any]) -> dict[str, Any]:
+    """The effective settings, shaped like the spec (so paths are where one writes them).
+
+    Built from ``plan.json``, whose values have their defaults resolved; what the plan derives
+    (concurrency, pools, ``cores``, ``walltime_hms``, feedback weights) is left out here and
+    reported as a consequence instead.
+    """
+    scales: dict[str, Any] = {
+        s.name: {"description": s.description, "jobs": {}, "emits": {}}
+        for s in loaded.spec.scales}
+    for name, job in plan["jobs"].items():
+        body = _without(job, "scale", "walltime_hms", "max_concurrent", "pool")
+        body["resources"] = _without(job["resources"], "cores")
+        scales[job["scale"]]["jobs"][name] = body
+    for st in plan["streams"].values():
+        scales[st["scale"]]["emits"][st["name"]] = {
+            **_without(st, "scale", "name", "every", "count"),
+            "expect": {"every": st["every"], "count": st["count"]}}
+    sch = plan["scheduler"]
+    return {
+        "name": plan["name"], "description": plan["description"], "profile": plan["profile"],
+        "workspace": plan["workspace"], "env": plan["env"], "manager": plan["manager"],
+        "machine": plan["machine"],
+        "scheduler": {**_without(sch, "max_submit_per_second", "per_iteration"),
+                      "throttle": {"per_second": sch["max_submit_per_second"],
+                                   "per_iteration": sch["per_iteration"]}},
+        "stores": {n: _without(s, "name", "prefix") for n, s in plan["stores"].items()},
+        "scales": scales,
+        "selectors": plan["selectors"],
+        "couplings": plan["couplings"],
+        "feedback": {n: _without(f, "weights_from") for n, f in plan["feedback"].items()},
+    }
+
+
+def locate(loaded: Loaded, path: JsonPath) -> SourceLocation | None:
+    """Where ``path`` was written: its key, else its nearest written ancestor's.
+
+    The applied profile's own key wins over the base's, so a profile override points at the
+    profile line; a setting nobody wrote points at the section (or spec) that defaulted it.
+    The profile name itself is located at the profile's definition (None for the base spec).
+    """
+    smap = loaded.smap
+    prof = loaded.spec.profile
+    if path == ("profile",):
+        return None if prof is None else smap.keys.get(("profiles", prof))
+    for n in range(len(path), 0, -1):
+        p = path[:n]
+        candidates = [("profiles", prof, *p), p] if prof is not None else [p]
+        for q in candidates:
+            if q in smap.keys:
+                return smap.keys[q]
+    return smap.locate(())
+
+
+def _group(path: JsonPath) -> str:
+    if path[0] == "scales" and len(path) > 2 and path[2] == "jobs":
+        return "job types"
+    return str(path[0]) if path[0] in GROUPS else "campaign"
+
+
+def _one_side(kind: str, path: JsonPath, value: Any) -> Iterable[tuple[str, JsonPath, Any]]:
+    # A new or dropped scale's job types are reported one by one, in their own group.
+    if len(path) == 2 and path[0] == "scales":
+        yield kind, path, _without(value, "jobs")
+        for name in sorted(value["jobs"]):
+            yield kind, (*path, "jobs", name), value["jobs"][name]
+    else:
+        yield kind, path, value
+
+
+def _walk(old: Any, new: Any, path: JsonPath) -> Iterable[tuple[str, JsonPath, Any, Any]]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(old.keys() | new.keys()):
+            p = (*path, key)
+            if key not in new:
+                yield from ((k, q, v, None) for k, q, v in _one_side("removed", p, old[key]))
+            elif key not in old:
+                yield from ((k, q, None, v) for k, q, v in _one_side("added", p, new[key]))
+            else:
+                yield from _walk(old[key], new[key], p)
+    elif old != new:
+        yield "changed", path, old, new
+
+
+def changes(old: Loaded, old_plan: dict[str, Any], new: Loaded, new_plan: dict[str, Any]
+            ) -> tuple[Change, ...]:
+    """Every differing setting, by group, then by path."""
+    found = [Change(_group(p), kind, ".".join(map(str, p)), a, b,
+                    None if kind == "added" else locate(old, p),
+                    None if kind == "removed" else locate(new, p))
+             for kind, p, a, b in _walk(settings(old, old_plan), settings(new, new_plan), ())]
+    return tuple(sorted(found, key=lambda c: GROUPS.index(c.group)))
+
+
+def _comparable(name: str, text: str) -> str:
+    # The manifest's spec hash changes with every comment or reformat; that is provenance of
+    # the source text, not a difference in the campaign.
+    if name != "manifest.json":
+        return text
+    return json.dumps(_without(json.loads(text), "spec_sha256"), sort_keys=True)
+
+
+def changed_artefacts(old: dict[str, str], new: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """(name, added | removed | changed) for each compiled file that differs, by name."""
+    out = []
+    for name in sorted(old.keys() | new.keys()):
+        if name not in new:
+            out.append((name, "removed"))
+        elif name not in old:
+            out.append((name, "added"))
+        elif _comparable(name, old[name]) != _comparable(name, new[name]):
+            out.append((name, "changed"))
+    return tuple(out)
+
+
+def diff_compiled(old: Loaded, old_build: Compiled, new: Loaded, new_build: Compiled
+                  ) -> CampaignDiff:
+    """The diff of two loaded and compiled campaigns (pure)."""
+    op = json.loads(old_build.files["plan.json"])
+    np = json.loads(new_build.files["plan.json"])
+    oj, nj = op["jobs"], np["jobs"]
+    concurrency = tuple(
+        Shift(n, oj[n]["max_concurrent"] if n in oj else None,
+              nj[n]["max_concurrent"] if n in nj else None)
+        for n in sorted(oj.keys() | nj.keys())
+        if n not in oj or n not in nj or oj[n]["max_concurrent"] != nj[n]["max_concurrent"])
+    totals = tuple(Shift(t, op["resources"][t], np["resources"][t]) for t in TOTALS)
+    return CampaignDiff(Side(old.spec.file, old.spec.profile),
+                        Side(new.spec.file, new.spec.profile),
+                        changes(old, op, new, np), concurrency, totals,
+                        changed_artefacts(old_build.files, new_build.files))
+
+
+def both(fn: Callable[[T], U], items: tuple[T, T]) -> tuple[U, U]:
+    """``fn`` on each side; the errors of both sides at once when either fails."""
+    errors: list[SpecError] = []
+    out: list[U] = []
+    for item in items:
+        try:
+            out.append(fn(item))
+        except SpecErrors as err:
+            errors.extend(err.errors)
+    if errors:
+        raise SpecErrors({str(e): e for e in errors}.values())  # a file on both sides: once
+    return out[0], out[1]
+
+
+def diff_files(old: str | Path, new: str | Path, old_profile: str | None = None,
+               new_profile: str | None = None) -> CampaignDiff:
+    """Load and compile two specs (nothing is written) and diff them.
+
+    A profile of None means the spec's ``default_profile``; ``NO_PROFILE`` the base spec.
+    """
+    before, after = both(lambda side: load_spec(side[0], profile=side[1]),
+                         ((old, old_profile), (new, new_profile)))
+    # Artefacts name the spec file they came from: build the new side under the old name, so
+    # that only the campaign, not where it is written, can make them differ.
+    renamed = replace(after, spec=replace(after.spec, file=before.spec.file))
+    builds = both(compile_loaded, (before, renamed))
+    return diff_compiled(before, builds[0], after, builds[1])
