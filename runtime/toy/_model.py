@@ -48,7 +48,8 @@ def uniform(*parts: object) -> float:
 def projection(rows: int, cols: int, *parts: object) -> np.ndarray:
     """A fixed random linear map from ``cols`` to ``rows`` dimensions, scaled to keep norms."""
     matrix: np.ndarray = rng("projection", rows, cols, *parts).standard_normal((rows, cols))
-    return matrix / np.sqrt(cols)
+    matrix /= np.sqrt(cols)
+    return matrix
 
 
 @dataclass(frozen=True, slots=True)

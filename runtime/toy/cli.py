@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,7 +39,9 @@ def parser() -> argparse.ArgumentParser:
 
     def command(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("--plan", required=True, type=Path, help="the compiled plan.json")
+        plan = os.environ.get("MUMMI_PLAN")  # the manager sets it; --plan wins
+        p.add_argument("--plan", required=not plan, default=plan, type=Path,
+                       help="the compiled plan.json (default: $MUMMI_PLAN)")
         p.add_argument("--seed", type=int, default=0, help="seed of every random draw (0)")
         return p
 

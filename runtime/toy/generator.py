@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -88,7 +89,7 @@ class FeedbackReader:
         return changed
 
 
-def run(plan: str, stream_name: str, count: int, every: float, poll: float, seed: int) -> int:
+def run(plan: Path, stream_name: str, count: int, every: float, poll: float, seed: int) -> int:
     """Write ``count`` candidates to the stream, one per ``every`` seconds; 0 when done."""
     stop = StopFlag.install()
     campaign = Campaign.open(plan)

@@ -28,7 +28,7 @@ SYSTEM = "system.npz"
 SYSTEM_INFO = "system.json"
 
 
-def run(plan: str, candidate: str | None, workdir: Path, fail_rate: float,
+def run(plan: Path, candidate: str | None, workdir: Path, fail_rate: float,
         success_file: str | None, seconds: float, coupling_name: str | None, seed: int) -> int:
     """Prepare ``workdir`` from ``candidate``; 0 on success, ``ToyFailureError`` otherwise."""
     stop = StopFlag.install()

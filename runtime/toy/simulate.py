@@ -68,7 +68,7 @@ def binned_bounds(plan: Mapping[str, Any], stream: str, dim: int) -> np.ndarray 
     return None
 
 
-def run(plan: str, sim: str | None, setup_dir: Path, workdir: Path, stop: str,
+def run(plan: Path, sim: str | None, setup_dir: Path, workdir: Path, stop: str,
         frames: str | None, feedback: str | None, success_file: str | None,
         step_seconds: float, coupling_name: str | None, seed: int) -> int:
     """Walk ``steps_of(stop)`` steps, writing a frame each step and feedback every few."""
