@@ -1,4 +1,4 @@
-"""The run-time subcommands: `run` (through Maestro), the study's `prepare` and `manager` steps, `status`."""
+"""Run-time subcommands: `run` (through Maestro), the study's `prepare` and `manager`, `status`."""
 
 from __future__ import annotations
 
@@ -129,12 +129,20 @@ def _build_for(args: argparse.Namespace) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a campaign: Maestro runs the static study; its manager step is the runtime."""
     from mummi_spec.runtime.campaign import WORKSPACE_ENV, Campaign
-    from mummi_spec.runtime.status import read_status, render
+    from mummi_spec.runtime.ledger import Ledger
+    from mummi_spec.runtime.manager import check_workspace
+    from mummi_spec.runtime.status import STATUS_FILE, read_status, render
 
     build = _build_for(args)
     campaign = Campaign.open(build / "plan.json", args.workspace)
     ws = campaign.workspace
     ws.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(ws / "ledger.sqlite")
+    try:
+        check_workspace(campaign, ledger)  # refuse before Maestro starts, not inside its step
+    finally:
+        ledger.close()
+    (ws / STATUS_FILE).unlink(missing_ok=True)  # only this run's manager may report an outcome
     runs = ws / "maestro"
     n = 1 + sum(1 for p in runs.glob("run-*")) if runs.exists() else 1
     out = runs / f"run-{n}"

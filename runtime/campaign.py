@@ -1,4 +1,4 @@
-"""One campaign's compiled plan, resolved workspace and open stores, shared by the manager and the toy apps."""
+"""A campaign's plan, resolved workspace and open stores, shared by the manager and the apps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Feedback managers: find new items, read, aggregate, record, move them out, report to the coarser scale."""
+"""Feedback managers: find new items, read, aggregate, record, move out, report to the target."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def combine(kind: str, state: dict[str, Any], values: np.ndarray, weights: np.nd
 
 
 class FeedbackLoop:
-    """One ``feedback:`` entry of the plan. ``iterate`` is safe to call after a crash at any point."""
+    """One ``feedback:`` entry of the plan; ``iterate`` is safe to rerun after a crash anywhere."""
 
     def __init__(self, name: str, campaign: Campaign, ledger: Ledger,
                  weights: WeightsFn | None = None) -> None:

@@ -18,12 +18,11 @@ from mummi_spec.runtime.selectors.base import Selector
 log = logging.getLogger("mummi.ingest")
 
 _CHUNK = 2000
-SAMPLE = 20_000  # encodings kept per stream for the coverage plot
 
 
 @dataclass
 class Guarded:
-    """A selector with the lock every thread takes before touching it (selectors are not thread-safe)."""
+    """A selector and the lock every thread takes first (selectors are not thread-safe)."""
 
     selector: Selector
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -45,7 +44,6 @@ class Ingest:
         self.known = set(known)
         self.ingested = 0
         self.rejected = len(ledger.rejected(stream))
-        self.points: dict[str, np.ndarray] = {}  # a sample, for the coverage plot
         self._lock = threading.Lock()  # one pass at a time (the final pass may overlap a thread)
 
     def run_once(self) -> int:
@@ -92,10 +90,6 @@ class Ingest:
                         continue
                 accepted = max(accepted, result.accepted)
                 bad.extend(result.rejected)
-            for key, p in zip(ids, arr, strict=True):
-                if len(self.points) >= SAMPLE:
-                    break
-                self.points[key] = p
         if bad:
             # Recorded once with its reason, never retried every pass.
             log.warning("ingest %s: rejected %d item(s), first %s: %s", self.stream, len(bad),

@@ -1,4 +1,4 @@
-"""The campaign's durable record (SQLite in the workspace): selections, jobs, consumed feedback, occupancy."""
+"""The campaign's durable record (SQLite): selections, jobs, consumed feedback, occupancy."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The workflow manager: ingest, select, spawn and track jobs, run feedback; resumable from its ledger."""
+"""The workflow manager: ingest, select, spawn and track jobs, feedback; resumes from its ledger."""
 
 from __future__ import annotations
 
@@ -30,6 +30,20 @@ log = logging.getLogger("mummi.manager")
 
 _SUBMIT_THREADS = 4  # a few submitters hide sbatch's round trip; more only contend on slurmctld
 _MAX_BACKOFF = 60.0
+
+
+def check_workspace(campaign: Campaign, ledger: Ledger) -> None:
+    """Claim the workspace for this plan, or refuse a plan other than the one that started it."""
+    digest = hashlib.sha256(campaign.plan_path.read_bytes()).hexdigest()
+    found = ledger.meta("plan_sha256")
+    if found is None:
+        ledger.set_meta("plan_sha256", digest)
+        ledger.set_meta("campaign", campaign.plan["name"])
+    elif found != digest:
+        raise UsageError(
+            f"workspace {campaign.workspace} holds campaign '{ledger.meta('campaign')}' started "
+            "from a different plan.json; resuming it with this plan would mix two campaigns. "
+            "Use another --workspace, or recompile the spec the campaign was started with")
 
 
 class Clock:
@@ -90,7 +104,8 @@ class Manager:
         self.used: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # coupling -> gpus, cores
         self.count: Counter[str] = Counter()  # live instances per job type
         caps = tracker.sim_cap(self.plan)
-        self.pipes = {n: Pipeline(n, cfg, caps[n]) for n, cfg in sorted(self.plan["couplings"].items())}
+        self.pipes = {n: Pipeline(n, cfg, caps[n])
+                      for n, cfg in sorted(self.plan["couplings"].items())}
         self.selectors: dict[str, Guarded] = {}
         self.ingests: dict[str, Ingest] = {}
         self.loops: dict[str, FeedbackLoop] = {}
@@ -106,17 +121,9 @@ class Manager:
 
     # ================================================================ setup
     def _check_plan(self) -> None:
-        digest = hashlib.sha256(self.c.plan_path.read_bytes()).hexdigest()
-        found = self.ledger.meta("plan_sha256")
-        if found is None:
-            self.ledger.set_meta("plan_sha256", digest)
+        check_workspace(self.c, self.ledger)
+        if self.ledger.meta("started") is None:
             self.ledger.set_meta("started", repr(self.clock.now()))
-            self.ledger.set_meta("campaign", self.plan["name"])
-        elif found != digest:
-            raise UsageError(
-                f"workspace {self.ws} holds campaign '{self.ledger.meta('campaign')}' started "
-                "from a different plan.json; resuming it with this plan would mix two campaigns",
-                ) from None
         self.t0 = float(self.ledger.meta("started") or self.clock.now())
 
     def _open_selectors(self) -> None:
@@ -290,7 +297,7 @@ class Manager:
         # A store outage or one bad batch must not end the campaign: log it, try next period.
         try:
             fn()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("%s failed; retrying next period", name)
 
     # ========================================================== submission
@@ -299,10 +306,10 @@ class Manager:
         for name, job in sorted(self.plan["jobs"].items()):
             if job["role"] != "persistent":
                 continue
-            if any(l.row.job_type == name for l in self.live.values()):
+            if any(lj.row.job_type == name for lj in self.live.values()):
                 continue
             ends = self.history[("", name)]
-            if ends and not (ends[-1] in ("cancelled", "lost") and resumed_stop
+            if ends and not ((ends[-1] in ("cancelled", "lost") and resumed_stop)
                              or tracker.should_retry(job, ends[-1], ends[:-1])):
                 continue  # completed, or failed for good, or ended with a finished campaign
             self._submit([(name, None, None)])
@@ -392,7 +399,7 @@ class Manager:
         if now - self.last_poll < float(self.plan["scheduler"]["poll"]) or not self.live:
             return
         self.last_poll = now
-        ids = {l.row.sched_id: name for name, l in self.live.items() if l.row.sched_id}
+        ids = {lj.row.sched_id: name for name, lj in self.live.items() if lj.row.sched_id}
         for sched_id, st in self.sched.status(list(ids)).items():
             name = ids.get(sched_id)
             live = self.live.get(name or "")
@@ -425,7 +432,7 @@ class Manager:
                     job, state, history[:-1])) and not self.stop_requested.is_set():
                 self._submit([(row.job_type, None, None)])
             return
-        coupling, _, sim_state = self.sims[row.sim]
+        coupling = self.sims[row.sim][0]
         pipe = self.pipes[coupling]
         is_setup = row.job_type == pipe.config.get("setup")
         if state == "completed":
@@ -490,8 +497,8 @@ class Manager:
                 sim = pipe.ready.pop(0)
                 self._set_sim(sim, "simulating")
                 self._hold_pending(batch, sim_type, sim, pipe)
-            in_setup = sum(1 for l in self.live.values()
-                           if l.coupling == pipe.name and l.row.job_type == setup_type)
+            in_setup = sum(1 for lj in self.live.values()
+                           if lj.coupling == pipe.name and lj.row.job_type == setup_type)
             want = int(cfg["ready_buffer"]) + self._slots(pipe, sim_type)
             # 2. Setups, so that ready + setting-up covers the buffer and the free GPUs.
             while pipe.waiting and len(batch) < per_iteration:
@@ -552,13 +559,13 @@ class Manager:
 
     # ======================================================== observation
     def busy(self) -> tuple[int, int]:
-        gpus = sum(l.row.gpus for l in self.live.values() if l.row.state == "running")
-        cores = sum(l.row.cores for l in self.live.values() if l.row.state == "running")
+        gpus = sum(lj.row.gpus for lj in self.live.values() if lj.row.state == "running")
+        cores = sum(lj.row.cores for lj in self.live.values() if lj.row.state == "running")
         return gpus, cores
 
     def _observe(self, now: float) -> None:
         gpus, cores = self.busy()
-        running = sum(1 for l in self.live.values() if l.row.state == "running")
+        running = sum(1 for lj in self.live.values() if lj.row.state == "running")
         queued = len(self.live) - running
         sample = (gpus, cores, running, queued)
         if sample != self.last_occupancy:
@@ -569,8 +576,8 @@ class Manager:
     def snapshot(self, state: str, now: float | None = None) -> dict[str, Any]:
         now = self.clock.now() if now is None else now
         jobs: dict[str, Counter[str]] = defaultdict(Counter)
-        for l in self.live.values():
-            jobs[l.row.job_type][l.row.state] += 1
+        for lj in self.live.values():
+            jobs[lj.row.job_type][lj.row.state] += 1
         for (_, job_type), ends in self.history.items():
             for s in ends:
                 jobs[job_type][s] += 1
@@ -593,14 +600,14 @@ class Manager:
         }
 
     def _finished(self) -> bool:
-        if any(l.role != "persistent" for l in self.live.values()):
+        if any(lj.role != "persistent" for lj in self.live.values()):
             return False
         if any(p.waiting or p.ready for p in self.pipes.values()):
             return False
         if all(p.selected >= p.cap for p in self.pipes.values()):
             return True
         # Sources exhausted: no persistent job left, no sim in flight, nothing to select.
-        if any(l.role == "persistent" for l in self.live.values()):
+        if any(lj.role == "persistent" for lj in self.live.values()):
             self._exhausted_ticks = 0
             return False
         self._exhausted_ticks += 1
@@ -623,14 +630,14 @@ class Manager:
         for t in self._bg:
             t.join()
         survives = bool(getattr(self.sched, "jobs_survive_manager", False))
-        ending = [l for l in self.live.values()
+        ending = [lj for lj in self.live.values()
                   if outcome == "complete" or not survives]
         if ending:
             # Finished campaign: persistent jobs are no longer needed. Stopped campaign on a
             # scheduler that cannot re-attach: cancel, and resubmit on resume.
-            self.sched.cancel([l.row.sched_id for l in ending if l.row.sched_id])
-            for l in ending:
-                self.ledger.set_job(l.row.name, "cancelled", reason=f"campaign {outcome}",
+            self.sched.cancel([lj.row.sched_id for lj in ending if lj.row.sched_id])
+            for lj in ending:
+                self.ledger.set_job(lj.row.name, "cancelled", reason=f"campaign {outcome}",
                                     t=self.clock.now())
         for stream, ingest in self.ingests.items():
             self._guarded(f"ingest {stream}", ingest.run_once)

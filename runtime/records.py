@@ -1,4 +1,4 @@
-"""The item format applications and the manager exchange through stores: a JSON header and a float32 array."""
+"""The item format applications and the manager exchange: a JSON header and a float32 array."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a finished campaign leaves for its user: occupancy and coverage plots and a coverage figure."""
+"""What a finished campaign leaves for its user: occupancy and coverage plots, a coverage figure."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The campaign's status file (written by the manager, read by `mummi run` and `mummi status`) and its rendering."""
+"""The status file the manager writes and `mummi run` and `mummi status` read, and its rendering."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def progress_line(status: dict[str, Any]) -> str:
     return (f"[{status.get('elapsed', 0):7.1f}s] candidates {cands}  selected {sel}  "
             f"jobs q{_jobs_total(status, 'queued', 'submitting')} "
             f"r{_jobs_total(status, 'running')} "
-            f"done {_jobs_total(status, 'completed')} fail {_jobs_total(status, 'failed', 'timedout')}"
+            f"done {_jobs_total(status, 'completed')} "
+            f"fail {_jobs_total(status, 'failed', 'timedout')}"
             f"  sims done {sims.get('done', 0)} failed {sims.get('failed', 0)}"
             f"  feedback {fb}  GPUs {busy.get('gpus', 0)}/{pool.get('gpus', 0)}")
 

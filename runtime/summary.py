@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mummi_spec.runtime.campaign import key_glob
+from mummi_spec.runtime.records import RecordError, decode
 from mummi_spec.runtime.report import coverage_distance, plot_coverage, plot_occupancy
 from mummi_spec.runtime.status import read_status, render
 
@@ -14,6 +16,8 @@ if TYPE_CHECKING:
     from mummi_spec.runtime.manager import Manager
 
 log = logging.getLogger("mummi.manager")
+
+SAMPLE = 20_000  # candidates per stream read back for the coverage plot
 
 
 def finish(manager: Manager) -> None:
@@ -23,13 +27,10 @@ def finish(manager: Manager) -> None:
     streams: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     lines = []
     chosen = {cand for _, cand, _ in manager.sims.values()}
-    for name, ingest in sorted(manager.ingests.items()):
-        if not ingest.points:
+    for name in sorted(manager.ingests):
+        cands, sel = _sample(manager, name, chosen)
+        if not len(cands):
             continue
-        ids = list(ingest.points)
-        cands = np.vstack([ingest.points[i] for i in ids])
-        sel = np.vstack([ingest.points[i] for i in ids if i in chosen] or
-                        [np.zeros((0, cands.shape[1]))])
         streams[name] = (cands, sel)
         lines.append(f"coverage {name}: mean distance to nearest selected "
                      f"{coverage_distance(cands, sel):.3f} over {len(cands)} candidates")
@@ -41,5 +42,25 @@ def finish(manager: Manager) -> None:
                        res["gpu_pool"] * res["cores_per_gpu"] + res["cpu_pool"],
                        ws / "occupancy.png")
         plot_coverage(streams, ws / "coverage.png")
-    except Exception:  # noqa: BLE001  (a campaign's results never hinge on a plot)
+    except Exception:
         log.exception("could not draw the plots")
+
+
+def _sample(manager: Manager, stream: str, chosen: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``SAMPLE`` candidates of a stream read back from its store, and the selected ones."""
+    cfg = manager.c.stream(stream)
+    store = manager.c.store(cfg["store"])
+    every = store.keys(cfg["namespace"], key_glob(cfg["key"]))
+    keys = sorted(set(every[:: max(1, len(every) // SAMPLE)]) | (chosen & set(every)))
+    points, picked = [], []
+    for key, blob in zip(keys, store.get_many(cfg["namespace"], keys), strict=True):
+        try:
+            values = decode(blob, int(cfg["dim"])).values
+        except RecordError:
+            continue  # rejected at ingest already, with its reason in the ledger
+        points.append(values)
+        if key in chosen:
+            picked.append(values)
+    dim = int(cfg["dim"])
+    return (np.vstack(points) if points else np.zeros((0, dim)),
+            np.vstack(picked) if picked else np.zeros((0, dim)))

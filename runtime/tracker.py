@@ -82,11 +82,11 @@ def job_name(sim: str | None, job_type: str, attempt: int) -> str:
 
 
 def sim_cap(plan: Mapping[str, Any]) -> dict[str, int]:
-    """Each coupling's part of ``manager.max_simulations``, split by GPU share (largest remainder)."""
+    """Each coupling's part of ``manager.max_simulations`` by GPU share (largest remainder)."""
     total = plan["manager"].get("max_simulations")
     couplings = sorted(plan["couplings"])
     if total is None:
-        return {c: 1 << 62 for c in couplings}
+        return dict.fromkeys(couplings, 1 << 62)
     shares = [float(plan["couplings"][c]["share"].get("gpus", 1.0)) or 0.0 for c in couplings]
     norm = sum(shares) or 1.0
     exact = [total * s / norm for s in shares]
