@@ -59,7 +59,12 @@ class JobStatus:
 
 @runtime_checkable
 class SchedulerAdapter(Protocol):
-    """Submits and tracks jobs. Built as ``cls(options)`` from the plan's scheduler block."""
+    """Submits and tracks jobs. Built as ``cls(options)`` from the plan's scheduler block.
+
+    An adapter whose jobs outlive the manager process (and are found again by id after a
+    restart) sets the class attribute ``jobs_survive_manager = True``; the manager then leaves
+    them running when it stops instead of cancelling them.
+    """
 
     key: ClassVar[str]
 

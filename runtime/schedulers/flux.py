@@ -87,6 +87,8 @@ class FluxScheduler:
     ``bank``, ``nested`` (default true), ``urgency`` (default 16), ``max_submit_per_second``."""
 
     key: ClassVar[str] = "flux"
+    # Jobs outlive the manager and are found again by id when it restarts.
+    jobs_survive_manager: ClassVar[bool] = True
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self._flux = import_flux()

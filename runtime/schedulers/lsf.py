@@ -44,6 +44,8 @@ class LsfScheduler:
     """Submits with ``bsub`` through Maestro; refuses clearly on machines without LSF."""
 
     key: ClassVar[str] = "lsf"
+    # Jobs outlive the manager and are found again by id when it restarts.
+    jobs_survive_manager: ClassVar[bool] = True
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self._options = dict(options)

@@ -64,6 +64,8 @@ class SlurmScheduler:
     threads at once (each submission is its own ``sbatch`` process)."""
 
     key: ClassVar[str] = "slurm"
+    # Jobs outlive the manager and are found again by id when it restarts.
+    jobs_survive_manager: ClassVar[bool] = True
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         # Maestro's adapter polls `squeue -u $USER`; an unset USER breaks it silently.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -116,6 +117,8 @@ def run(plan: Path, sim: str | None, setup_dir: Path, workdir: Path, stop: str,
                    {"sim": sim, "steps": n_steps, "candidate": info.get("candidate"),
                     "frames": outs[frames].count if frames else 0,
                     "feedback": outs[feedback].count if feedback else 0,
+                    # The device the scheduler bound this run to, as a GPU code would log it.
+                    "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
                     "state": [round(float(v), 6) for v in state]})
         write_success(workdir, success, {"sim": sim, "job": job, "attempt": env.attempt})
         return 0

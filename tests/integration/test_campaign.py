@@ -19,28 +19,29 @@ from mummi_spec.runtime.records import decode
 from tests.conftest import SPECS
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, USER=os.environ.get("USER", "root"))
+def run_cli(*args: str, cwd: Path, timeout: float = 300, **extra: str
+            ) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, USER=os.environ.get("USER", "root"), **extra)
     env.pop("MUMMI_WORKSPACE", None)
     return subprocess.run([sys.executable, "-m", "mummi_spec", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def _run_spec(factory: pytest.TempPathFactory, spec: str) -> Path:
+def run_spec(factory: pytest.TempPathFactory, spec: str, **env: str) -> Path:
     cwd = factory.mktemp(spec.split(".")[0])
-    proc = run_cli("run", str(SPECS / spec), cwd=cwd)
+    proc = run_cli("run", str(SPECS / spec), cwd=cwd, **env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return cwd
 
 
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _run_spec(tmp_path_factory, "mini.yaml")
+    return run_spec(tmp_path_factory, "mini.yaml")
 
 
 @pytest.fixture(scope="module")
 def rasraf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _run_spec(tmp_path_factory, "rasraf-3scale.yaml")
+    return run_spec(tmp_path_factory, "rasraf-3scale.yaml")
 
 
 def _db(ws: Path) -> sqlite3.Connection:
@@ -51,7 +52,8 @@ def _campaign(cwd: Path) -> Campaign:
     return Campaign.open(cwd / "build" / "plan.json")
 
 
-def _check_common(cwd: Path) -> Campaign:
+def check_campaign(cwd: Path) -> Campaign:
+    """What every finished campaign must satisfy, read from its ledger and stores."""
     c = _campaign(cwd)
     ws = c.workspace
     assert ws == (cwd / c.plan["workspace"]).resolve()  # relative to where it was compiled
@@ -93,7 +95,7 @@ def _check_common(cwd: Path) -> Campaign:
 
 
 def test_mini_campaign_end_to_end(mini: Path) -> None:
-    c = _check_common(mini)
+    c = check_campaign(mini)
     stream = c.stream("structures.latent")
     store = c.store(stream["store"])
     keys = store.keys(stream["namespace"])
@@ -111,7 +113,7 @@ def test_mini_campaign_end_to_end(mini: Path) -> None:
 
 
 def test_rasraf_all_three_scales(rasraf: Path) -> None:
-    c = _check_common(rasraf)
+    c = check_campaign(rasraf)
     db = _db(c.workspace)
     per = dict(db.execute("SELECT coupling, COUNT(*) FROM sims GROUP BY coupling"))
     assert per == {"macro-to-cg": 6, "cg-to-aa": 6}
