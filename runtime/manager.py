@@ -10,7 +10,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,8 +84,24 @@ class Pipeline:
     selected: int = 0
 
 
+class _InlineExecutor(Executor):
+    """Runs each call at once in the caller's thread: submissions one by one, in order."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            fut.set_exception(exc)
+        return fut
+
+
 class Manager:
-    """One campaign's workflow manager. ``run()`` returns ``"complete"`` or ``"stopped"``."""
+    """One campaign's workflow manager. ``run()`` returns ``"complete"`` or ``"stopped"``.
+
+    ``threads=False`` runs everything in the calling thread: ingest and feedback when due,
+    submissions one after another in order (a virtual clock needs one thread of control).
+    """
 
     def __init__(self, campaign: Campaign, scheduler: SchedulerAdapter, *,
                  clock: Clock | None = None, threads: bool = True) -> None:
@@ -117,7 +133,8 @@ class Manager:
         self.last_occupancy: tuple[int, ...] = ()
         self._exhausted_ticks = 0
         self._bg: list[threading.Thread] = []
-        self._pool = ThreadPoolExecutor(_SUBMIT_THREADS, thread_name_prefix="mummi-submit")
+        self._pool: Executor = ThreadPoolExecutor(
+            _SUBMIT_THREADS, thread_name_prefix="mummi-submit") if threads else _InlineExecutor()
 
     # ================================================================ setup
     def _check_plan(self) -> None:
