@@ -15,6 +15,9 @@ from mummi_spec.compiler.resources import ResourcePlan
 from mummi_spec.model import Job, Spec, format_hms
 
 # Example parameter values for running one job template by hand.
+# Path-valued tokens are study variables, not parameters: Maestro pastes a parameter's value
+# into its step's directory and log names, where a path's slashes break them.
+PATH_TOKENS = frozenset({"SETUP_DIR"})
 EXAMPLES = {"CANDIDATE": "example-candidate-0001", "SIM": "example-sim-0001",
             "SETUP_DIR": "./example-setup"}
 
@@ -98,16 +101,18 @@ def render_study(spec: Spec, rp: ResourcePlan) -> str:
 
 def render_job(spec: Spec, job: Job) -> str:
     """jobs/<job>.yaml: one parameterised instance of a job type."""
-    cmd, params = _job_cmd(job)
+    cmd, used = _job_cmd(job)
+    params = {k: v for k, v in used.items() if k not in PATH_TOKENS}
+    variables = {k: v for k, v in used.items() if k in PATH_TOKENS}
     exports = "".join(f"export {k}={shlex.quote(v)}\n"
                       for k, v in sorted((dict(spec.env) | dict(job.env)).items()))
     r = job.resources
     return environment().get_template("maestro/job.yaml.j2").render(
         name=spec.name, job=job.name, role=job.role, scale=job.scale,
         spec_file=_spec_name(spec), job_description=job.description or f"{job.role} {job.name}",
-        workspace=spec.workspace, batch=batch_block(spec), cmd=exports + cmd + "\n", resources=step_resources(r.nodes, r.tasks, r.cores_per_task, r.gpus,
-                                                job.walltime),
-        parameters=params)
+        workspace=spec.workspace, batch=batch_block(spec), cmd=exports + cmd + "\n",
+        resources=step_resources(r.nodes, r.tasks, r.cores_per_task, r.gpus, job.walltime),
+        parameters=params, variables=variables)
 
 
 def _spec_name(spec: Spec) -> str:

@@ -213,7 +213,7 @@ def test_profile_against_base_points_at_the_profile_lines(capsys):
                                       _line_of(RASRAF, "      nodes: 1"))
     # A store's backend set by the profile; a manager value nobody wrote (its section's line).
     assert lines("stores.frames.backend")[1] == _line_of(
-        RASRAF, "      frames: {backend: filesystem}   # one switch moves a data kind")
+        RASRAF, "      frames: {backend: filesystem}")
     assert lines("manager.stop_after") == (
         _line_of(RASRAF, "manager:"),
         _line_of(RASRAF, "    manager: {tick: 0.2s, checkpoint_every: 10s, max_simulations: 12}"))
