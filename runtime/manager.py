@@ -119,6 +119,8 @@ class Manager:
         self.setup_dirs: dict[str, str] = {}
         self.used: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # coupling -> gpus, cores
         self.count: Counter[str] = Counter()  # live instances per job type
+        self.live_by: Counter[tuple[str | None, str]] = Counter()  # per (coupling, job type)
+        self._running = [0, 0, 0]  # GPUs, cores and number of the live jobs now running
         caps = tracker.sim_cap(self.plan)
         self.pipes = {n: Pipeline(n, cfg, caps[n])
                       for n, cfg in sorted(self.plan["couplings"].items())}
@@ -378,21 +380,36 @@ class Manager:
                 continue
             self.backoff = 1.0
             self.ledger.set_job(row.name, "queued", sched_id=sched_id)
-            self.live[row.name] = dataclasses.replace(
-                self.live[row.name], row=dataclasses.replace(row, state="queued",
-                                                             sched_id=sched_id))
+            self._restate(self.live[row.name], state="queued", sched_id=sched_id)
 
     def _hold(self, row: JobRow, coupling: str | None, role: str, reserve: bool = True
               ) -> None:
         self.live[row.name] = Live(row, coupling, role)
+        self.live_by[(coupling, row.job_type)] += 1
+        self._count_running(row, +1)
         if reserve:
             self._reserve(coupling, row.job_type, +1)
 
     def _release(self, name: str) -> Live | None:
         live = self.live.pop(name, None)
         if live is not None:
+            self.live_by[(live.coupling, live.row.job_type)] -= 1
+            self._count_running(live.row, -1)
             self._reserve(live.coupling, live.row.job_type, -1)
         return live
+
+    def _restate(self, live: Live, **changes: Any) -> None:
+        """Change a live job's row; every change goes through here, so the counts stay right
+        without a pass over all live jobs each iteration."""
+        self._count_running(live.row, -1)
+        live.row = dataclasses.replace(live.row, **changes)
+        self._count_running(live.row, +1)
+
+    def _count_running(self, row: JobRow, sign: int) -> None:
+        if row.state == "running":
+            self._running[0] += sign * row.gpus
+            self._running[1] += sign * row.cores
+            self._running[2] += sign
 
     def _track(self, row: JobRow) -> None:
         coupling = self.sims[row.sim][0] if row.sim else None
@@ -428,7 +445,7 @@ class Manager:
                 continue
             if state in ("queued", "running"):
                 self.ledger.set_job(live.row.name, state)
-                live.row = dataclasses.replace(live.row, state=state)
+                self._restate(live, state=state)
                 continue
             self.ledger.set_job(live.row.name, state, exit_code=st.exit_code,
                                 reason=reason or None, t=now)
@@ -514,8 +531,7 @@ class Manager:
                 sim = pipe.ready.pop(0)
                 self._set_sim(sim, "simulating")
                 self._hold_pending(batch, sim_type, sim, pipe)
-            in_setup = sum(1 for lj in self.live.values()
-                           if lj.coupling == pipe.name and lj.row.job_type == setup_type)
+            in_setup = self.live_by[(pipe.name, setup_type)] if setup_type else 0
             want = int(cfg["ready_buffer"]) + self._slots(pipe, sim_type)
             # 2. Setups, so that ready + setting-up covers the buffer and the free GPUs.
             while pipe.waiting and len(batch) < per_iteration:
@@ -576,13 +592,11 @@ class Manager:
 
     # ======================================================== observation
     def busy(self) -> tuple[int, int]:
-        gpus = sum(lj.row.gpus for lj in self.live.values() if lj.row.state == "running")
-        cores = sum(lj.row.cores for lj in self.live.values() if lj.row.state == "running")
-        return gpus, cores
+        return self._running[0], self._running[1]
 
     def _observe(self, now: float) -> None:
         gpus, cores = self.busy()
-        running = sum(1 for lj in self.live.values() if lj.row.state == "running")
+        running = self._running[2]
         queued = len(self.live) - running
         sample = (gpus, cores, running, queued)
         if sample != self.last_occupancy:
