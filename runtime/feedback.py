@@ -65,9 +65,16 @@ def combine(kind: str, state: dict[str, Any], values: np.ndarray, weights: np.nd
     total = total + (w[:, None] * values).sum(axis=0)
     weight = float(state.get("weight", 0.0)) + float(w.sum())
     new = {"sum": total.tolist(), "weight": weight}
-    if kind == "sum":
-        return new, total
-    return new, total / weight if weight > 0 else total
+    return new, reported(kind, new)
+
+
+def reported(kind: str, state: Mapping[str, Any]) -> np.ndarray:
+    """The value to report for a running state: what ``combine`` returned with it."""
+    if "value" in state:  # a user function's last result
+        return np.asarray(state["value"], dtype=np.float64)
+    total = np.asarray(state["sum"], dtype=np.float64)
+    weight = float(state["weight"])
+    return total / weight if kind != "sum" and weight > 0 else total
 
 
 class FeedbackLoop:
@@ -90,6 +97,7 @@ class FeedbackLoop:
         self.namespace = self.stream["namespace"]
         self.glob = key_glob(self.stream["key"])
         self.workers = max(1, int(self.config.get("workers", 1)))
+        self._reported = 0  # the last iteration this object wrote to the target
 
     def iterate(self) -> IterationResult:
         ns = self.namespace
@@ -100,6 +108,7 @@ class FeedbackLoop:
             self.store.move(ns, sorted(done), ns + CONSUMED_SUFFIX)
         fresh = [k for k in keys if k not in done]
         if not fresh:
+            self._catch_up(iteration, total, state)
             return IterationResult(iteration, 0, 0, total)
         good, values, sims, bad = self._read(fresh)
         if bad:
@@ -107,6 +116,7 @@ class FeedbackLoop:
                         bad[0][0], bad[0][1])
             self.store.move(ns, [k for k, _ in bad], ns + REJECTED_SUFFIX)
         if not good:
+            self._catch_up(iteration, total, state)
             return IterationResult(iteration, 0, len(bad), total)
         arrays = np.vstack(values).astype(np.float64)
         w = self.weights(sims) if self.weights is not None else np.ones(len(good))
@@ -114,7 +124,7 @@ class FeedbackLoop:
         iteration += 1
         total += len(good)
         # Ledger first: once committed, these keys are never aggregated again, whatever happens
-        # to the move or the report below (both are redone or idempotent).
+        # to the move or the report below (the next call redoes both: see _catch_up).
         self.ledger.commit_feedback(self.name, iteration, total, new_state, good)
         self.store.move(ns, good, ns + CONSUMED_SUFFIX)
         self.report(iteration, total, report)
@@ -124,6 +134,16 @@ class FeedbackLoop:
         record = Record(np.asarray(value, dtype=np.float32), meta={
             "iteration": iteration, "items": total, "loop": self.name})
         self.target_store.put(*self.target, encode(record))
+        self._reported = iteration
+
+    def _catch_up(self, iteration: int, total: int, state: dict[str, Any]) -> None:
+        """Report the ledger's aggregate if a crash came between its commit and its report.
+
+        Once per object when nothing is new: a restarted manager cannot tell whether its
+        predecessor reported, and writing the same record again is harmless.
+        """
+        if iteration > self._reported:
+            self.report(iteration, total, reported(self.kind, state))
 
     def _read(self, keys: list[str]) -> tuple[list[str], list[np.ndarray], list[str | None],
                                                list[tuple[str, str]]]:
