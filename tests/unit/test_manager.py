@@ -1,0 +1,526 @@
+"""The workflow manager against a fake scheduler and clock: budgets, queues, retries, restarts."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import random
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from mummi_spec.compiler.compile import compile_loaded
+from mummi_spec.errors import SchedulerError, UsageError
+from mummi_spec.frontend import load_spec_text
+from mummi_spec.runtime.campaign import Campaign
+from mummi_spec.runtime.manager import Manager
+from mummi_spec.runtime.records import Record, encode
+from mummi_spec.runtime.schedulers.base import (
+    TERMINAL_STATES,
+    JobRequest,
+    JobState,
+    JobStatus,
+    SchedulerAdapter,
+)
+
+COUPLING = "gen-to-cg"
+SPEC = """
+spec: mummi/v1
+name: manager-test
+workspace: ./ws
+machine: {name: test, nodes: 1, walltime: "01:00:00", node: {cores: 8, gpus: 4},
+          reserved: {manager: 0}}
+scheduler: {type: local, poll: 1s}
+stores:
+  latent: {backend: filesystem}
+scales:
+  gen:
+    jobs:
+      generator: {role: persistent, command: gen, walltime: "01:00:00",
+                  resources: {cores_per_task: 1, gpus: 0}}
+    emits: {latent: {kind: candidates, dim: 2, store: latent, key: "c_{id}"}}
+  cg:
+    jobs:
+      createsim: {role: setup, command: "setup $(CANDIDATE)", walltime: "00:01:00",
+                  resources: {cores_per_task: 1, gpus: 1}, success: {file: setup.ok},
+                  retry: {limit: 2, on: [failed, timedout]}}
+      cganalysis: {role: simulation, command: "sim $(SIM) $(SETUP_DIR)", walltime: "00:02:00",
+                   resources: {cores_per_task: 1, gpus: 1}, retry: {limit: 1, on: [failed]}}
+selectors: {pick: {kind: random, dim: 2}}
+couplings:
+  gen-to-cg: {from: gen.latent, to: cg, selector: pick, setup: createsim,
+              simulation: cganalysis, ready_buffer: 2, max_pending: 8,
+              max_selections_per_iteration: 50, share: {gpus: 1.0, cores: 1.0}}
+manager: {tick: 1s, checkpoint_every: 10m, max_simulations: 12}
+"""
+
+
+@pytest.fixture(scope="module")
+def compiled() -> dict[str, Any]:
+    plan: dict[str, Any] = json.loads(compile_loaded(load_spec_text(SPEC)).files["plan.json"])
+    return plan
+
+
+class FakeScheduler:
+    """Accepts jobs and reports what the test says happened to them; sees only its own ids."""
+
+    key: ClassVar[str] = "fake"
+    _instances = itertools.count(1)
+
+    def __init__(self) -> None:
+        self.prefix = f"f{next(self._instances)}-"
+        self.requests: dict[str, JobRequest] = {}
+        self.states: dict[str, JobStatus] = {}
+        self.refuse = 0  # refuse this many of the next submissions
+        self.refused: list[str] = []
+        self.cancelled: list[str] = []
+        self.closed = False
+        self._lock = threading.Lock()  # the manager submits from a small thread pool
+
+    def submit(self, job: JobRequest) -> str:
+        with self._lock:
+            if self.refuse:
+                self.refuse -= 1
+                self.refused.append(job.name)
+                raise SchedulerError(f"{job.name}: queue is full")
+            sched_id = f"{self.prefix}{len(self.requests) + 1}"
+            self.requests[sched_id] = job
+            self.states[sched_id] = JobStatus(JobState.PENDING)
+            return sched_id
+
+    def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        unknown = JobStatus(JobState.UNKNOWN, reason="not ours")
+        return {i: self.states.get(i, unknown) for i in ids}
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        for i in ids:
+            self.cancelled.append(i)
+            if i in self.states and self.states[i].state not in TERMINAL_STATES:
+                self.states[i] = JobStatus(JobState.CANCELLED, reason="cancelled")
+
+    def close(self) -> None:
+        self.closed = True
+
+    # ------------------------------------------------------------ the test's side
+    def live(self, job_type: str | None = None) -> list[str]:
+        """Ids of jobs not ended, by job name (not by id: the pool submits in any order)."""
+        ids = [i for i, st in self.states.items() if st.state not in TERMINAL_STATES
+               and job_type in (None, self.requests[i].job_type)]
+        return sorted(ids, key=lambda i: self.requests[i].name)
+
+    def complete_all(self) -> None:
+        """Every live job but the persistent generator ends well."""
+        for i in self.live():
+            if self.requests[i].job_type != "generator":
+                self.end(i)
+
+    def names(self) -> list[str]:
+        return [r.name for r in self.requests.values()]
+
+    def start(self, sched_id: str) -> None:
+        self.states[sched_id] = JobStatus(JobState.RUNNING)
+
+    def end(self, sched_id: str, state: JobState = JobState.COMPLETED, code: int | None = 0,
+            success_file: bool = True) -> None:
+        job = self.requests[sched_id]
+        if state == JobState.COMPLETED and success_file:
+            job.workdir.mkdir(parents=True, exist_ok=True)
+            (job.workdir / "setup.ok").write_text("ok")  # read only for createsim
+        self.states[sched_id] = JobStatus(state, code)
+
+
+class FakeClock:
+    """Time moves only when the test (or the manager's ``sleep``) says so."""
+
+    def __init__(self, on_sleep: Callable[[], None] = lambda: None) -> None:
+        self.t = 1000.0
+        self.on_sleep = on_sleep
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+        self.on_sleep()
+
+    def wake(self) -> None:
+        """Nothing to interrupt."""
+
+
+class Rig:
+    """One campaign directory; managers come and go on it as processes would."""
+
+    def __init__(self, root: Path, plan: dict[str, Any]) -> None:
+        self.plan_path = root / "build" / "plan.json"
+        self.plan_path.parent.mkdir(parents=True)
+        self.plan_path.write_text(json.dumps(plan, indent=1, sort_keys=True))
+        self.ws = root / "ws"
+        self.clock = FakeClock()
+        self.managers: list[Manager] = []
+
+    def manager(self, sched: FakeScheduler, *, start: bool = True) -> Manager:
+        """A new manager process on the campaign reopened from disk; with ``start``, the
+        steps ``run()`` takes before its loop."""
+        m = Manager(Campaign.open(self.plan_path, self.ws), sched, clock=self.clock,
+                    threads=False)
+        self.managers.append(m)
+        if start:
+            m._check_plan()
+            m._open_selectors()
+            m._open_streams()
+            m._open_feedback()
+            m._recover()
+            m._start_persistent()
+            m._start_background()
+        return m
+
+    def candidates(self, n: int, seed: int = 0) -> None:
+        c = Campaign.open(self.plan_path, self.ws)
+        try:
+            points = np.random.default_rng(seed).normal(size=(n, 2))
+            c.store("latent").put_many("latent", {f"c_{i:06d}": encode(Record(p))
+                                                  for i, p in enumerate(points)})
+        finally:
+            c.close()
+
+    def tick(self, m: Manager, dt: float = 1.0) -> None:
+        """One pass of the manager's loop, ``dt`` seconds after the previous one."""
+        self.clock.t += dt
+        now = self.clock.now()
+        m._run_due(now)
+        m._poll(now)
+        m._schedule(now)
+
+    def crash(self, m: Manager) -> None:
+        """The process dies: no shutdown, nothing cancelled, nothing checkpointed."""
+        m._pool.shutdown(wait=True)
+        m.ledger.close()
+        m.c.close()
+        self.managers.remove(m)
+
+    def close(self) -> None:
+        for m in list(self.managers):
+            self.crash(m)
+
+
+@pytest.fixture
+def make_rig(tmp_path: Path, compiled: dict[str, Any]) -> Iterator[Callable[..., Rig]]:
+    """``make_rig(budget=..., sim_max=..., ...)`` -> a Rig for the test plan so patched."""
+    rigs: list[Rig] = []
+
+    def make(budget: int = 4, sim_max: int = 4, cap: int = 12, **coupling: Any) -> Rig:
+        plan = copy.deepcopy(compiled)
+        plan["resources"]["budgets"][COUPLING]["gpus"] = budget
+        plan["jobs"]["cganalysis"]["max_concurrent"] = sim_max
+        plan["couplings"][COUPLING].update(coupling)
+        plan["manager"]["max_simulations"] = cap
+        rig = Rig(tmp_path / f"rig{len(rigs)}", plan)
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
+def launch(make_rig: Callable[..., Rig], candidates: int, **plan: Any
+           ) -> tuple[Rig, FakeScheduler, Manager]:
+    """A rig with ``candidates`` written and a manager started on a fresh fake scheduler."""
+    rig = make_rig(**plan)
+    rig.candidates(candidates)
+    sched = FakeScheduler()
+    return rig, sched, rig.manager(sched)
+
+
+def queues(m: Manager) -> tuple[int, int, int]:
+    """(waiting, setting up, ready) of the one coupling, as the manager sees them."""
+    pipe = m.pipes[COUPLING]
+    in_setup = sum(1 for lj in m.live.values() if lj.row.job_type == "createsim")
+    return len(pipe.waiting), in_setup, len(pipe.ready)
+
+
+def play(sched: FakeScheduler, rng: random.Random, setup_failure: float = 0.25) -> None:
+    """A random step of the cluster: jobs start, simulations finish, some setups fail."""
+    for i in sched.live():
+        job_type = sched.requests[i].job_type
+        if job_type == "generator":
+            continue
+        if sched.states[i].state == JobState.PENDING:
+            if rng.random() < 0.7:
+                sched.start(i)
+        elif rng.random() < 0.4:
+            failed = job_type == "createsim" and rng.random() < setup_failure
+            sched.end(i, JobState.FAILED if failed else JobState.COMPLETED, 1 if failed else 0)
+
+
+def sim_states(m: Manager) -> dict[str, str]:
+    return {s.sim: s.state for s in m.ledger.sims()}
+
+
+def assert_each_candidate_once(m: Manager) -> None:
+    sims = m.ledger.sims()
+    assert len({s.candidate for s in sims}) == len(sims)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_gpu_budget_and_max_concurrent_hold_at_every_tick(make_rig: Callable[..., Rig],
+                                                         seed: int) -> None:
+    rig, sched, m = launch(make_rig, 40, budget=3, sim_max=2)
+    rng = random.Random(seed)
+    most = {"sims": 0, "gpus": 0}
+    for _ in range(400):
+        play(sched, rng)
+        rig.tick(m)
+        sims = len(sched.live("cganalysis"))
+        gpus = sum(sched.requests[i].gpus for i in sched.live())  # the generator has none
+        assert sims <= 2
+        assert gpus <= 3
+        most = {"sims": max(most["sims"], sims), "gpus": max(most["gpus"], gpus)}
+        if set(sim_states(m).values()) <= {"done", "failed"} and m.pipes[COUPLING].selected == 12:
+            break
+    else:
+        pytest.fail(f"the campaign did not finish: {sim_states(m)}")
+    assert most == {"sims": 2, "gpus": 3}  # both limits were reached, so both were tested
+    assert len(sim_states(m)) == 12
+    assert_each_candidate_once(m)
+
+
+def test_setups_fill_the_ready_buffer_and_stop(make_rig: Callable[..., Rig]) -> None:
+    rig, sched, m = launch(make_rig, 40, budget=4, sim_max=2, ready_buffer=2, max_pending=50)
+    for _ in range(6):  # setups succeed at once; simulations run for ever
+        for i in sched.live("createsim"):
+            sched.end(i)
+        rig.tick(m)
+    submitted = len(sched.requests)
+    for _ in range(10):
+        rig.tick(m)
+        assert queues(m) == (0, 0, 2)  # exactly the buffer, nothing more being set up
+    assert len(sched.live("cganalysis")) == 2
+    assert len(sched.requests) == submitted
+    assert m.pipes[COUPLING].selected == 4  # two running, two ready: no selection beyond
+
+
+def test_max_pending_bounds_selections_ahead(make_rig: Callable[..., Rig]) -> None:
+    rig, sched, m = launch(make_rig, 40, budget=4, sim_max=4, ready_buffer=6, max_pending=3)
+    rng = random.Random(4)
+    highest = 0
+    for _ in range(60):
+        play(sched, rng, setup_failure=0.0)
+        rig.tick(m)
+        pending = sum(queues(m))
+        assert pending <= 3
+        highest = max(highest, pending)
+    assert highest == 3
+    assert m.pipes[COUPLING].selected > 3  # selection went on as sims left the queues
+
+
+def test_a_failing_setup_is_retried_to_its_limit_then_the_sim_fails(
+        make_rig: Callable[..., Rig]) -> None:
+    rig, sched, m = launch(make_rig, 5, cap=1)
+    # Three different failures; the plan allows two retries.
+    ends: list[dict[str, Any]] = [{"state": JobState.TIMEDOUT, "code": None},
+                                  {"code": 0, "success_file": False},
+                                  {"state": JobState.FAILED, "code": 1}]
+    for _ in range(20):
+        for i in sched.live("createsim"):
+            sched.end(i, **ends.pop(0))
+        rig.tick(m)
+    assert ends == []
+    (sim,) = m.ledger.sims()
+    assert (sim.state, sim.reason) == ("failed", "createsim: failed exit code 1")
+    jobs = [(j.name, j.state) for j in m.ledger.jobs() if j.sim == sim.sim]
+    assert jobs == [(f"{sim.sim}.createsim.1", "timedout"), (f"{sim.sim}.createsim.2", "failed"),
+                    (f"{sim.sim}.createsim.3", "failed")]
+    assert sched.live("createsim") == []
+    assert m.pipes[COUPLING].selected == 1
+
+
+def test_a_refused_submission_backs_off_and_costs_the_sim_nothing(
+        make_rig: Callable[..., Rig]) -> None:
+    rig, sched, m = launch(make_rig, 5, cap=2)
+    rig.tick(m)  # selects two
+    sched.refuse = 1
+    rig.tick(m)  # submits two setups, one refused
+    (refused,) = sched.refused
+    sim = refused.split(".")[0]
+    assert sim_states(m)[sim] == "selected"
+    assert m.pipes[COUPLING].waiting == [sim]
+    assert next(j for j in m.ledger.jobs() if j.name == refused).state == "lost"
+    assert m.backoff_until == rig.clock.now() + 1.0
+    submitted = len(sched.requests)
+    for _ in range(3):
+        rig.tick(m, dt=0.25)
+        assert len(sched.requests) == submitted  # backing off
+    rig.tick(m, dt=0.25)
+    assert sched.names()[-1] == refused  # the same attempt: the refusal was not charged
+    finish(rig, m, sched)
+    assert m.backoff == 1.0  # reset by the first accepted submission
+    assert [j.attempt for j in m.ledger.jobs() if j.sim == sim] == [1, 1]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="manager.py: a persistent job whose submission is refused is marked "
+                   "lost and never submitted again (_requeue skips sim=None)")
+def test_a_refused_persistent_job_is_submitted_again(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    sched = FakeScheduler()
+    sched.refuse = 1
+    m = rig.manager(sched)
+    assert sched.refused == ["generator.1"]
+    for _ in range(5):
+        rig.tick(m)
+    assert sched.live("generator") != []
+
+
+def drive_to_a_mixed_state(rig: Rig, m: Manager, sched: FakeScheduler) -> list[str]:
+    """Play until sims are in every stage and jobs are in flight; the live job names."""
+    rng = random.Random(11)
+    for _ in range(200):
+        play(sched, rng)
+        rig.tick(m)
+        states = set(sim_states(m).values())
+        if {"done", "setup", "simulating"} <= states and sched.live("createsim") \
+                and sched.live("cganalysis"):
+            return [sched.requests[i].name for i in sched.live()]
+    pytest.fail(f"never reached a mixed state: {sim_states(m)}")
+
+
+def finish(rig: Rig, m: Manager, sched: FakeScheduler) -> None:
+    for _ in range(100):
+        sched.complete_all()
+        rig.tick(m)
+        pipe = m.pipes[COUPLING]
+        if set(sim_states(m).values()) == {"done"} and pipe.selected == pipe.cap:
+            return
+    pytest.fail(f"the campaign did not finish: {sim_states(m)}")
+
+
+def test_after_a_crash_unseen_jobs_are_resubmitted_and_nothing_is_selected_twice(
+        make_rig: Callable[..., Rig]) -> None:
+    rig, old, m = launch(make_rig, 30, cap=6)
+    in_flight = drive_to_a_mixed_state(rig, m, old)
+    before = {s.sim: s.candidate for s in m.ledger.sims()}
+    rig.crash(m)
+    new = FakeScheduler()  # e.g. the local adapter: the old manager's jobs died with it
+    m = rig.manager(new)
+    assert "generator.1" in new.names()  # persistent: resubmitted while recovering
+    lost = {j.name for j in m.ledger.jobs(["lost"])}
+    assert lost == set(in_flight) - {"generator.1"}
+    assert all(j.reason == "manager restarted" for j in m.ledger.jobs(["lost"]))
+    assert {s.sim: s.candidate for s in m.ledger.sims()} == before
+    rig.tick(m)
+    assert set(in_flight) <= set(new.names())  # same names: a restart charges no attempt
+    finish(rig, m, new)
+    assert_each_candidate_once(m)
+    assert len(m.ledger.sims()) == 6
+
+
+def test_after_a_crash_jobs_the_scheduler_still_sees_are_tracked_not_resubmitted(
+        make_rig: Callable[..., Rig]) -> None:
+    # The same scheduler after the restart, e.g. Slurm: jobs outlive the manager, ids stay.
+    rig, sched, m = launch(make_rig, 30, cap=6)
+    in_flight = drive_to_a_mixed_state(rig, m, sched)
+    rig.crash(m)
+    m = rig.manager(sched)
+    assert sorted(m.live) == sorted(in_flight)
+    assert m.ledger.jobs(["lost"]) == []
+    finish(rig, m, sched)
+    names = sched.names()
+    assert len(names) == len(set(names))  # no job submitted twice
+    assert_each_candidate_once(m)
+
+
+def test_a_job_lost_to_a_restart_does_not_use_up_its_retries(
+        make_rig: Callable[..., Rig]) -> None:
+    rig, sched, m = launch(make_rig, 3, cap=1)
+    while len(sched.requests) < 4:  # the generator, then three setups: two fail
+        for i in sched.live("createsim"):
+            sched.end(i, JobState.FAILED, 1)
+        rig.tick(m)
+    (last,) = (sched.requests[i].name for i in sched.live("createsim"))
+    assert last.endswith(".createsim.3")  # the last attempt the limit allows
+    rig.crash(m)
+    sched = FakeScheduler()
+    m = rig.manager(sched)
+    finish(rig, m, sched)
+    assert last in sched.names()
+
+
+def test_a_crash_during_submission_is_resubmitted(make_rig: Callable[..., Rig],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    rig, sched, m = launch(make_rig, 5, cap=1)
+    rig.tick(m)
+
+    def die(job: JobRequest) -> str:
+        raise KeyboardInterrupt  # the process is going down mid-submit
+
+    monkeypatch.setattr(sched, "submit", die)
+    with pytest.raises(KeyboardInterrupt):
+        rig.tick(m)
+    (row,) = (j for j in m.ledger.jobs() if j.job_type == "createsim")
+    assert row.state == "submitting"
+    rig.crash(m)
+    monkeypatch.undo()
+    m = rig.manager(sched)
+    rig.tick(m)
+    assert [sched.requests[i].name for i in sched.live("createsim")] == [row.name]
+    finish(rig, m, sched)
+
+
+@pytest.mark.xfail(strict=True, raises=sqlite3.IntegrityError,
+                   reason="manager.py: a selector restored from a checkpoint "
+                   "older than the ledger's last selections offers those candidates again "
+                   "(sqlite3.IntegrityError from add_sims)")
+def test_selections_after_the_last_checkpoint_are_not_repeated(
+        make_rig: Callable[..., Rig]) -> None:
+    rig, sched, m = launch(make_rig, 12, cap=12)
+    m._run_due(rig.clock.now())  # ingest
+    m.checkpoint()
+    rig.tick(m)  # selects after the checkpoint
+    assert 0 < m.pipes[COUPLING].selected < 12
+    rig.crash(m)
+    m = rig.manager(sched)
+    finish(rig, m, sched)
+    assert_each_candidate_once(m)
+
+
+def test_a_workspace_refuses_a_different_plan(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    m = rig.manager(FakeScheduler())
+    rig.crash(m)
+    rig.manager(FakeScheduler())  # the same plan resumes
+    rig.close()
+    plan = json.loads(rig.plan_path.read_text())
+    plan["manager"]["max_simulations"] += 1
+    rig.plan_path.write_text(json.dumps(plan))
+    m = rig.manager(FakeScheduler(), start=False)
+    digest = m.ledger.meta("plan_sha256")
+    with pytest.raises(UsageError, match=r"different plan\.json"):
+        m._check_plan()
+    assert m.ledger.meta("plan_sha256") == digest  # still the plan that started it
+
+
+def test_run_completes_on_the_fake_scheduler(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(budget=3, sim_max=2)
+    rig.candidates(30)
+    sched = FakeScheduler()
+
+    rig.clock.on_sleep = sched.complete_all  # between the manager's ticks
+    m = rig.manager(sched, start=False)
+    assert m.run() == "complete"
+    rig.managers.remove(m)  # run() closed everything itself
+    assert isinstance(sched, SchedulerAdapter)
+    assert sched.closed
+    assert [sched.requests[i].name for i in sched.cancelled] == ["generator.1"]
+    assert set(sim_states(m).values()) == {"done"}
+    assert len(sim_states(m)) == 12
+    assert (rig.ws / "checkpoints" / "pick.npz").exists()
+    status = json.loads((rig.ws / "status.json").read_text())
+    assert status["state"] == "complete"
+    assert status["sims"] == {"done": 12}
