@@ -124,6 +124,7 @@ class Manager:
         self.count: Counter[str] = Counter()  # live instances per job type
         self.live_by: Counter[tuple[str | None, str]] = Counter()  # per (coupling, job type)
         self._running = [0, 0, 0]  # GPUs, cores and number of the live jobs now running
+        self.by_sched_id: dict[str, str] = {}  # scheduler id -> name, of live jobs
         caps = tracker.sim_cap(self.plan)
         self.pipes = {n: Pipeline(n, cfg, caps[n])
                       for n, cfg in sorted(self.plan["couplings"].items())}
@@ -391,6 +392,8 @@ class Manager:
               ) -> None:
         self.live[row.name] = Live(row, coupling, role)
         self.live_by[(coupling, row.job_type)] += 1
+        if row.sched_id:
+            self.by_sched_id[row.sched_id] = row.name
         self._count_running(row, +1)
         if reserve:
             self._reserve(coupling, row.job_type, +1)
@@ -399,6 +402,7 @@ class Manager:
         live = self.live.pop(name, None)
         if live is not None:
             self.live_by[(live.coupling, live.row.job_type)] -= 1
+            self.by_sched_id.pop(live.row.sched_id or "", None)
             self._count_running(live.row, -1)
             self._reserve(live.coupling, live.row.job_type, -1)
         return live
@@ -409,6 +413,8 @@ class Manager:
         self._count_running(live.row, -1)
         live.row = dataclasses.replace(live.row, **changes)
         self._count_running(live.row, +1)
+        if live.row.sched_id:
+            self.by_sched_id[live.row.sched_id] = live.row.name
 
     def _count_running(self, row: JobRow, sign: int) -> None:
         if row.state == "running":
@@ -438,7 +444,7 @@ class Manager:
         if now - self.last_poll < float(self.plan["scheduler"]["poll"]) or not self.live:
             return
         self.last_poll = now
-        ids = {lj.row.sched_id: name for name, lj in self.live.items() if lj.row.sched_id}
+        ids = self.by_sched_id
         # An adapter that can tell which jobs changed state since it last reported them
         # offers ``changed(ids)`` (same answer, unchanged ids left out): with thousands of
         # long simulations, most polls then look at a few jobs instead of all of them.
