@@ -83,6 +83,7 @@ class Pipeline:
     waiting: list[str] = dataclasses.field(default_factory=list)
     ready: list[str] = dataclasses.field(default_factory=list)
     selected: int = 0
+    chosen: set[str] = dataclasses.field(default_factory=set)  # candidates it ever selected
 
 
 class _InlineExecutor(Executor):
@@ -118,6 +119,8 @@ class Manager:
         self.stop_requested = threading.Event()
         self.live: dict[str, Live] = {}
         self.history: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self.attempts: Counter[tuple[str, str]] = Counter()  # highest attempt number used
+        self.persistent_retry: set[str] = set()  # persistent jobs whose submission was refused
         self.sims: dict[str, tuple[str, str, str]] = {}  # sim -> (coupling, candidate, state)
         self.setup_dirs: dict[str, str] = {}
         self.used: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # coupling -> gpus, cores
@@ -212,6 +215,7 @@ class Manager:
             if pipe is None:
                 continue
             pipe.selected += 1
+            pipe.chosen.add(row.candidate)
             if row.state == "selected":
                 pipe.waiting.append(row.sim)
             elif row.state == "ready":
@@ -219,6 +223,8 @@ class Manager:
         jobs = self.ledger.jobs()
         latest: dict[tuple[str | None, str], JobRow] = {}
         for j in jobs:
+            key = (j.sim or "", j.job_type)
+            self.attempts[key] = max(self.attempts[key], j.attempt)
             if j.state not in LIVE_JOB_STATES:
                 self.history[(j.sim or "", j.job_type)].append(j.state)
             latest[(j.sim, j.job_type)] = j
@@ -349,7 +355,10 @@ class Manager:
         now = self.clock.now()
         for job_type, sim, coupling in batch:
             job = self.plan["jobs"][job_type]
-            attempt = len(self.history[(sim or "", job_type)]) + 1
+            # Every attempt gets its own name and directory, even one that never ran: a job
+            # orphaned by a killed manager may still be writing into the old one.
+            attempt = self.attempts[(sim or "", job_type)] + 1
+            self.attempts[(sim or "", job_type)] = attempt
             name = tracker.job_name(sim, job_type, attempt)
             workdir = self.ws / "runs" / (sim or "persistent") / f"{job_type}.{attempt}"
             res = job["resources"]
@@ -429,6 +438,7 @@ class Manager:
     def _requeue(self, row: JobRow) -> None:
         """Put a sim whose job never started back into the queue it came from."""
         if row.sim is None:
+            self.persistent_retry.add(row.job_type)
             return
         coupling, _, state = self.sims[row.sim]
         pipe = self.pipes[coupling]
@@ -536,6 +546,9 @@ class Manager:
     def _schedule(self, now: float) -> None:
         if self.stop_requested.is_set() or now < self.backoff_until:
             return
+        if self.persistent_retry:
+            retry, self.persistent_retry = sorted(self.persistent_retry), set()
+            self._submit([(job_type, None, None) for job_type in retry])
         per_iteration = int(self.plan["scheduler"].get("per_iteration") or 1 << 30)
         batch: list[tuple[str, str | None, str | None]] = []
         for pipe in self.pipes.values():
@@ -593,6 +606,9 @@ class Manager:
         g = self.selectors[pipe.config["selector"]]
         with g.lock:
             ids = g.selector.select(n)
+        # A selector restored from a checkpoint older than the ledger offers again what it
+        # chose after that checkpoint; the ledger has those already.
+        ids = [c for c in ids if c not in pipe.chosen]
         if not ids:
             return
         seq = self.ledger.next_seq()
@@ -603,6 +619,7 @@ class Manager:
         for sim, _, cand, _, _ in rows:
             self.sims[sim] = (pipe.name, cand, "selected")
             pipe.waiting.append(sim)
+            pipe.chosen.add(cand)
         pipe.selected += len(rows)
 
     # ======================================================== observation

@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 
 
-def coverage_distance(candidates: np.ndarray, selected: np.ndarray) -> float:
-    """Mean distance from each candidate to its nearest selected point (lower covers better)."""
-    if len(selected) == 0 or len(candidates) == 0:
-        return float("inf")
+def nearest_distances(candidates: np.ndarray, selected: np.ndarray) -> np.ndarray:
+    """Distance from each candidate to its nearest selected point."""
     c = np.asarray(candidates, dtype=np.float64)
     s = np.asarray(selected, dtype=np.float64)
     best = np.full(len(c), np.inf)
@@ -19,7 +17,22 @@ def coverage_distance(candidates: np.ndarray, selected: np.ndarray) -> float:
         part = s[i:i + 256]
         d2 = (c * c).sum(1)[:, None] - 2 * c @ part.T + (part * part).sum(1)[None, :]
         best = np.minimum(best, d2.min(axis=1))
-    return float(np.sqrt(np.maximum(best, 0)).mean())
+    return np.sqrt(np.maximum(best, 0))
+
+
+def coverage_distance(candidates: np.ndarray, selected: np.ndarray) -> float:
+    """Mean distance from each candidate to its nearest selected point (lower covers better)."""
+    if len(selected) == 0 or len(candidates) == 0:
+        return float("inf")
+    return float(nearest_distances(candidates, selected).mean())
+
+
+def covering_radius(candidates: np.ndarray, selected: np.ndarray) -> float:
+    """How far the worst-covered candidate is from a selected point (what farthest-point
+    sampling minimises; the mean rewards picks in dense cores, this rewards spread)."""
+    if len(selected) == 0 or len(candidates) == 0:
+        return float("inf")
+    return float(nearest_distances(candidates, selected).max())
 
 
 def _project(points: np.ndarray) -> np.ndarray:

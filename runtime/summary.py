@@ -9,7 +9,12 @@ import numpy as np
 
 from mummi_spec.runtime.campaign import key_glob
 from mummi_spec.runtime.records import RecordError, decode
-from mummi_spec.runtime.report import coverage_distance, plot_coverage, plot_occupancy
+from mummi_spec.runtime.report import (
+    coverage_distance,
+    covering_radius,
+    plot_coverage,
+    plot_occupancy,
+)
 from mummi_spec.runtime.status import read_status, render
 
 if TYPE_CHECKING:
@@ -32,8 +37,9 @@ def finish(manager: Manager) -> None:
         if not len(cands):
             continue
         streams[name] = (cands, sel)
-        lines.append(f"coverage {name}: mean distance to nearest selected "
-                     f"{coverage_distance(cands, sel):.3f} over {len(cands)} candidates")
+        lines.append(f"coverage {name}: covering radius {covering_radius(cands, sel):.3f}, "
+                     f"mean distance to nearest selected {coverage_distance(cands, sel):.3f}, "
+                     f"over {len(cands)} candidates")
     text = render(status) + "".join(line + "\n" for line in lines)
     (ws / "summary.txt").write_text(text, encoding="utf-8")
     res = manager.plan["resources"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mummi_spec.runtime.registry import SELECTORS
-from mummi_spec.runtime.report import coverage_distance
+from mummi_spec.runtime.report import coverage_distance, covering_radius
 from mummi_spec.runtime.toy.generator import Mixture
 
 # The mini campaign's local profile: 400 candidates in 8-D, 12 simulations.
@@ -70,9 +70,7 @@ def compare(config: dict[str, Any], n: int, score: Any) -> tuple[float, float, f
     return float(np.mean(fp)), float(np.mean(rnd)), wins
 
 
-def radius(points: np.ndarray, chosen: np.ndarray) -> float:
-    """The covering radius: how far the worst-covered candidate is from a selected point."""
-    return float(nearest(points, chosen).max())
+radius = covering_radius
 
 
 @pytest.mark.parametrize("n", [PICKS, 2 * PICKS])
