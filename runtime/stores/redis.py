@@ -32,6 +32,22 @@ CHUNK = 10_000
 CHUNK_BYTES = 64 << 20
 SCAN_COUNT = 10_000
 _GLOB = re.compile(rb"([*?\[\]\\])")
+# ``move`` renames a whole chunk in one server-side call: a pipeline of RENAMEs costs redis-py
+# ~10 us of client CPU per key to pack and parse (0.7-0.8 s of a 70,000-frame feedback
+# iteration), the script ~0.1 s. KEYS holds the sources, then the targets; the reply lists
+# (index, error) for each key that could not be renamed.
+_MOVE_SCRIPT = """
+local n = #KEYS / 2
+local failed = {}
+for i = 1, n do
+  local r = redis.pcall('RENAME', KEYS[i], KEYS[n + i])
+  if type(r) == 'table' and r.err then
+    failed[#failed + 1] = i
+    failed[#failed + 1] = r.err
+  end
+end
+return failed
+"""
 
 
 class RedisStore(StoreBase):
@@ -66,6 +82,7 @@ class RedisStore(StoreBase):
         )
         with self._errors("connect", "", "any key"):
             self._client.ping()  # fail at start-up, not at the first feedback iteration
+        self._move = self._client.register_script(_MOVE_SCRIPT)  # loaded at first use
 
     @contextmanager
     def _errors(self, action: str, namespace: str, what: str) -> Iterator[None]:
@@ -159,21 +176,18 @@ class RedisStore(StoreBase):
         head, target = self._head(namespace), self._head(dest)
         missing = []
         for part in chunks(wanted, CHUNK):
+            names = [key.encode() for key in part]
             with self._errors(f"move to {dest!r}", namespace, f"{len(part)} keys from {part[0]!r}"):
-                pipe = self._client.pipeline(transaction=False)
-                for key in part:
-                    name = key.encode()
-                    pipe.rename(head + name, target + name)
-                results = pipe.execute(raise_on_error=False)
-            for key, result in zip(part, results, strict=True):
-                if isinstance(result, redis.ResponseError):
-                    # The reply text is all Redis says: "ERR no such key" for a missing source.
-                    if "no such key" not in str(result).lower():
-                        raise StoreError(
-                            f"redis store {self.name!r} at {self.where}: cannot move key "
-                            f"{key!r} in namespace {namespace!r} to {dest!r} ({result})"
-                        )
-                    missing.append(key)
+                failed = self._move(keys=[head + n for n in names] + [target + n for n in names])
+            for index, error in zip(failed[::2], failed[1::2], strict=True):
+                key, text = part[int(index) - 1], error.decode("utf-8", "replace")
+                # The error text is all Redis says: "ERR no such key" for a missing source.
+                if "no such key" not in text.lower():
+                    raise StoreError(
+                        f"redis store {self.name!r} at {self.where}: cannot move key "
+                        f"{key!r} in namespace {namespace!r} to {dest!r} ({text})"
+                    )
+                missing.append(key)
         if missing:
             raise missing_error(namespace, missing, len(wanted))
 
