@@ -46,7 +46,7 @@ def build_plan(spec: Spec, rp: ResourcePlan) -> dict[str, Any]:
         "scheduler": {"type": s.type, "queue": s.queue, "bank": s.bank, "host": s.host,
                       "qos": s.qos, "reservation": s.reservation, "options": dict(s.options),
                       "max_submit_per_second": s.per_second, "per_iteration": s.per_iteration,
-                      "poll": s.poll},
+                      "poll": s.poll, "expect": {"startup": s.startup}},
         "resources": {
             "compute_nodes": rp.compute_nodes, "gpu_pool": rp.gpu_pool, "cpu_pool": rp.cpu_pool,
             "cores_per_gpu": rp.cores_per_gpu, "busy_gpus": rp.busy_gpus,

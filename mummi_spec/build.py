@@ -172,7 +172,8 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
         options=_env(sch.get("options")),
         per_second=_num(thr.get("per_second"), 0.0) or None,
         per_iteration=_int(thr.get("per_iteration"), 500),
-        poll=_dur(sch.get("poll"), 5.0) or 5.0, loc=loc(("scheduler",), key=True))
+        poll=_dur(sch.get("poll"), 5.0) or 5.0,
+        startup=_dur(_dict(sch.get("expect")).get("startup")), loc=loc(("scheduler",), key=True))
     mgr = _dict(data.get("manager"))
     manager = m.Manager(
         tick=_dur(mgr.get("tick"), 1.0) or 1.0,

@@ -203,6 +203,7 @@ class Scheduler:
     per_second: float | None = None
     per_iteration: int = 500
     poll: float = 5.0
+    startup: float | None = None  # expect.startup: seconds until a free machine starts a job
     loc: SourceLocation = _loc()
 
 
