@@ -70,3 +70,6 @@ def register(sub: Any, profile_args: Callable[[argparse.ArgumentParser], None]) 
     from mummi_spec import runcmd
 
     runcmd.register(sub, profile_args)
+    from mummi_spec import simcmd
+
+    simcmd.register(sub, profile_args)

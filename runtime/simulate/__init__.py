@@ -1,0 +1,1 @@
+"""`mummi simulate`: the unchanged workflow manager in virtual time over a simulated machine."""

@@ -1,0 +1,249 @@
+"""Run a compiled campaign in virtual time: the real manager, a simulated scheduler and stores.
+
+The manager is the one ``mummi run`` starts, with a virtual clock and ``threads=False``; the
+only other differences are in the plan handed to it: every store is in memory, success is
+decided by the simulated scheduler (no success files), periodic checkpoints are skipped (they
+cost no virtual time) and the campaign stops after the simulated hours.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from mummi_spec.errors import UsageError
+from mummi_spec.runtime import tracker
+from mummi_spec.runtime.campaign import Campaign
+from mummi_spec.runtime.feedback import CONSUMED_SUFFIX
+from mummi_spec.runtime.ledger import JobRow, Ledger
+from mummi_spec.runtime.manager import Manager
+from mummi_spec.runtime.simulate.clock import VirtualClock
+from mummi_spec.runtime.simulate.scheduler import SimulatedScheduler
+from mummi_spec.runtime.simulate.world import Engine, Machine, Producers, SimStore
+
+STARTS = ("warm", "cold")
+STATUS_EVERY = 3600.0  # status.json in virtual time: nobody reads it during a simulation
+# Without scheduler.expect.startup: Flux starts a job on free resources within seconds.
+DEFAULT_STARTUP = 10.0
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to simulate besides the plan."""
+
+    hours: float = 24.0
+    seed: int = 0
+    start: str = "warm"  # warm: resume a full campaign, as each SC'21 allocation did; cold
+    startup: float | None = None  # seconds until a job may start; None: the plan's or 10 s
+    per_second: float | None = None  # submission throttle; None: the plan's
+    items_per_hour: float = 1000.0  # most items per stream and simulated hour (thinning)
+    sample_every: float = 60.0
+
+
+@dataclass
+class Result:
+    """What happened, for the report."""
+
+    name: str
+    nodes: int
+    hours: float
+    options: Options
+    job_types: list[str]
+    samples: list[tuple[float, int, int, int, tuple[int, ...]]]  # t, gpus, cores, queued, per type
+    total_gpus: int
+    total_cores: int
+    full_at: float | None
+    started: dict[str, int]
+    ended: dict[str, dict[str, int]]
+    seeded: dict[str, int]  # simulations carried over from the previous allocation
+    selected: dict[str, int]
+    feedback: dict[str, tuple[int, int]]  # loop -> (iterations, items)
+    ingested: dict[str, int]
+    stands_for: dict[str, float]
+    per_second: float | None
+    startup: float
+    poll: float
+    outcome: str = ""
+
+
+class SimCampaign(Campaign):
+    """A campaign whose stores are the simulated world's memory stores."""
+
+    def store(self, name: str) -> SimStore:
+        with self._lock:
+            if name not in self._stores:
+                self._stores[name] = SimStore(self.plan["stores"][name], root=self.workspace)
+            return cast(SimStore, self._stores[name])
+
+
+def simulation_plan(plan: Mapping[str, Any], options: Options) -> dict[str, Any]:
+    """The plan the simulated campaign runs (see the module docstring)."""
+    p = copy.deepcopy(dict(plan))
+    p["stores"] = {n: {"name": n, "backend": "memory", "path": s.get("path", n)}
+                   for n, s in p["stores"].items()}
+    for job in p["jobs"].values():
+        job["success"] = {**job.get("success", {}), "file": None}
+    seconds = options.hours * 3600.0
+    p["manager"]["stop_after"] = seconds
+    p["manager"]["checkpoint_every"] = seconds + 1.0
+    if options.per_second is not None:
+        p["scheduler"]["max_submit_per_second"] = options.per_second
+    return p
+
+
+def check_machine(plan: Mapping[str, Any], machine: Machine) -> None:
+    """Refuse job types the machine can never hold (a persistent job wider than it, say)."""
+    for name, job in sorted(plan["jobs"].items()):
+        if job["pool"] == "unused":
+            continue
+        r = job["resources"]
+        nodes = max(int(r["nodes"]), 1)
+        gpus, cores = -(-int(r["gpus"]) // nodes), -(-int(r["cores"]) // nodes)
+        if not machine.fits_at_all(nodes, gpus, cores):
+            raise UsageError(
+                f"job type '{name}' needs {nodes} node(s) with {gpus} GPU(s) and {cores} "
+                f"core(s) each; the machine has {machine.nodes} compute node(s) with "
+                f"{machine.gpus} GPUs and {machine.cores} cores: it could never start")
+
+
+def seed_warm(ledger: Ledger, plan: Mapping[str, Any], workspace: Path
+              ) -> tuple[dict[str, int], list[str]]:
+    """Record what a previous allocation leaves: every GPU's simulation cut short, ready
+    buffers full. Returns the simulations carried over per coupling, and the names of the
+    jobs that will resume the cut ones."""
+    seq = 0
+    carried: dict[str, int] = {}
+    resumed: list[str] = []
+    caps = tracker.sim_cap(plan)
+    for name, c in sorted(plan["couplings"].items()):
+        sim_type = c["simulation"]
+        job = plan["jobs"][sim_type]
+        running = int(job["max_concurrent"])
+        ready = int(c["ready_buffer"]) if c.get("setup") else 0
+        n = min(running + ready, caps[name])
+        rows = [(f"{c['to']}-{seq + i + 1:06d}", name, f"warm-{name}-{i + 1:06d}", seq + i + 1,
+                 0.0) for i in range(n)]
+        seq += n
+        ledger.add_sims(rows)
+        carried[name] = n
+        res = job["resources"]
+        for i, (sim, *_) in enumerate(rows):
+            setup_dir = str(workspace / "runs" / sim / "setup")
+            if i >= running:
+                ledger.set_sim(sim, "ready", setup_dir=setup_dir)
+                continue
+            ledger.set_sim(sim, "simulating", setup_dir=setup_dir)
+            jname = tracker.job_name(sim, sim_type, 1)
+            ledger.add_job(JobRow(jname, sim_type, sim, 1, "submitting", None,
+                                  str(workspace / "runs" / sim / f"{sim_type}.1"),
+                                  res["gpus"], res["cores"]), 0.0)
+            ledger.set_job(jname, "cancelled", reason="the previous allocation ended", t=0.0)
+            resumed.append(tracker.job_name(sim, sim_type, 2))
+    return carried, resumed
+
+
+def simulate(plan: Mapping[str, Any], options: Options) -> Result:
+    """Run ``plan`` for ``options.hours`` of virtual time; nothing is left on disk."""
+    if options.start not in STARTS:
+        raise UsageError(f"start must be one of {', '.join(STARTS)}, not {options.start!r}")
+    sim_plan = simulation_plan(plan, options)
+    shm = Path("/dev/shm")  # the ledger's commits are several times cheaper on tmpfs
+    scratch = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="mummi-simulate-", dir=scratch) as tmp:
+        return _simulate(sim_plan, options, Path(tmp))
+
+
+def _simulate(plan: dict[str, Any], options: Options, tmp: Path) -> Result:
+    plan_path = tmp / "build" / "plan.json"
+    plan_path.parent.mkdir()
+    plan_path.write_text(json.dumps(plan, indent=1, sort_keys=True), encoding="utf-8")
+    ws = tmp / "workspace"
+    ws.mkdir()
+    m = plan["machine"]
+    res = plan["resources"]
+    engine = Engine()
+    machine = Machine(engine, int(res["compute_nodes"]), int(m["node"]["cores"]),
+                      int(m["node"]["gpus"]), float(res["cores_per_gpu"]))
+    check_machine(plan, machine)
+    campaign = SimCampaign(plan, plan_path, ws)
+    producers = Producers(engine, plan, campaign.store, options.seed, options.items_per_hour)
+    seeded: dict[str, int] = {}
+    resumed: list[str] = []
+    if options.start == "warm":
+        ledger = Ledger(ws / "ledger.sqlite")
+        try:
+            seeded, resumed = seed_warm(ledger, plan, ws)
+        finally:
+            ledger.close()
+    startup = options.startup
+    if startup is None:
+        startup = (plan["scheduler"].get("expect") or {}).get("startup")
+    startup = DEFAULT_STARTUP if startup is None else float(startup)
+    sched = SimulatedScheduler(
+        plan["scheduler"], engine=engine, machine=machine, plan=plan, producers=producers,
+        seed=options.seed, startup=startup,
+        resumed=frozenset(resumed))
+    manager = Manager(campaign, sched, clock=VirtualClock(engine), threads=False,
+                      status_every=STATUS_EVERY)
+    job_types = sorted(n for n, j in plan["jobs"].items() if j["pool"] != "unused")
+    samples: list[tuple[float, int, int, int, tuple[int, ...]]] = []
+
+    def sample() -> None:
+        running = sched.running
+        samples.append((engine.now, machine.busy_gpus, machine.busy_cores, sched.waiting,
+                        tuple(running[t] for t in job_types)))
+        if engine.now + options.sample_every <= options.hours * 3600.0 + 1e-6:
+            engine.at(engine.now + options.sample_every, sample)
+
+    read_by_loops = {f["from"] for f in plan.get("feedback", {}).values()}
+
+    def drain() -> None:
+        # Items the manager has taken in are forgotten, as a long campaign's stores would
+        # archive them: the stores then hold what is new, not everything since the start.
+        for ref, em in producers.emitters.items():
+            if em.stream["kind"] == "feedback":
+                if ref in read_by_loops:
+                    em.store.clear(em.namespace + CONSUMED_SUFFIX)
+                else:
+                    em.store.clear(em.namespace)
+                continue
+            if not em.pending:
+                continue
+            ingest = manager.ingests.get(ref)
+            if ingest is None:
+                em.store.discard(em.namespace, em.pending)
+                em.pending = []
+                continue
+            known = ingest.known
+            taken = [k for k in em.pending if k in known]
+            if taken:
+                em.store.discard(em.namespace, taken)
+                em.pending = [k for k in em.pending if k not in known]
+
+    engine.at(0.0, sample)
+    engine.after_advance(drain)
+    try:
+        outcome = manager.run()
+        feedback = {n: manager.ledger.feedback_state(n)[:2] for n in sorted(manager.loops)}
+    finally:
+        manager.ledger.close()
+    return Result(
+        name=str(plan["name"]), nodes=int(m["nodes"]), hours=options.hours, options=options,
+        job_types=job_types, samples=samples, total_gpus=machine.total_gpus,
+        total_cores=machine.total_cores, full_at=machine.full_at,
+        started={t: sched.started[t] for t in job_types},
+        ended={t: dict(sorted(sched.ended.get(t, Counter()).items())) for t in job_types},
+        seeded=seeded,
+        selected={p.name: p.selected for p in manager.pipes.values()},
+        feedback={n: (int(i), int(k)) for n, (i, k) in feedback.items()},
+        ingested={s: i.ingested for s, i in sorted(manager.ingests.items())},
+        stands_for={r: em.rate.stands_for for r, em in producers.emitters.items()},
+        per_second=plan["scheduler"].get("max_submit_per_second"), startup=startup,
+        poll=float(plan["scheduler"]["poll"]), outcome=outcome)

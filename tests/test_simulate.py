@@ -1,0 +1,229 @@
+"""`mummi simulate`: SC'21's occupancy from the reference spec, determinism, located errors, and
+the simulated machine, scheduler and expectations on their own."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from mummi_spec.cli import main
+from mummi_spec.compiler.compile import compile_loaded
+from mummi_spec.errors import UsageError
+from mummi_spec.frontend import NO_PROFILE, load_spec_text
+from mummi_spec.runtime.schedulers.base import JobRequest, JobState
+from mummi_spec.runtime.simulate.expect import JobExpect, job_expect, stream_expect, uniform
+from mummi_spec.runtime.simulate.run import check_machine
+from mummi_spec.runtime.simulate.scheduler import SimulatedScheduler
+from mummi_spec.runtime.simulate.world import Engine, Machine, Producers
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "specs" / "rasraf-3scale.yaml"
+# Six simulated hours: the ~1 h load at SC'21's ~100 jobs/min and five hours of steady state.
+HOURS = "6"
+
+
+def _simulate(out: Path, *extra: str) -> int:
+    return main(["simulate", str(SPEC), "--no-profile", "--nodes", "1000", "--throttle",
+                 "--hours", HOURS, "-o", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    a, b = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
+    assert _simulate(a) == 0
+    assert _simulate(b) == 0
+    return a, b
+
+
+def _rows(out: Path) -> list[dict[str, float]]:
+    with (out / "occupancy.csv").open() as fh:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def test_rasraf_at_1000_nodes_lands_in_sc21_ranges(runs: tuple[Path, Path]) -> None:
+    rows = _rows(runs[0])
+    assert rows[-1]["hours"] == pytest.approx(float(HOURS))
+    full = next(r["hours"] for r in rows if r["gpu_pct"] >= 98.0)
+    assert 0.5 <= full <= 2.0  # Fig. 6: "a typical 1000-node run took only an hour to load"
+    steady = [r for r in rows if r["hours"] >= full]
+    gpu = sum(r["gpu_pct"] for r in steady) / len(steady)
+    cpu = sum(r["cpu_pct"] for r in steady) / len(steady)
+    assert gpu > 95.0  # Fig. 5: mean 93.7 % over all runs, median 99.9 %
+    assert 35.0 <= cpu <= 70.0  # Fig. 5: CPU mean 54 %
+    # Loading is bound by the throttle: ~100 GPU jobs a minute, not faster.
+    assert rows[30]["busy_gpus"] <= 1.05 * 30 * 100 + 100
+    summary = (runs[0] / "summary.txt").read_text()
+    assert "GPUs full (>= 98 % busy) after" in summary
+    for job in ("createsim", "cg", "backmapping", "aa", "continuum"):
+        assert f"\n{job} " in summary
+    assert "feedback: aa-to-cg" in summary and "selections: cg-to-aa" in summary
+    assert "node-hours: 6,000 (1000 nodes x 6 h)" in summary
+
+
+def test_same_seed_gives_identical_files(runs: tuple[Path, Path]) -> None:
+    a, b = runs
+    for name in ("occupancy.csv", "summary.txt", "occupancy.png", "jobs.png"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    text = (a / "summary.txt").read_text() + (a / "occupancy.csv").read_text()
+    assert str(a) not in text and "/tmp" not in text
+
+
+def test_another_seed_gives_another_campaign(tmp_path: Path) -> None:
+    assert main(["simulate", str(SPEC), "--no-profile", "--hours", "2", "--seed", "1",
+                 "-o", str(tmp_path / "s1")]) == 0
+    assert main(["simulate", str(SPEC), "--no-profile", "--hours", "2", "--seed", "2",
+                 "-o", str(tmp_path / "s2")]) == 0
+    assert (tmp_path / "s1" / "occupancy.csv").read_bytes() != \
+        (tmp_path / "s2" / "occupancy.csv").read_bytes()
+
+
+def test_bad_spec_exits_2_with_the_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                         ) -> None:
+    text = SPEC.read_text().replace("    ready_buffer: 200\n", "    ready_bufer: 200\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    line = text.splitlines().index("    ready_bufer: 200") + 1
+    assert main(["simulate", str(bad), "--no-profile", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:{line}:5: error: unknown key 'ready_bufer'" in err
+    assert "did you mean 'ready_buffer'?" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("nodes", "message"), [
+    ("100", "rasraf-3scale.yaml:24:9: error: at full GPU occupancy"),  # the resource plan's
+    ("21", "--nodes 21 leaves no node for jobs"),
+])
+def test_a_machine_too_small_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     nodes: str, message: str) -> None:
+    assert main(["simulate", str(SPEC), "--no-profile", "--nodes", nodes,
+                 "-o", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_startup_delay_comes_from_the_spec() -> None:
+    text = SPEC.read_text().replace("  poll: 60s\n", "  poll: 60s\n  expect: {startup: 45s}\n")
+    plan = compile_loaded(load_spec_text(text, "x.yaml", profile=NO_PROFILE)).files["plan.json"]
+    assert '"startup": 45.0' in plan
+
+
+def test_a_job_wider_than_the_machine_is_refused() -> None:
+    plan = {"jobs": {"big": {"pool": "persistent", "resources": {"nodes": 150, "gpus": 0,
+                                                                 "cores": 3600}}}}
+    with pytest.raises(UsageError, match=re.escape(
+            "job type 'big' needs 150 node(s) with 0 GPU(s) and 24 core(s) each; the machine "
+            "has 100 compute")):
+        check_machine(plan, Machine(Engine(), 100, 42, 6, 3.0))
+
+
+# ------------------------------------------------------------------ the parts on their own
+def test_placement_keeps_cores_for_free_gpus() -> None:
+    m = Machine(Engine(), 1, 42, 6, 3.0)
+    assert m.place(1, 0, 18) == [0]  # 24 cores left: enough for 6 GPU jobs (18) besides
+    assert m.place(1, 0, 18) is None  # would leave 6 cores for 6 free GPUs
+    for _ in range(6):
+        assert m.place(1, 1, 3) == [0]
+    assert m.busy_gpus == 6 and m.full_at == 0.0
+    assert m.place(1, 0, 6) == [0]  # no free GPU left to protect
+    assert m.place(1, 1, 3) is None
+    m.release([0], 1, 3)
+    assert m.busy_gpus == 5 and m.busy_cores == 18 + 15 + 6
+
+
+def test_multi_node_jobs_take_whole_shares_of_several_nodes() -> None:
+    m = Machine(Engine(), 4, 42, 6, 3.0)
+    assert m.place(3, 0, 24) == [0, 1, 2]
+    assert m.place(2, 0, 24) is None
+    assert m.busy_cores == 72
+
+
+def _scheduler(plan_jobs: dict[str, dict[str, object]], rate: float | None = 2.0,
+               nodes: int = 2) -> tuple[SimulatedScheduler, Engine, Machine]:
+    engine = Engine()
+    machine = Machine(engine, nodes, 42, 6, 3.0)
+    plan = {"jobs": plan_jobs, "streams": {}, "couplings": {}, "selectors": {}}
+    producers = Producers(engine, plan, lambda name: None, 0, 1000.0)  # type: ignore[arg-type,return-value]
+    sched = SimulatedScheduler({"max_submit_per_second": rate}, engine=engine, machine=machine,
+                               plan=plan, producers=producers, startup=5.0)
+    return sched, engine, machine
+
+
+def _job(duration: float, walltime: float = 3600.0, failure_rate: float = 0.0
+         ) -> dict[str, object]:
+    return {"role": "simulation", "scale": "s", "pool": "gpu", "walltime": walltime,
+            "max_concurrent": 1,
+            "expect": {"duration": duration, "duration_sd": 0.0, "failure_rate": failure_rate}}
+
+
+def test_simulated_scheduler_throttles_starts_ends_and_cancels_in_virtual_time() -> None:
+    sched, engine, machine = _scheduler({"ok": _job(100.0), "long": _job(7200.0),
+                                         "bad": _job(100.0, failure_rate=1.0)})
+
+    def submit(name: str, job_type: str) -> str:
+        return sched.submit(JobRequest(name, job_type, "true", Path("w"), gpus=1,
+                                       cores_per_task=3))
+
+    ids = [submit(f"ok{i}", "ok") for i in range(5)]
+    assert engine.now == pytest.approx(2.0)  # 2/s, a burst of 1: the caller waited 2 s
+    assert {s.state for s in sched.status(ids).values()} <= {JobState.PENDING,
+                                                              JobState.RUNNING}
+    long_id, bad_id = submit("long", "long"), submit("bad", "bad")
+    engine.advance(engine.now + 10.0)
+    running = sched.changed([*ids, long_id, bad_id])
+    assert {s.state for s in running.values()} == {JobState.RUNNING}
+    assert sched.changed([*ids, long_id, bad_id]) == {}  # nothing moved since
+    assert machine.busy_gpus == 7
+    engine.advance(engine.now + 200.0)
+    ended = sched.status([*ids, long_id, bad_id])
+    assert [ended[i].state for i in ids] == [JobState.COMPLETED] * 5
+    assert ended[bad_id].state == JobState.FAILED and ended[bad_id].exit_code == 1
+    assert ended[long_id].state == JobState.RUNNING
+    sched.cancel([long_id])
+    assert sched.status([long_id])[long_id].state == JobState.CANCELLED
+    assert machine.busy_gpus == 0 and sched.waiting == 0
+    assert sched.status(["nope"])["nope"].state == JobState.UNKNOWN
+
+
+def test_jobs_longer_than_their_walltime_are_killed_at_it() -> None:
+    sched, engine, _ = _scheduler({"slow": _job(7200.0, walltime=3600.0)}, rate=None)
+    job_id = sched.submit(JobRequest("slow", "slow", "true", Path("w"), gpus=1))
+    engine.advance(3600.0 + 5.0 - 1.0)
+    assert sched.status([job_id])[job_id].state == JobState.RUNNING
+    engine.advance(3600.0 + 5.0)
+    assert sched.status([job_id])[job_id].state == JobState.TIMEDOUT
+
+
+def test_jobs_wait_for_free_gpus() -> None:
+    sched, engine, machine = _scheduler({"ok": _job(100.0)}, rate=None, nodes=1)
+    ids = [sched.submit(JobRequest(f"j{i}", "ok", "true", Path("w"), gpus=1)) for i in range(8)]
+    engine.advance(10.0)
+    assert machine.busy_gpus == 6 and sched.waiting == 2
+    engine.advance(200.0)
+    assert sum(s.state == JobState.COMPLETED for s in sched.status(ids).values()) == 6
+    assert machine.busy_gpus == 2
+
+
+def test_expected_durations_are_truncated_normals_with_paper_defaults() -> None:
+    e = JobExpect(5400.0, 1200.0, 0.1, 14400.0)
+    draws = [e.duration(uniform(0, "job", i)) for i in range(4000)]
+    assert min(draws) >= 0.05 * 5400
+    assert abs(sum(draws) / len(draws) - 5400) < 100
+    assert job_expect("createsim", {"role": "setup", "walltime": 14400, "expect": {}}).mean \
+        == 1.5 * 3600
+    assert job_expect("backmapping", {"role": "setup", "walltime": 14400}).mean == 2 * 3600
+    assert math.isinf(job_expect("x", {"role": "persistent", "walltime": 60}).mean)
+    assert uniform(3, "a") == uniform(3, "a") != uniform(4, "a")
+
+
+def test_fast_streams_are_thinned_to_the_item_budget() -> None:
+    frames = stream_expect({"every": 240.0, "count": 1}, "simulation", 4112, 1000.0)
+    assert frames.stands_for == pytest.approx(4112 * 15 / 1000)
+    assert 4112 * frames.count * 3600 / frames.every == pytest.approx(1000.0)
+    patches = stream_expect({"every": 90.0, "count": 330}, "persistent", 1, 1000.0)
+    assert patches.every == 90.0 and patches.count == 25
+    slow = stream_expect({"every": None, "count": 1}, "persistent", 1, 1e6)
+    assert (slow.every, slow.count, slow.stands_for) == (90.0, 330, 1.0)  # SC'21's snapshots
