@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -163,5 +164,8 @@ def test_status_of_a_directory_that_is_no_workspace(tmp_path: Path) -> None:
 
 def test_coverage_numbers_are_in_the_summary(mini: Path) -> None:
     text = (_campaign(mini).workspace / "summary.txt").read_text()
-    assert "coverage structures.latent" in text
-    assert np.isfinite(float(text.split("nearest selected ")[1].split()[0]))
+    found = re.search(r"coverage structures\.latent: covering radius ([\d.]+), mean distance "
+                      r"to nearest selected ([\d.]+)", text)
+    assert found, text
+    radius, mean = (float(v) for v in found.groups())
+    assert 0 < mean <= radius and np.isfinite(radius)

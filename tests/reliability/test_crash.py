@@ -103,3 +103,28 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path: Path) -> No
                           timeout=120, check=False)
     assert proc.returncode == 2
     assert "refusing to restart it from nothing" in proc.stderr
+
+
+def test_sigterm_stops_checkpoints_and_a_rerun_resumes(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    write(build, compile_loaded(load_spec(SPECS / "mini.yaml")).files)
+    ws = Campaign.open(build / "plan.json").workspace
+    proc = _manager(build)
+    deadline = time.monotonic() + 120
+    while _count(ws, "SELECT COUNT(*) FROM jobs WHERE state = 'completed' AND sim IS NOT NULL"
+                 ) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)  # polling the ledger for the moment, not waiting for an outcome
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    status = json.loads((ws / "status.json").read_text())
+    assert status["state"] == "stopped"
+    assert (ws / "checkpoints" / "sampler.npz").exists()
+    # The local adapter cannot re-attach, so nothing it ran is left running or unaccounted.
+    live = _count(ws, "SELECT COUNT(*) FROM jobs WHERE state IN ('submitting', 'queued', "
+                      "'running')")
+    assert live == 0
+    done_before = _count(ws, "SELECT COUNT(*) FROM sims WHERE state = 'done'")
+    assert _manager(build).wait(timeout=240) == 0
+    check_campaign(tmp_path)
+    assert _count(ws, "SELECT COUNT(*) FROM sims WHERE state = 'done'") >= done_before
