@@ -6,7 +6,7 @@ import heapq
 import math
 from collections.abc import Callable, Mapping, Sequence
 from fnmatch import fnmatchcase
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -133,8 +133,6 @@ class Machine:
 
 class SimStore(MemoryStore):
     """The memory store, plus what the simulated world does to its own data: forget items."""
-
-    key: ClassVar[str] = "memory"
 
     def discard(self, namespace: str, keys: Sequence[str]) -> None:
         """Drop ``keys`` (items the manager has taken in; their bytes are no longer needed)."""
