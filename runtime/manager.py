@@ -361,9 +361,9 @@ class Manager:
             self.attempts[(sim or "", job_type)] = attempt
             name = tracker.job_name(sim, job_type, attempt)
             workdir = self.ws / "runs" / (sim or "persistent") / f"{job_type}.{attempt}"
-            res = job["resources"]
+            res = job["resources"]  # gpus and cores are per instance, over all its nodes
             row = JobRow(name, job_type, sim, attempt, "submitting", None, str(workdir),
-                         res["gpus"] * res["nodes"], res["cores"] * res["nodes"])
+                         res["gpus"], res["cores"])
             values = {"WORKSPACE": str(self.ws), "PLAN": str(self.c.plan_path),
                       "PYTHON": sys.executable, "WORKDIR": str(workdir)}
             env = {"MUMMI_WORKSPACE": str(self.ws), "MUMMI_PLAN": str(self.c.plan_path),
@@ -531,16 +531,16 @@ class Manager:
         gpus, cores = self.used[pipe.name]
         r = job["resources"]
         if job["pool"] == "gpu":
-            return gpus + r["gpus"] * r["nodes"] <= budget["gpus"]
-        return cores + r["cores"] * r["nodes"] <= budget["cores"]
+            return gpus + r["gpus"] <= budget["gpus"]
+        return cores + r["cores"] <= budget["cores"]
 
     def _slots(self, pipe: Pipeline, job_type: str) -> int:
         job = self.plan["jobs"][job_type]
         r = job["resources"]
         budget = self.plan["resources"]["budgets"][pipe.name]
         gpus, cores = self.used[pipe.name]
-        free = (budget["gpus"] - gpus) // max(r["gpus"] * r["nodes"], 1) if job["pool"] == "gpu" \
-            else (budget["cores"] - cores) // max(r["cores"] * r["nodes"], 1)
+        free = (budget["gpus"] - gpus) // max(r["gpus"], 1) if job["pool"] == "gpu" \
+            else (budget["cores"] - cores) // max(r["cores"], 1)
         return max(0, min(free, int(job["max_concurrent"]) - self.count[job_type]))
 
     def _schedule(self, now: float) -> None:
@@ -598,9 +598,9 @@ class Manager:
         if coupling is None:
             return
         if job["pool"] == "gpu":
-            self.used[coupling][0] += sign * r["gpus"] * r["nodes"]
+            self.used[coupling][0] += sign * r["gpus"]
         else:
-            self.used[coupling][1] += sign * r["cores"] * r["nodes"]
+            self.used[coupling][1] += sign * r["cores"]
 
     def _select(self, pipe: Pipeline, n: int, now: float) -> None:
         g = self.selectors[pipe.config["selector"]]

@@ -63,7 +63,9 @@ class SchedulerAdapter(Protocol):
 
     An adapter whose jobs outlive the manager process (and are found again by id after a
     restart) sets the class attribute ``jobs_survive_manager = True``; the manager then leaves
-    them running when it stops instead of cancelling them.
+    them running when it stops instead of cancelling them. An adapter may also offer
+    ``changed(ids) -> dict[str, JobStatus]``: ``status`` with the ids whose state has not moved
+    since the last call left out, which spares the manager thousands of unchanged answers.
     """
 
     key: ClassVar[str]
