@@ -60,7 +60,7 @@ def _fp_inputs(s: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
 
 def _fp_setup(s: dict[str, int], index: dict[str, Any], chosen: np.ndarray, cands: np.ndarray
               ) -> Any:
-    """A selector holding the paper's state: selected points, full queues, ranked."""
+    """A selector holding the paper's state: selected points, full queues (not ranked yet)."""
     names = [f"q{i}" for i in range(s["queues"])]
     cfg = {"kind": "farthest_point", "dim": s["dim"], "index": index,
            "queues": {n: {"ratio": 1 / len(names), "capacity": s["per_queue"]} for n in names}}
@@ -68,7 +68,6 @@ def _fp_setup(s: dict[str, int], index: dict[str, Any], chosen: np.ndarray, cand
     sel.add(_ids("s", 0, len(chosen)), chosen, np.repeat(names, s["selected"]).tolist())
     sel.select(len(chosen))  # all of them, the way a campaign would have, one pick at a time
     sel.add(_ids("c", 0, len(cands)), cands, np.tile(names, s["per_queue"]).tolist())
-    sel.rerank()
     return sel
 
 
@@ -112,7 +111,7 @@ def _fp_kind_rows(s: dict[str, int], kind: str, index: dict[str, Any]) -> list[d
     chosen, cands = _fp_inputs(s)
     tracemalloc.start()
     sel = _fp_setup(s, index, chosen, cands)
-    rerank_peak = _peak_mb(sel.rerank)
+    rerank_peak = _peak_mb(sel.rerank)  # ranks the queues: the setup's last step, traced
     rng = np.random.default_rng(1)
     names = np.tile([f"q{i}" for i in range(s["queues"])], s["new"] // s["queues"]).tolist()
     count = [0]

@@ -86,11 +86,13 @@ def _sleepers_row(root: Path, count: int) -> dict[str, Any]:
     """Jobs that take time: Maestro's blocking submit runs them one after another."""
     jobs = [JobRequest(f"nap{i}", "bench", "sleep 0.5", root / "naps") for i in range(count)]
     baseline, _ = clock(_maestro_local, root, jobs)
+    reset_peak()
     ours = LocalScheduler({})
     took, _ = clock(lambda: _wait_done(ours, _submit_all(ours, jobs)))
     ours.close()
     return row("submit", "local: `sleep 0.5` jobs, all COMPLETED", f"{count} jobs", took,
                n=count, unit="jobs/s", baseline_s=baseline, target="-", reference="-",
+               peak=peak_mb(),
                baseline_is="Maestro's local adapter: one job at a time")
 
 
