@@ -189,6 +189,12 @@ def cells(r: dict[str, Any]) -> list[str]:
 def table(rows: Sequence[dict[str, Any]], markdown: bool = False) -> str:
     """The rows as a text table (or a Markdown one), with a legend below."""
     body = [cells(r) for r in rows]
+    repeated = [COLUMNS.index(c) for c in ("paper", "reference", "target")]
+    for k in range(len(rows) - 1, 0, -1):  # the figures repeat within a family: say them once
+        if rows[k]["family"] == rows[k - 1]["family"]:
+            for i in repeated:
+                if body[k][i] == body[k - 1][i]:
+                    body[k][i] = ""
     if markdown:
         lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         lines += ["| " + " | ".join(c.replace("|", "/") for c in line) + " |" for line in body]
@@ -200,13 +206,17 @@ def table(rows: Sequence[dict[str, Any]], markdown: bool = False) -> str:
     bases = sorted({f"base of '{r['what']}': {r['baseline_is']}" for r in rows
                     if r["baseline_is"]})
     legend = [
+        "paper, reference, target: blank = as in the row above; "
         "ratio: their seconds / ours (> 1: we are faster); ref = reference implementation's "
         "figure, base = baseline measured in the same run",
         "peak MB: resident high-water mark of the benchmark process, reset before the row; "
         "(t) = tracemalloc, the operation's own allocations",
         SOURCE,
     ]
-    return "\n".join([*lines, "", *bases, *legend])
+    notes = [*bases, *legend]
+    if markdown:
+        notes = [f"- {n}" for n in notes]
+    return "\n".join([*lines, "", *notes])
 
 
 # -- command line ----------------------------------------------------------------------------
