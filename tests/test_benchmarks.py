@@ -26,7 +26,8 @@ def test_quick_compile_run_prints_one_table_and_writes_every_field(tmp_path: Pat
     assert set(result) == {"date", "machine", "quick", "elapsed_s", "modules", "rows"}
     assert result["quick"] is True
     assert list(result["modules"]) == ["compile"]
-    assert result["modules"]["compile"]["returncode"] == 0
+    assert result["modules"]["compile"]["returncode"] in (0, 1)  # 1: it ran, a target missed
+    assert "error" not in result["modules"]["compile"]
     assert "cores" in result["machine"]
     rows = result["rows"]
     assert {r["what"].split(" ")[0] for r in rows} >= {"compile", "dry-run"}
