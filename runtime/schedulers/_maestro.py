@@ -83,8 +83,15 @@ def captured_messages(logger_name: str) -> Iterator[list[str]]:
     """Maestro reports a refused submission's stderr only in a log record; keep it."""
     logger = logging.getLogger(logger_name)
     handler = _ThreadCapture()
+    # Whatever another part of the process did to logging (a raised root level, a disabled
+    # logger), the reason sbatch gave must reach the user.
+    disabled, level = logger.disabled, logger.level
+    logger.disabled = False
+    logger.setLevel(logging.WARNING)
     logger.addHandler(handler)
     try:
         yield handler.messages
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.disabled = disabled

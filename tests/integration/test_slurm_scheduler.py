@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -116,3 +117,14 @@ def test_time_limit_ends_as_timedout(adapter, timeout_job):
 def test_refused_submission_says_why(adapter, tmp_path):
     with pytest.raises(SchedulerError, match="node configuration is not available"):
         adapter.submit(JobRequest("toomany", "test", "true", tmp_path, gpus=FAKE_GPUS + 1))
+
+
+def test_refused_submission_says_why_whatever_the_logging_level(adapter, tmp_path):
+    root = logging.getLogger()
+    old = root.level
+    root.setLevel(logging.CRITICAL)  # e.g. an in-process Maestro conductor raised it
+    try:
+        with pytest.raises(SchedulerError, match="node configuration is not available"):
+            adapter.submit(JobRequest("toomany2", "test", "true", tmp_path, gpus=FAKE_GPUS + 1))
+    finally:
+        root.setLevel(old)
