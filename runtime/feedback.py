@@ -15,6 +15,7 @@ from mummi_spec.errors import MummiError, StoreError
 from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.records import Record, RecordError, decode, encode
+from mummi_spec.runtime.stores.common import read_each
 
 log = logging.getLogger("mummi.feedback")
 
@@ -151,17 +152,18 @@ class FeedbackLoop:
         ns = self.namespace
         if self.workers > 1 and len(chunks) > 1:
             with ThreadPoolExecutor(min(self.workers, len(chunks))) as pool:
-                blobs = [b for part in pool.map(lambda c: self._get(ns, c), chunks) for b in part]
+                blobs = [b for part in pool.map(lambda c: read_each(self.store, ns, c), chunks)
+                         for b in part]
         else:
-            blobs = [b for c in chunks for b in self._get(ns, c)]
+            blobs = [b for c in chunks for b in read_each(self.store, ns, c)]
         good: list[str] = []
         values: list[np.ndarray] = []
         sims: list[str | None] = []
         bad: list[tuple[str, str]] = []
         dim = int(self.stream["dim"])
         for key, blob in zip(keys, blobs, strict=True):
-            if isinstance(blob, str):
-                bad.append((key, blob))
+            if isinstance(blob, StoreError):
+                bad.append((key, str(blob)))
                 continue
             try:
                 rec = decode(blob, dim)
@@ -172,19 +174,6 @@ class FeedbackLoop:
             values.append(rec.values)
             sims.append(rec.sim)
         return good, values, sims, bad
-
-    def _get(self, ns: str, keys: list[str]) -> list[bytes | str]:
-        try:
-            return list(self.store.get_many(ns, keys))
-        except StoreError:
-            # One unreadable item must not sink the batch: fall back to one read per item.
-            out: list[bytes | str] = []
-            for k in keys:
-                try:
-                    out.append(self.store.get(ns, k))
-                except StoreError as exc:
-                    out.append(str(exc))
-            return out
 
 
 def selector_weights(ledger: Ledger, lookup: Callable[[], Mapping[str, float]]) -> WeightsFn:

@@ -14,6 +14,7 @@ from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.records import RecordError, decode
 from mummi_spec.runtime.selectors.base import Selector
+from mummi_spec.runtime.stores.common import read_each
 
 log = logging.getLogger("mummi.ingest")
 
@@ -41,9 +42,10 @@ class Ingest:
         self.dim = int(cfg["dim"])
         self.ledger = ledger
         self.selectors = selectors
-        self.known = set(known)
+        rejected = ledger.rejected(stream)  # refused once with a reason: never read again
+        self.known = set(known) | rejected
         self.ingested = 0
-        self.rejected = len(ledger.rejected(stream))
+        self.rejected = len(rejected)
         self._lock = threading.Lock()  # one pass at a time (the final pass may overlap a thread)
 
     def run_once(self) -> int:
@@ -61,14 +63,13 @@ class Ingest:
             return accepted
 
     def _batch(self, keys: list[str]) -> int:
-        try:
-            blobs: list[bytes | None] = list(self.store.get_many(self.namespace, keys))
-        except StoreError:
-            blobs = [self._get(k) for k in keys]
+        blobs = read_each(self.store, self.namespace, keys)
         ids, points, tags, bad = [], [], [], []
         for key, blob in zip(keys, blobs, strict=True):
-            if blob is None:
-                continue  # vanished or unreadable now: not known, so the next pass retries it
+            if isinstance(blob, StoreError):
+                # Vanished or unreadable now: not known, so the next pass retries it.
+                log.warning("ingest %s: cannot read %s (%s); will retry", self.stream, key, blob)
+                continue
             try:
                 rec = decode(blob, self.dim)
             except RecordError as exc:
@@ -96,13 +97,7 @@ class Ingest:
                         bad[0][0], bad[0][1])
             self.ledger.reject(self.stream, bad)
             self.rejected += len(bad)
-        self.known.update(k for k, b in zip(keys, blobs, strict=True) if b is not None)
+        self.known.update(k for k, b in zip(keys, blobs, strict=True)
+                          if not isinstance(b, StoreError))
         self.ingested += accepted
         return accepted
-
-    def _get(self, key: str) -> bytes | None:
-        try:
-            return self.store.get(self.namespace, key)
-        except StoreError as exc:
-            log.warning("ingest %s: cannot read %s (%s); will retry", self.stream, key, exc)
-            return None

@@ -184,7 +184,7 @@ class Manager:
             by_stream[p.config["from"]].append(p.name)
         for stream, couplings in sorted(by_stream.items()):
             guarded = [self.selectors[self.pipes[c].config["selector"]] for c in couplings]
-            known: set[str] = set(self.ledger.rejected(stream))
+            known: set[str] = set()
             for c in couplings:
                 known |= self.ledger.selected_candidates(c)
             for g in guarded:
@@ -226,7 +226,7 @@ class Manager:
             key = (j.sim or "", j.job_type)
             self.attempts[key] = max(self.attempts[key], j.attempt)
             if j.state not in LIVE_JOB_STATES:
-                self.history[(j.sim or "", j.job_type)].append(j.state)
+                self.history[key].append(j.state)
             latest[(j.sim, j.job_type)] = j
         live = [j for j in latest.values() if j.state in LIVE_JOB_STATES]
         status = self.sched.status([j.sched_id for j in live if j.sched_id]) if live else {}
@@ -436,7 +436,7 @@ class Manager:
         self._hold(row, coupling, self.plan["jobs"][row.job_type]["role"])
 
     def _requeue(self, row: JobRow) -> None:
-        """Put a sim whose job never started back into the queue it came from."""
+        """Put a sim whose job must run again at the front of the queue it came from."""
         if row.sim is None:
             self.persistent_retry.add(row.job_type)
             return
@@ -502,15 +502,8 @@ class Manager:
             else:
                 self._set_sim(row.sim, "done", t=self.clock.now())
             return
-        retry = state in ("lost", "cancelled") or tracker.should_retry(job, state, history[:-1])
-        if retry:
-            # Back into its queue: it competes for resources like any other instance.
-            if is_setup:
-                self._set_sim(row.sim, "selected")
-                pipe.waiting.insert(0, row.sim)
-            else:
-                self._set_sim(row.sim, "ready")
-                pipe.ready.insert(0, row.sim)
+        if state in ("lost", "cancelled") or tracker.should_retry(job, state, history[:-1]):
+            self._requeue(row)  # it competes for resources like any other instance
         else:
             self._set_sim(row.sim, "failed", reason=f"{row.job_type}: {state} {reason}".strip(),
                           t=self.clock.now())
@@ -524,17 +517,10 @@ class Manager:
 
     # ========================================================== scheduling
     def _fits(self, pipe: Pipeline, job_type: str) -> bool:
-        job = self.plan["jobs"][job_type]
-        if self.count[job_type] >= int(job["max_concurrent"]):
-            return False
-        budget = self.plan["resources"]["budgets"][pipe.name]
-        gpus, cores = self.used[pipe.name]
-        r = job["resources"]
-        if job["pool"] == "gpu":
-            return gpus + r["gpus"] <= budget["gpus"]
-        return cores + r["cores"] <= budget["cores"]
+        return self._slots(pipe, job_type) > 0
 
     def _slots(self, pipe: Pipeline, job_type: str) -> int:
+        """How many more instances of ``job_type`` its coupling's budget and cap allow now."""
         job = self.plan["jobs"][job_type]
         r = job["resources"]
         budget = self.plan["resources"]["budgets"][pipe.name]

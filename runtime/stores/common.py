@@ -180,3 +180,18 @@ class StoreBase:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def read_each(store: Any, namespace: str, keys: Sequence[str]) -> list[bytes | StoreError]:
+    """``get_many``, falling back to one ``get`` per key when the batch fails, so that one
+    unreadable item costs only itself: each entry is the item's bytes or its error."""
+    try:
+        return list(store.get_many(namespace, keys))
+    except StoreError:
+        out: list[bytes | StoreError] = []
+        for key in keys:
+            try:
+                out.append(store.get(namespace, key))
+            except StoreError as exc:
+                out.append(exc)
+        return out
