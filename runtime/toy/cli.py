@@ -80,6 +80,9 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--feedback", metavar="SCALE.STREAM", help="stream to write feedback items")
     m.add_argument("--step-seconds", type=_number(0), default=0.1, metavar="S",
                    help="wall time per step (0.1)")
+    m.add_argument("--hang-rate", type=_number(0, 1), default=0.0, metavar="F",
+                   help="probability that an attempt hangs until its walltime kills it, per "
+                        "candidate and attempt (0)")
     return top
 
 
@@ -98,7 +101,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
     return simulate.run(args.plan, args.sim, args.setup, args.workdir, args.stop, args.frames,
                         args.feedback, args.success_file, args.step_seconds, args.coupling,
-                        args.seed)
+                        args.seed, args.hang_rate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

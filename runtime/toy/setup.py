@@ -54,7 +54,7 @@ def run(plan: Path, candidate: str | None, workdir: Path, fail_rate: float,
         # the attempt, so a run is reproducible and a retry gets a fresh chance.
         stop.sleep_until(time.monotonic()
                          + seconds * (2 + 2 * uniform(seed, "setup-time", key, env.attempt)) / 3)
-        if uniform(seed, "setup-fail", key, env.attempt) < fail_rate:
+        if fails(seed, key, env.attempt, fail_rate):
             raise ToyFailureError(f"setup of candidate {key!r} failed (attempt {env.attempt}, "
                                   f"simulated failure rate {fail_rate})")
 
@@ -70,6 +70,11 @@ def run(plan: Path, candidate: str | None, workdir: Path, fail_rate: float,
         return 0
     finally:
         campaign.close()
+
+
+def fails(seed: int, candidate: str, attempt: int, rate: float) -> bool:
+    """Whether this attempt at setting up ``candidate`` fails, at ``--fail-rate`` ``rate``."""
+    return uniform(seed, "setup-fail", candidate, attempt) < rate
 
 
 def load_system(setup_dir: Path) -> tuple[np.ndarray, dict[str, object]]:

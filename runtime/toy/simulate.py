@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -23,6 +24,7 @@ from mummi_spec.runtime.toy._model import (
     rng,
     stream_key,
     success_name,
+    uniform,
     write_json,
     write_success,
 )
@@ -69,10 +71,20 @@ def binned_bounds(plan: Mapping[str, Any], stream: str, dim: int) -> np.ndarray 
     return None
 
 
+def hangs(seed: int, candidate: str, attempt: int, rate: float) -> bool:
+    """Whether this attempt at simulating ``candidate`` hangs, at ``--hang-rate`` ``rate``."""
+    return uniform(seed, "simulate-hang", candidate, attempt) < rate
+
+
 def run(plan: Path, sim: str | None, setup_dir: Path, workdir: Path, stop: str,
         frames: str | None, feedback: str | None, success_file: str | None,
-        step_seconds: float, coupling_name: str | None, seed: int) -> int:
-    """Walk ``steps_of(stop)`` steps, writing a frame each step and feedback every few."""
+        step_seconds: float, coupling_name: str | None, seed: int, hang_rate: float = 0.0
+        ) -> int:
+    """Walk ``steps_of(stop)`` steps, writing a frame each step and feedback every few.
+
+    An attempt drawn to hang (``hangs``) writes nothing and waits for SIGTERM, as a stalled
+    simulation does until its walltime ends it.
+    """
     flag = StopFlag.install()
     env = JobEnv.read()
     campaign = Campaign.open(plan)
@@ -91,6 +103,11 @@ def run(plan: Path, sim: str | None, setup_dir: Path, workdir: Path, stop: str,
         # Fixed maps from the state to each output: frames and feedback are functions of it.
         maps = {name: projection(out.dim, encoding.size, seed, name) for name, out in outs.items()}
         n_steps = steps_of(stop)
+        candidate = str(env.candidate or info.get("candidate") or sim)
+        if hangs(seed, candidate, env.attempt, hang_rate):
+            print(f"toy simulate: {sim} hangs (attempt {env.attempt}, simulated hang rate "
+                  f"{hang_rate})", flush=True)
+            flag.sleep_until(math.inf)
         walk = rng(seed, "simulate", sim)
         state = encoding.copy()
         print(f"toy simulate: {sim} runs {n_steps} steps", flush=True)  # the log's first line

@@ -19,7 +19,7 @@ from mummi_spec.frontend import load_spec
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.records import Record, decode, encode
 from mummi_spec.runtime.toy import cli
-from mummi_spec.runtime.toy.simulate import steps_of
+from mummi_spec.runtime.toy.simulate import hangs, steps_of
 
 ROOT = Path(__file__).resolve().parents[2]
 TOY = [sys.executable, "-m", "mummi_spec.runtime.toy"]
@@ -286,16 +286,35 @@ def test_simulate_frames_land_in_the_binned_selectors_bounds(plans, rasraf_ws, t
     assert (run_dir / "cg_success").is_file() and (run_dir / "result.json").is_file()
 
 
-def test_simulate_stops_on_sigterm_without_success(plans, mini_ws, tmp_path):
-    plan = plans["mini"]
+def start_simulation(plan: Path, ws: Path, tmp_path: Path, candidate: str, sim: str,
+                     stop: str, *args: str) -> tuple[subprocess.Popen[str], Path]:
+    """Set ``candidate`` up, then start its simulation ``sim``; the process and its workdir."""
     setup_dir, run_dir = tmp_path / "setup", tmp_path / "run"
-    assert toy("setup", plan, mini_ws, "--candidate", "structure_000005", "--workdir",
-               str(setup_dir), "--seconds", "0").returncode == 0
-    proc = start("simulate", plan, mini_ws, "--sim", "simT", "--setup", str(setup_dir),
-                 "--workdir", str(run_dir), "--stop", "200 steps", "--feedback", "cg.feedback",
-                 "--success-file", "done", "--step-seconds", "0.2")
+    assert toy("setup", plan, ws, "--candidate", candidate, "--workdir", str(setup_dir),
+               "--seconds", "0").returncode == 0
+    proc = start("simulate", plan, ws, "--sim", sim, "--setup", str(setup_dir), "--workdir",
+                 str(run_dir), "--stop", stop, "--feedback", "cg.feedback", "--success-file",
+                 "done", *args)
+    return proc, run_dir
+
+
+def test_simulate_stops_on_sigterm_without_success(plans, mini_ws, tmp_path):
+    proc, run_dir = start_simulation(plans["mini"], mini_ws, tmp_path, "structure_000005",
+                                     "simT", "200 steps", "--step-seconds", "0.2")
     terminate(proc)
     assert not (run_dir / "done").exists() and not (run_dir / "result.json").exists()
+
+
+def test_simulate_hangs_follow_the_rate_until_sigterm(plans, mini_ws, tmp_path):
+    draws = [hangs(0, "structure_000006", n, 0.5) for n in range(1, 13)]
+    assert draws == [hangs(0, "structure_000006", n, 0.5) for n in range(1, 13)]
+    assert True in draws and False in draws  # a retry can get through
+    proc, run_dir = start_simulation(plans["mini"], mini_ws, tmp_path, "structure_000006",
+                                     "simH", "1 step", "--step-seconds", "0", "--hang-rate", "1")
+    # One step of no time would exit 0 at once; a hang exits only on SIGTERM, with 143.
+    terminate(proc)
+    assert not run_dir.exists()
+    assert not [k for k in raw(plans["mini"], mini_ws, "cg.feedback") if "simH" in k]
 
 
 # command line
@@ -307,11 +326,14 @@ def test_simulate_stops_on_sigterm_without_success(plans, mini_ws, tmp_path):
         (["setup", "--plan", "{missing}", "--candidate", "x", "--workdir", "w"], 2, "no such plan"),
         (["setup", "--plan", "{plan}", "--candidate", "x", "--workdir", "w",
           "--fail-rate", "2"], 2, "between 0 and 1"),
+        (["simulate", "--plan", "{plan}", "--sim", "s", "--setup", "w", "--workdir", "w",
+          "--hang-rate", "-0.5"], 2, "between 0 and 1"),
         (["generator", "--plan", "{plan}", "--stream", "cg.feedback"], 2, "not candidates"),
         (["simulate", "--plan", "{plan}", "--sim", "s", "--setup", "{missing}",
           "--workdir", "w"], 1, "no usable system"),
     ],
-    ids=["missing-plan", "bad-rate", "not-a-candidate-stream", "missing-setup"],
+    ids=["missing-plan", "bad-rate", "bad-hang-rate", "not-a-candidate-stream",
+         "missing-setup"],
 )
 def test_bad_invocations_exit_with_a_message(plans, tmp_path, args, code, message):
     argv = [a.format(plan=plans["mini"], missing=tmp_path / "nothing") for a in args]
