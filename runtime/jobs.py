@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mummi_spec.checks import SUBSTITUTED
+from mummi_spec.runtime.schedulers._common import shell_quote
 from mummi_spec.runtime.schedulers.base import JobRequest
 
 
 def render_command(command: str, values: Mapping[str, str]) -> str:
-    """Substitute runtime tokens, each value shell-quoted; ``$(LAUNCHER)`` is left to Maestro."""
+    """Substitute runtime tokens, each value one literal shell word; ``$(LAUNCHER)`` is left
+    to the scheduler adapter (values never contain it, see ``shell_quote``)."""
 
     def repl(m: re.Match[str]) -> str:
         token = m.group(1)
         if token not in values:
             raise KeyError(f"no value for $({token})")
-        return shlex.quote(str(values[token]))
+        return shell_quote(str(values[token]))
 
     return SUBSTITUTED.sub(repl, command)
 

@@ -28,6 +28,17 @@ _LAUNCHER = re.compile(r"\$\(LAUNCHER\)(\[[^\]]*\])?[ \t]*")
 _TOKEN = re.compile(r"[A-Za-z0-9_.,:@%+=/-]*")
 
 
+def shell_quote(value: str) -> str:
+    """``value`` as one literal shell word that also holds no ``$(``.
+
+    ``shlex.quote`` alone is not enough here: Maestro's adapters (and ours) replace every
+    ``$(LAUNCHER)`` in the script text, inside quotes too, so a data value holding that token
+    would be rewritten. Closing and reopening the quotes between ``$`` and ``(`` keeps the
+    shell's reading and hides the token from any text substitution.
+    """
+    return shlex.quote(value).replace("$(", "$''(")
+
+
 def check_name(name: str) -> str:
     """Return ``name`` if it is safe as a file-name stem, else raise ``SchedulerError``."""
     if not _NAME.fullmatch(name):
@@ -59,7 +70,7 @@ def env_exports(env: Mapping[str, str]) -> str:
     for key, value in env.items():
         if not _ENV_KEY.fullmatch(key):
             raise SchedulerError(f"environment variable name {key!r} is not a shell identifier")
-        lines.append(f"export {key}={shlex.quote(str(value))}")
+        lines.append(f"export {key}={shell_quote(str(value))}")
     return "\n".join(lines)
 
 
