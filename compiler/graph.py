@@ -3,36 +3,49 @@
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
-import networkx as nx
-
+from mummi_spec import digraph
 from mummi_spec.model import Spec
 
 _ROLE_ORDER = {"persistent": 0, "setup": 1, "simulation": 2}
 
 
-def campaign_graph(spec: Spec) -> nx.MultiDiGraph:
-    """Scales as nodes; coupling edges coarse -> fine, feedback edges fine -> coarse."""
-    g = nx.MultiDiGraph()
+class _Edge(NamedTuple):
+    kind: str  # "coupling" (coarse -> fine) or "feedback" (fine -> coarse)
+    name: str
+    source: str
+    target: str
+    label: str
+
+
+def _labels(spec: Spec) -> dict[str, str]:
+    labels = {}
     for s in spec.scales:
         # In pipeline order, not source order, so that reordering a spec changes no artefact.
         ordered = sorted(s.jobs, key=lambda j: (_ROLE_ORDER.get(j.role, len(_ROLE_ORDER)), j.name))
         jobs = ", ".join(j.name for j in ordered)
-        g.add_node(s.name, label=f"{s.name}\\n{jobs}" if jobs else s.name)
+        labels[s.name] = f"{s.name}\\n{jobs}" if jobs else s.name
+    return labels
+
+
+def _edges(spec: Spec) -> list[_Edge]:
+    edges = []
     for c in spec.couplings:
         chain = " -> ".join(x for x in (c.setup, c.simulation) if x)
-        g.add_edge(c.source_scale, c.to, key=c.name, kind="coupling",
-                   label=f"{c.name}: {c.source_stream} [{c.selector}] {chain}")
+        edges.append(_Edge("coupling", c.name, c.source_scale, c.to,
+                           f"{c.name}: {c.source_stream} [{c.selector}] {chain}"))
     for f in spec.feedback:
-        g.add_edge(f.source_scale, f.to, key=f.name, kind="feedback",
-                   label=f"{f.name}: {f.source_stream} ({f.aggregate})")
-    return g
+        edges.append(_Edge("feedback", f.name, f.source_scale, f.to,
+                           f"{f.name}: {f.source_stream} ({f.aggregate})"))
+    return sorted(edges)
 
 
-def _order(g: nx.MultiDiGraph) -> list[str]:
-    couplings = nx.DiGraph((u, v) for u, v, d in g.edges(data=True) if d["kind"] == "coupling")
-    couplings.add_nodes_from(g.nodes)
-    return list(nx.lexicographical_topological_sort(couplings))
+def _order(spec: Spec) -> list[str]:
+    """Scales coarse to fine along the couplings, ties by name."""
+    succ = digraph.adjacency(sorted(s.name for s in spec.scales),
+                             ((c.source_scale, c.to) for c in spec.couplings))
+    return digraph.topological_order(succ)
 
 
 def _q(text: str) -> str:
@@ -41,24 +54,23 @@ def _q(text: str) -> str:
 
 def to_dot(spec: Spec) -> str:
     """Graphviz source, deterministic."""
-    g = campaign_graph(spec)
+    labels = _labels(spec)
     lines = [f"digraph {_q(spec.name)} {{", "  rankdir=LR;", "  node [shape=box];"]
-    lines += [f"  {_q(n)} [label={_q(g.nodes[n]['label'])}];" for n in _order(g)]
-    for u, v, k, d in sorted(g.edges(keys=True, data=True), key=lambda e: (e[3]["kind"], e[2])):
-        style = ", style=dashed" if d["kind"] == "feedback" else ""
-        lines.append(f"  {_q(u)} -> {_q(v)} [label={_q(d['label'])}{style}];")
+    lines += [f"  {_q(n)} [label={_q(labels[n])}];" for n in _order(spec)]
+    for e in _edges(spec):
+        style = ", style=dashed" if e.kind == "feedback" else ""
+        lines.append(f"  {_q(e.source)} -> {_q(e.target)} [label={_q(e.label)}{style}];")
     return "\n".join([*lines, "}"]) + "\n"
 
 
 def to_mermaid(spec: Spec) -> str:
     """Mermaid flowchart source, deterministic."""
-    g = campaign_graph(spec)
-    ids = {n: f"s{i}" for i, n in enumerate(_order(g))}
+    labels = _labels(spec)
+    ids = {n: f"s{i}" for i, n in enumerate(_order(spec))}
     lines = ["flowchart LR"]
-    lines += [f"  {ids[n]}[\"{g.nodes[n]['label'].replace(chr(92) + 'n', '<br/>')}\"]"
-              for n in ids]
-    for u, v, _k, d in sorted(g.edges(keys=True, data=True), key=lambda e: (e[3]["kind"], e[2])):
-        arrow = "-.->" if d["kind"] == "feedback" else "-->"
-        label = d["label"].replace('"', "'").replace("|", "/")
-        lines.append(f"  {ids[u]} {arrow}|\"{label}\"| {ids[v]}")
+    lines += [f"  {ids[n]}[\"{labels[n].replace(chr(92) + 'n', '<br/>')}\"]" for n in ids]
+    for e in _edges(spec):
+        arrow = "-.->" if e.kind == "feedback" else "-->"
+        label = e.label.replace('"', "'").replace("|", "/")
+        lines.append(f"  {ids[e.source]} {arrow}|\"{label}\"| {ids[e.target]}")
     return "\n".join(lines) + "\n"

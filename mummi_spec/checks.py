@@ -7,10 +7,9 @@ import math
 import re
 from collections.abc import Iterable
 
-import networkx as nx
-
+from mummi_spec import digraph
 from mummi_spec.errors import CycleError, SpecError, SpecWarning, UnknownReferenceError
-from mummi_spec.model import Spec, Stream, format_hms
+from mummi_spec.model import Coupling, Spec, Stream, format_hms
 from mummi_spec.sourcemap import JsonPath, SourceMap
 
 TOKENS = ("CANDIDATE", "SIM", "WORKDIR", "SETUP_DIR", "WORKSPACE", "PLAN", "PYTHON", "STOP",
@@ -113,41 +112,36 @@ def _stream_ref(owner: str, ref: str, kind: str, verb: str, streams: dict[str, S
     return []
 
 
-def coupling_graph(spec: Spec) -> nx.DiGraph:
-    """Scales as nodes, couplings as coarse -> fine edges (with their locations)."""
-    g = nx.DiGraph()
-    g.add_nodes_from(s.name for s in spec.scales)
-    names = set(g.nodes)
+def coupling_edges(spec: Spec) -> dict[tuple[str, str], Coupling]:
+    """Coupling edges coarse -> fine between declared scales (the first coupling per pair)."""
+    names = {s.name for s in spec.scales}
+    edges: dict[tuple[str, str], Coupling] = {}
     for c in spec.couplings:
         if c.source_scale in names and c.to in names:
-            g.add_edge(c.source_scale, c.to, coupling=c.name, loc=c.loc)
-    return g
+            edges.setdefault((c.source_scale, c.to), c)
+    return edges
 
 
 def _graph(spec: Spec, smap: SourceMap) -> list[SpecError]:
     out: list[SpecError] = []
-    g = coupling_graph(spec)
-    try:
-        cycle = nx.find_cycle(g)
-    except nx.NetworkXNoCycle:
-        cycle = []
+    edges = coupling_edges(spec)
+    succ = digraph.adjacency((s.name for s in spec.scales), edges)
+    cycle = digraph.find_cycle(succ)
     if cycle:
         path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-        where = ", ".join(f"'{g.edges[u, v]['coupling']}' ({g.edges[u, v]['loc']})"
-                          for u, v in cycle)
-        first = g.edges[cycle[0][0], cycle[0][1]]["loc"]
-        out.append(CycleError(f"the couplings form a cycle: {path}", first,
+        where = ", ".join(f"'{edges[e].name}' ({edges[e].loc})" for e in cycle)
+        out.append(CycleError(f"the couplings form a cycle: {path}", edges[cycle[0]].loc,
                               hint=f"couplings run coarse to fine; break one of {where}"))
         return out
-    if g.number_of_edges() < len(spec.couplings):
+    if any(c.source_scale not in succ or c.to not in succ for c in spec.couplings):
         return out  # an unresolved coupling was reported; reachability would only echo it
     for s in spec.scales:
         dynamic = [j for j in s.jobs if j.role != "persistent"]
-        if dynamic and g.in_degree(s.name) == 0:
+        if dynamic and digraph.in_degree(succ, s.name) == 0:
             out.append(SpecError(
                 f"scale '{s.name}' has {dynamic[0].role} jobs but no coupling feeds it", s.loc,
                 hint="add a coupling with 'to: " + s.name + "' from a coarser scale's candidates"))
-        if not dynamic and g.degree(s.name) == 0:
+        if not dynamic and not succ[s.name] and not digraph.in_degree(succ, s.name):
             out.append(SpecWarning(f"scale '{s.name}' is not coupled to any other scale", s.loc))
     for f in spec.feedback:
         if f.to and f.to == f.source_scale:
@@ -155,7 +149,8 @@ def _graph(spec: Spec, smap: SourceMap) -> list[SpecError]:
                 f"feedback '{f.name}' goes from scale '{f.to}' to itself",
                 smap.locate(("feedback", f.name, "to")),
                 hint="feedback runs from a finer scale to the coarser one that feeds it"))
-        elif f.to in g and f.source_scale in g and not nx.has_path(g, f.to, f.source_scale):
+        elif f.to in succ and f.source_scale in succ and \
+                not digraph.has_path(succ, f.to, f.source_scale):
             out.append(SpecError(
                 f"feedback '{f.name}' goes from '{f.source_scale}' to '{f.to}', but no coupling "
                 f"leads from '{f.to}' to '{f.source_scale}'", smap.locate(("feedback", f.name,

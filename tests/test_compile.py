@@ -14,6 +14,7 @@ from mummi_spec.compiler.compile import compile_loaded
 from mummi_spec.compiler.emit import write
 from mummi_spec.errors import UsageError
 from mummi_spec.frontend import NO_PROFILE, load_spec
+from tests.conftest import SPECS
 from tests.golden import assert_matches_golden
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,3 +122,15 @@ def test_emit_replaces_a_previous_build_whole(tmp_path):
     write(out, {"manifest.json": "{}\n", "jobs/new.yaml": "a: 2\n"})
     assert sorted(p.name for p in (out / "jobs").iterdir()) == ["new.yaml"]
     assert [p.name for p in tmp_path.iterdir()] == ["build"]
+
+
+def test_maestro_rejects_a_study_its_verifier_refuses() -> None:
+    from mummi_spec.compiler.check import check_artefacts
+    from mummi_spec.errors import TemplateError
+
+    good = compile_loaded(load_spec(SPECS / "mini.yaml")).files
+    check_artefacts(good)  # what we render passes Maestro's own verifier
+    broken = dict(good)
+    broken["study.yaml"] = good["study.yaml"].replace("description:", "descriptio:", 1)
+    with pytest.raises(TemplateError, match="study.yaml: Maestro rejects the rendered study"):
+        check_artefacts(broken)
