@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Mapping, Sequence
 from fnmatch import fnmatchcase
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 from mummi_spec.errors import OptionalDependencyError, StoreError
 from mummi_spec.runtime.stores.common import (
@@ -23,8 +25,21 @@ from mummi_spec.runtime.stores.common import (
 
 try:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - redis is a declared dependency
     raise OptionalDependencyError("the redis store", "redis") from exc
+
+log = logging.getLogger("mummi.store")
+T = TypeVar("T")
+
+# A restarting server (refused connections, then LOADING while it reads its append-only
+# file) is waited for with bounded back-off, up to ``retry_for`` seconds (store config) per
+# call; other errors fail at once. BusyLoadingError is a ConnectionError.
+RETRY_FOR = 60.0
+_FIRST_DELAY = 0.1
+_MAX_DELAY = 5.0
+_TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 
 # Commands per round trip: big enough that latency vanishes (a single SET is 5-20x slower
 # than pipelined ones), small enough to keep one request's buffers modest.
@@ -61,6 +76,7 @@ class RedisStore(StoreBase):
         port = int(config.get("port") or 6379)
         self.where = f"{host}:{port}"
         self.prefix = str(config.get("prefix") or self.name)
+        self.retry_for = float(config.get("retry_for", RETRY_FOR))
         # Only the variable's name is in the plan; the password never is.
         env = config.get("password_env")
         self._secret = os.environ.get(env) if env else None
@@ -79,24 +95,42 @@ class RedisStore(StoreBase):
             # redis-py 8 speaks RESP3 by default; its pure-Python RESP2 parser reads large
             # MGET and pipeline replies ~1.4x faster, and RESP3 adds nothing for bytes.
             protocol=2,
+            # No retries inside redis-py: ``_call`` retries, logs, and knows when a move's
+            # script may already have run (redis-py would silently run it twice).
+            retry=Retry(NoBackoff(), 0),
         )
-        with self._errors("connect", "", "any key"):
-            self._client.ping()  # fail at start-up, not at the first feedback iteration
+        # Fail at start-up (after riding out a restart), not at the first feedback iteration.
+        self._call("connect", "", "any key", self._client.ping)
         self._move = self._client.register_script(_MOVE_SCRIPT)  # loaded at first use
 
-    @contextmanager
-    def _errors(self, action: str, namespace: str, what: str) -> Iterator[None]:
-        """Turn redis-py's errors into ``StoreError``s naming server, namespace and keys."""
-        try:
-            yield
-        except redis.RedisError as exc:
-            text = f"{type(exc).__name__}: {exc}"
-            if self._secret:
-                text = text.replace(self._secret, "***")
-            raise StoreError(
-                f"redis store {self.name!r} at {self.where}: cannot {action} {what} "
-                f"in namespace {namespace!r} ({text})"
-            ) from exc
+    def _call(self, action: str, namespace: str, what: str, fn: Callable[[], T]) -> T:
+        """``fn()``, retried through a server restart; redis-py's errors become
+        ``StoreError``s naming server, namespace and keys. ``fn`` must be safe to repeat."""
+        deadline = time.monotonic() + self.retry_for
+        delay = _FIRST_DELAY
+        while True:
+            try:
+                return fn()
+            except _TRANSIENT as exc:
+                if time.monotonic() + delay > deadline:
+                    raise self._error(action, namespace, what, exc) from exc
+                log.warning("redis store %r at %s: cannot %s %s in namespace %r (%s); "
+                            "retrying in %.1f s", self.name, self.where, action, what,
+                            namespace, self._text(exc), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, _MAX_DELAY)
+            except redis.RedisError as exc:
+                raise self._error(action, namespace, what, exc) from exc
+
+    def _text(self, exc: Exception) -> str:
+        text = f"{type(exc).__name__}: {exc}"
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _error(self, action: str, namespace: str, what: str, exc: Exception) -> StoreError:
+        return StoreError(
+            f"redis store {self.name!r} at {self.where}: cannot {action} {what} "
+            f"in namespace {namespace!r} ({self._text(exc)})"
+        )
 
     def _head(self, namespace: str) -> bytes:
         """``<prefix>:<namespace>::`` as bytes (redis-py packs bytes faster than str)."""
@@ -112,8 +146,7 @@ class RedisStore(StoreBase):
     def put(self, namespace: str, key: str, data: bytes) -> None:
         name = self._head(namespace) + check_name("key", key, namespace).encode()
         value = check_value(namespace, key, data)
-        with self._errors("write", namespace, f"key {key!r}"):
-            self._client.set(name, value)
+        self._call("write", namespace, f"key {key!r}", partial(self._client.set, name, value))
 
     def put_many(self, namespace: str, items: Mapping[str, bytes]) -> None:
         head = self._head(namespace)
@@ -130,8 +163,7 @@ class RedisStore(StoreBase):
             self._mset(namespace, batch)
 
     def _mset(self, namespace: str, batch: dict[bytes, Any]) -> None:
-        with self._errors("write", namespace, f"{len(batch)} keys"):
-            self._client.mset(batch)
+        self._call("write", namespace, f"{len(batch)} keys", partial(self._client.mset, batch))
 
     def get(self, namespace: str, key: str) -> bytes:
         return self.get_many(namespace, [key])[0]
@@ -141,15 +173,16 @@ class RedisStore(StoreBase):
         check_keys(namespace, keys)
         found: list[bytes | None] = []
         for part in chunks(keys, CHUNK):
-            with self._errors("read", namespace, f"{len(part)} keys from {part[0]!r}"):
-                values = self._client.mget([head + k.encode() for k in part])
-                found.extend(cast("list[bytes | None]", values))  # bytes: no decode_responses
+            names = [head + k.encode() for k in part]
+            values = self._call("read", namespace, f"{len(part)} keys from {part[0]!r}",
+                                partial(self._client.mget, names))
+            found.extend(cast("list[bytes | None]", values))  # bytes: no decode_responses
         return present(namespace, keys, found)
 
     def exists(self, namespace: str, key: str) -> bool:
         name = self._head(namespace) + check_name("key", key, namespace).encode()
-        with self._errors("look up", namespace, f"key {key!r}"):
-            return bool(self._client.exists(name))
+        return bool(self._call("look up", namespace, f"key {key!r}",
+                               partial(self._client.exists, name)))
 
     def keys(self, namespace: str, pattern: str = "*") -> list[str]:
         head = self._head(namespace)
@@ -157,14 +190,17 @@ class RedisStore(StoreBase):
         # are matched here instead, the plain '*' and '?' ones by the server.
         local = "[" in pattern or "\\" in pattern
         match = _GLOB.sub(rb"\\\1", head) + (b"*" if local else pattern.encode())
-        found: set[bytes] = set()  # SCAN may return a key twice while the table grows
-        cursor = 0
-        with self._errors("list", namespace, f"keys matching {pattern!r}"):
+
+        def scan() -> set[bytes]:  # a retry starts the scan again: cursors die with a restart
+            found: set[bytes] = set()  # SCAN may return a key twice while the table grows
+            cursor = 0
             while True:
                 cursor, batch = self._client.scan(cursor, match=match, count=SCAN_COUNT)
                 found.update(cast("list[bytes]", batch))
                 if cursor == 0:
-                    break
+                    return found
+
+        found = self._call("list", namespace, f"keys matching {pattern!r}", scan)
         cut = len(head)
         names = [k[cut:].decode("utf-8", "surrogateescape") for k in found]
         if local:
@@ -174,31 +210,55 @@ class RedisStore(StoreBase):
     def move(self, namespace: str, keys: Sequence[str], dest: str) -> None:
         wanted = check_keys(namespace, keys)
         head, target = self._head(namespace), self._head(dest)
-        missing = []
+        missing: list[str] = []
         for part in chunks(wanted, CHUNK):
-            names = [key.encode() for key in part]
-            with self._errors(f"move to {dest!r}", namespace, f"{len(part)} keys from {part[0]!r}"):
-                failed = self._move(keys=[head + n for n in names] + [target + n for n in names])
-            for index, error in zip(failed[::2], failed[1::2], strict=True):
-                key, text = part[int(index) - 1], error.decode("utf-8", "replace")
-                # The error text is all Redis says: "ERR no such key" for a missing source.
-                if "no such key" not in text.lower():
-                    raise StoreError(
-                        f"redis store {self.name!r} at {self.where}: cannot move key "
-                        f"{key!r} in namespace {namespace!r} to {dest!r} ({text})"
-                    )
-                missing.append(key)
+            missing += self._move_part(namespace, dest, part, head, target)
         if missing:
             raise missing_error(namespace, missing, len(wanted))
+
+    def _move_part(self, namespace: str, dest: str, part: Sequence[str], head: bytes,
+                   target: bytes) -> list[str]:
+        """Move one chunk in one server-side call; returns its keys that were not there."""
+        names = [key.encode() for key in part]
+        sources, targets = [head + n for n in names], [target + n for n in names]
+        tries = 0
+
+        def run() -> Any:
+            nonlocal tries
+            tries += 1
+            return self._move(keys=sources + targets)
+
+        failed = self._call(f"move to {dest!r}", namespace, f"{len(part)} keys from {part[0]!r}",
+                            run)
+        gone: list[int] = []
+        for index, error in zip(failed[::2], failed[1::2], strict=True):
+            key, text = part[int(index) - 1], error.decode("utf-8", "replace")
+            # The error text is all Redis says: "ERR no such key" for a missing source.
+            if "no such key" not in text.lower():
+                raise StoreError(
+                    f"redis store {self.name!r} at {self.where}: cannot move key "
+                    f"{key!r} in namespace {namespace!r} to {dest!r} ({text})"
+                )
+            gone.append(int(index) - 1)
+        if gone and tries > 1:
+            # The connection dropped after the server ran an earlier try (its reply was
+            # lost): keys already in dest were moved by this call, not missing.
+            there = self._call("look up", dest, f"{len(gone)} moved keys",
+                               partial(self._client.mget, [targets[i] for i in gone]))
+            gone = [i for i, value in zip(gone, there, strict=True) if value is None]
+        return [part[i] for i in gone]
 
     def purge(self) -> int:
         """Delete every key under this store's prefix (tests, benchmarks, a campaign reset)."""
         match = _GLOB.sub(rb"\\\1", f"{self.prefix}:".encode()) + b"*"
-        with self._errors("delete", "*", "every key"):
+
+        def purge() -> int:
             names = list(self._client.scan_iter(match=match, count=SCAN_COUNT))
             for part in chunks(names, CHUNK):
                 self._client.unlink(*part)
-        return len(names)
+            return len(names)
+
+        return self._call("delete", "*", "every key", purge)
 
     def close(self) -> None:
         self._client.close()

@@ -244,7 +244,8 @@ def test_redis_unreachable_names_host_and_port_not_password(
 ) -> None:
     monkeypatch.setenv("MUMMI_TEST_REDIS_PW", "s3cret-pw")
     port = _free_port()
-    config = {"backend": "redis", "name": "fb", "port": port, "password_env": "MUMMI_TEST_REDIS_PW"}
+    config = {"backend": "redis", "name": "fb", "port": port, "password_env": "MUMMI_TEST_REDIS_PW",
+              "retry_for": 0}  # no waiting for a server that never comes (test_store_retry.py)
     with pytest.raises(StoreError, match=f"127.0.0.1:{port}") as err:
         STORES.get("redis")(config, tmp_path)
     assert "s3cret-pw" not in str(err.value)
