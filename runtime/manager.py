@@ -379,6 +379,7 @@ class Manager:
             self._hold(row, coupling, job["role"], reserve=not reserved)
             prepared.append((row, request))
         futures = [self._pool.submit(self.sched.submit, req) for _, req in prepared]
+        refused = 0
         for (row, _), fut in zip(prepared, futures, strict=True):
             try:
                 sched_id = fut.result()
@@ -386,16 +387,21 @@ class Manager:
                 # Refused: not the job's fault, so not charged; back off before trying again.
                 log.warning("submission of %s refused: %s; backing off %.0f s", row.name, exc,
                             self.backoff)
-                self.backoff_until = self.clock.now() + self.backoff
-                self.backoff = min(self.backoff * 2, _MAX_BACKOFF)
+                refused += 1
                 self.ledger.set_job(row.name, "lost", reason=f"submission refused: {exc}",
                                     t=self.clock.now())
                 self._release(row.name)
                 self._requeue(row)
                 continue
-            self.backoff = 1.0
             self.ledger.set_job(row.name, "queued", sched_id=sched_id)
             self._restate(self.live[row.name], state="queued", sched_id=sched_id)
+        # Once per round, not per refused job: a refused batch of 500 would otherwise jump
+        # straight to the longest wait.
+        if refused:
+            self.backoff_until = self.clock.now() + self.backoff
+            self.backoff = min(self.backoff * 2, _MAX_BACKOFF)
+        elif prepared:
+            self.backoff = 1.0
 
     def _hold(self, row: JobRow, coupling: str | None, role: str, reserve: bool = True
               ) -> None:
@@ -535,6 +541,8 @@ class Manager:
         if self.persistent_retry:
             retry, self.persistent_retry = sorted(self.persistent_retry), set()
             self._submit([(job_type, None, None) for job_type in retry])
+            if now < self.backoff_until:  # refused again: that was this round's attempt
+                return
         per_iteration = int(self.plan["scheduler"].get("per_iteration") or 1 << 30)
         batch: list[tuple[str, str | None, str | None]] = []
         for pipe in self.pipes.values():

@@ -1,0 +1,60 @@
+"""A scheduler that refuses every submission: the manager backs off up to 60 s, then recovers."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from mummi_spec.runtime.manager import _MAX_BACKOFF
+from mummi_spec.runtime.schedulers.base import JobRequest
+from tests.unit.test_manager import (  # noqa: F401  (fixtures used by name)
+    COUPLING,
+    FakeScheduler,
+    Rig,
+    compiled,
+    finish,
+    make_rig,
+    sim_states,
+)
+
+WINDOW = 600.0  # ten minutes of refusals, in ticks of one second
+
+
+def test_refusing_every_submission_backs_off_exponentially_and_nothing_is_lost(
+        make_rig: Callable[..., Rig]) -> None:  # noqa: F811  (the imported fixture)
+    rig = make_rig(cap=6)
+    rig.candidates(20)
+    sched = FakeScheduler()
+    sched.refuse = 10**9
+    tried: list[float] = []  # clock time of each refused submission
+    refuse = sched.submit
+
+    def submit(job: JobRequest) -> str:
+        tried.append(rig.clock.now())
+        return refuse(job)
+
+    sched.submit = submit  # type: ignore[method-assign]
+    m = rig.manager(sched)
+    start = rig.clock.now()
+    while rig.clock.now() - start < WINDOW:
+        rig.tick(m)
+    rounds = sorted(set(tried))
+    gaps = [b - a for a, b in itertools.pairwise(rounds)]
+    # Growing gaps up to the cap, then the cap: no tight loop, however long the outage.
+    assert gaps[:6] == [1, 2, 4, 8, 16, 32]  # one doubling per refused round, not per job
+    assert gaps[6:] == [_MAX_BACKOFF] * (len(gaps) - 6)
+    assert len(tried) < 30  # against 600 ticks with submissions due
+    assert sched.requests == {}
+    # Every refused attempt is in the ledger as lost, not charged to its sim.
+    rows = m.ledger.jobs()
+    assert len(rows) == len(tried) and {r.state for r in rows} == {"lost"}
+    assert all(ends == [] for ends in m.history.values())
+    # The scheduler comes back: within one back-off everything goes through and completes.
+    sched.refuse = 0
+    back = rig.clock.now()
+    while not sched.requests:
+        rig.tick(m)
+    assert rig.clock.now() - back <= _MAX_BACKOFF
+    finish(rig, m, sched)
+    assert m.backoff == 1.0
+    assert len(sim_states(m)) == m.pipes[COUPLING].cap == 6
