@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mummi.manager")
 
 SAMPLE = 20_000  # candidates per stream read back for the coverage plot
+FAILED_NAMED = 50  # failed simulations named with their reason; the ledger keeps every one
 
 
 def finish(manager: Manager) -> None:
@@ -40,6 +41,7 @@ def finish(manager: Manager) -> None:
         lines.append(f"coverage {name}: covering radius {covering_radius(cands, sel):.3f}, "
                      f"mean distance to nearest selected {coverage_distance(cands, sel):.3f}, "
                      f"over {len(cands)} candidates")
+    lines += _failures(manager)
     text = render(status) + "".join(line + "\n" for line in lines)
     (ws / "summary.txt").write_text(text, encoding="utf-8")
     res = manager.plan["resources"]
@@ -50,6 +52,17 @@ def finish(manager: Manager) -> None:
         plot_coverage(streams, ws / "coverage.png")
     except Exception:
         log.exception("could not draw the plots")
+
+
+def _failures(manager: Manager) -> list[str]:
+    """One line per failed simulation: the counts alone do not say what to look at."""
+    failed = manager.ledger.sims(["failed"])
+    lines = [f"failed {s.sim} ({s.candidate}): {s.reason or 'no reason recorded'}"
+             for s in failed[:FAILED_NAMED]]
+    if len(failed) > FAILED_NAMED:
+        lines.append(f"... and {len(failed) - FAILED_NAMED} more failed simulations "
+                     "(table sims of ledger.sqlite)")
+    return lines
 
 
 def _sample(manager: Manager, stream: str, chosen: set[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -526,3 +526,36 @@ def test_run_completes_on_the_fake_scheduler(make_rig: Callable[..., Rig]) -> No
     status = json.loads((rig.ws / "status.json").read_text())
     assert status["state"] == "complete"
     assert status["sims"] == {"done": 12}
+
+
+def test_a_timed_out_simulation_is_retried_and_no_gpu_waits_a_tick(
+        make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(budget=2, sim_max=2, cap=4, ready_buffer=1)
+    plan = json.loads(rig.plan_path.read_text())
+    plan["jobs"]["cganalysis"]["retry"] = {"limit": 1, "on": ["failed", "timedout"]}
+    rig.plan_path.write_text(json.dumps(plan))
+    rig.candidates(10)
+    sched = FakeScheduler()
+    m = rig.manager(sched)
+
+    def held() -> int:
+        return sum(sched.requests[i].gpus for i in sched.live())
+
+    while len(sched.live("cganalysis")) < 2:  # setups succeed at once
+        for i in sched.live("createsim"):
+            sched.end(i)
+        rig.tick(m)
+    assert m.pipes[COUPLING].waiting  # work is waiting for a GPU
+    hung = sched.live("cganalysis")[0]
+    sim = sched.requests[hung].name.split(".")[0]
+    for attempt in (1, 2):
+        assert sched.requests[hung].name == f"{sim}.cganalysis.{attempt}"
+        sched.end(hung, JobState.TIMEDOUT, None)
+        rig.tick(m)
+        assert held() == 2  # the freed GPU was taken in the tick that noticed the timeout
+        retry = [i for i in sched.live("cganalysis") if sched.requests[i].name.startswith(sim)]
+        hung = retry[0] if retry else ""
+    assert hung == ""  # the limit allowed one retry
+    (row,) = (s for s in m.ledger.sims() if s.sim == sim)
+    assert (row.state, row.reason) == ("failed", "cganalysis: timedout")
+    assert m.history[(sim, "cganalysis")] == ["timedout", "timedout"]
