@@ -665,8 +665,9 @@ class Manager:
             return False
         if all(p.selected >= p.cap for p in self.pipes.values()):
             return True
-        # Sources exhausted: no persistent job left, no sim in flight, nothing to select.
-        if any(lj.role == "persistent" for lj in self.live.values()):
+        # Sources exhausted: no persistent job left, no sim in flight, nothing to select. A
+        # persistent job the scheduler refused is not gone: it is submitted again.
+        if self.persistent_retry or any(lj.role == "persistent" for lj in self.live.values()):
             self._exhausted_ticks = 0
             return False
         self._exhausted_ticks += 1

@@ -38,6 +38,7 @@ def test_refusing_every_submission_backs_off_exponentially_and_nothing_is_lost(
     start = rig.clock.now()
     while rig.clock.now() - start < WINDOW:
         rig.tick(m)
+        assert not m._finished()  # a refused generator is not an exhausted source
     rounds = sorted(set(tried))
     gaps = [b - a for a, b in itertools.pairwise(rounds)]
     # Growing gaps up to the cap, then the cap: no tight loop, however long the outage.
