@@ -40,6 +40,7 @@ RETRY_FOR = 60.0
 _FIRST_DELAY = 0.1
 _MAX_DELAY = 5.0
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
+_REFUSED = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
 
 # Commands per round trip: big enough that latency vanishes (a single SET is 5-20x slower
 # than pipelined ones), small enough to keep one request's buffers modest.
@@ -111,6 +112,8 @@ class RedisStore(StoreBase):
         while True:
             try:
                 return fn()
+            except _REFUSED as exc:  # ConnectionErrors too, but no restart will cure them
+                raise self._error(action, namespace, what, exc) from exc
             except _TRANSIENT as exc:
                 if time.monotonic() + delay > deadline:
                     raise self._error(action, namespace, what, exc) from exc
