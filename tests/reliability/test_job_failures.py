@@ -35,17 +35,21 @@ TOY = "$(PYTHON) -m mummi_spec.runtime.toy"
 Attempts = dict[str, list[tuple[str, str]]]
 
 
+def until_success(bad: list[bool]) -> list[bool]:
+    """The attempts made of those the limit allows: up to the first that goes well."""
+    return bad[:bad.index(False) + 1] if False in bad else bad
+
+
 def predict(seed: int) -> Attempts:
     """Each candidate's attempts (job type, end state), as the toy's draws decide them."""
     out: Attempts = {}
     for key in CANDIDATES:
-        setups = [fails(seed, key, n, FAIL_RATE) for n in range(1, SETUP_LIMIT + 2)]
-        tries = setups[:setups.index(False) + 1] if False in setups else setups
+        tries = until_success([fails(seed, key, n, FAIL_RATE)
+                               for n in range(1, SETUP_LIMIT + 2)])
         out[key] = [("createsim", "failed" if f else "completed") for f in tries]
         if tries[-1]:
             continue
-        sims = [hangs(seed, key, n, HANG_RATE) for n in range(1, SIM_LIMIT + 2)]
-        tries = sims[:sims.index(False) + 1] if False in sims else sims
+        tries = until_success([hangs(seed, key, n, HANG_RATE) for n in range(1, SIM_LIMIT + 2)])
         out[key] += [("cganalysis", "timedout" if h else "completed") for h in tries]
     return out
 
