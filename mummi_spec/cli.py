@@ -18,7 +18,7 @@ class Exit(IntEnum):
     """Process exit codes."""
 
     OK = 0
-    DIFFERENCES = 1  # diff found changes, or a run ended with failed jobs
+    DIFFERENCES = 1  # diff found changes (a campaign whose sims failed after retries still ends 0)
     USER_ERROR = 2  # bad spec or arguments (argparse uses 2 as well)
     INTERNAL_ERROR = 3
     INTERRUPTED = 130
