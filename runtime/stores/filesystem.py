@@ -37,7 +37,7 @@ class FilesystemStore(StoreBase):
     def _fail(self, namespace: str, key: str, action: str, exc: OSError) -> StoreError:
         return StoreError(
             f"filesystem store {self.name!r}: cannot {action} key {key!r} in namespace "
-            f"{namespace!r} ({exc.strerror or exc}: {exc.filename})"
+            f"{namespace!r} ({exc.strerror or exc}: {exc.filename or self.path / namespace})"
         )
 
     def put(self, namespace: str, key: str, data: bytes) -> None:

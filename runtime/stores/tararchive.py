@@ -12,6 +12,7 @@ consumer tombstoning what it read never hides a newer version a writer appended 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -87,7 +88,8 @@ class TarArchive:
         self._writer: Any = None  # pytaridx.IndexedTarFile while we hold the lock
         self._lock_fd = -1
         self._pid = os.getpid()
-        self._end = 0
+        self._end = 0  # tar size, and .pylst size, up to the last committed member
+        self._index_end = 0
 
     # -- reading ------------------------------------------------------------------------
 
@@ -151,8 +153,11 @@ class TarArchive:
             raise StoreError(f"{self.label}: store opened before a fork; open one per process")
         if self._writer is not None:
             return self._writer
-        self.tar.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(f"{self.tar}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.tar.parent.mkdir(parents=True, exist_ok=True)
+            lock_fd = os.open(f"{self.tar}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a full or read-only disk, among others
+            raise StoreError(f"{self.label}: cannot open {self.tar} for writing ({exc})") from exc
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -162,10 +167,12 @@ class TarArchive:
                 f"{self.label}: {self.tar} is being written by {holder or 'another process'}; "
                 "a pytaridx archive takes one writer at a time (concurrent writers corrupt it)"
             ) from exc
-        os.ftruncate(lock_fd, 0)
-        os.pwrite(lock_fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         itf = pytaridx.IndexedTarFile()
         try:
+            # Who holds the lock, for the refusal above (a full disk may leave it blank).
+            with contextlib.suppress(OSError):
+                os.ftruncate(lock_fd, 0)
+                os.pwrite(lock_fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
             self._create_index()
             itf.open(str(self.tar), "r+")
         except Exception as exc:  # pytaridx raises bare Exception for every failure
@@ -175,16 +182,35 @@ class TarArchive:
         itf.tfa.format = tarfile.GNU_FORMAT
         self._writer, self._lock_fd = itf, lock_fd
         self._end = os.fstat(itf.tfr.fileno()).st_size
+        self._index_end = os.fstat(itf.index.lstfile.fileno()).st_size
         return itf
 
     def _create_index(self) -> None:
-        """Write the empty index of a new archive (pytaridx's reindex() leaks a file handle)."""
-        tree = f"{self.tar}.pytree"
-        if os.path.exists(tree) or (self.tar.exists() and self.tar.stat().st_size > 0):
+        """Write the index tree of a new archive, or rebuild one a failed write removed from
+        its ``.pylst`` (pytaridx's reindex() re-reads the whole tar and leaks a file handle).
+        A tar with neither is left to pytaridx's open, which reindexes it."""
+        tree, listing = f"{self.tar}.pytree", f"{self.tar}.pylst"
+        if os.path.exists(tree):
+            return
+        if not os.path.exists(listing) and self.tar.exists() and self.tar.stat().st_size > 0:
             return
         BlockTree.BlockFile.writemasterblock(f"{tree}_")
+        if os.path.exists(listing):
+            built = BlockTree(f"{tree}_", "r+")
+            try:
+                with open(listing, "rb") as lines:
+                    for line in lines:
+                        if not line.endswith(b"\n"):
+                            break  # a part-line nobody committed
+                        name, offset, size = line[:-1].rsplit(b",", 2)
+                        built.insert(_UNESCAPE.sub(rb"\1", name).decode("ascii"),
+                                     (int(offset), int(size)))
+                built.backing.flushcache()
+                built.flushtree()
+            finally:
+                built.backing.filehandle.close()
         os.replace(f"{tree}_", tree)
-        with open(f"{self.tar}.pylst", "ab"):
+        with open(listing, "ab"):
             pass
 
     def _header(self, name: str, size: int) -> bytes:
@@ -201,28 +227,63 @@ class TarArchive:
         Not ``IndexedTarFile.write``: it puts the data at end + 512, but a name over 100
         characters needs a GNU long-name header before the 512-byte one, and pytaridx would
         then index the wrong bytes. The offset here comes from the header we really wrote.
+
+        A member is committed once its ``.pylst`` line is complete (readers only take whole
+        lines). A failure before that (a full disk, most often) cuts the tar and the list
+        back to the last committed member, so the archive holds no half-written entry.
         """
         itf = self._writable()
-        fd = itf.tfr.fileno()
+        tar_fd, index_fd = itf.tfr.fileno(), itf.index.lstfile.fileno()
+        for name, data in items:
+            size = memoryview(data).nbytes
+            header = self._header(name, size)
+            pad = -size % BLOCK
+            offset = self._end + len(header)
+            # pytaridx's own line format; our names never hold the ',' or '\' it escapes.
+            line = f"{name},{offset},{size}\n".encode("ascii")
+            try:
+                write_all(tar_fd, header, data, _ZEROS[:pad])
+                write_all(index_fd, line)
+            except OSError as exc:
+                self._roll_back(tar_fd, index_fd)
+                raise StoreError(f"{self.label}: cannot write key {name!r} to {self.tar} "
+                                 f"({exc.strerror or exc}); the archive keeps every item "
+                                 "written before it") from exc
+            self._end = offset + size + pad
+            self._index_end += len(line)
+            try:
+                itf.index.tree.insert(name, (offset, size))
+            except Exception as exc:  # OSError, or pytaridx's bare Exception
+                self._drop_tree()
+                raise StoreError(f"{self.label}: key {name!r} is stored, but the index tree "
+                                 f"{self.tar}.pytree could not be updated ({exc}); it is "
+                                 "rebuilt from the .pylst at the next write") from exc
+
+    def _roll_back(self, tar_fd: int, index_fd: int) -> None:
+        """Cut both files back to the last committed member (truncating needs no space)."""
         try:
-            for name, data in items:
-                size = memoryview(data).nbytes
-                header = self._header(name, size)
-                pad = -size % BLOCK
-                write_all(fd, header, data, _ZEROS[:pad])
-                offset = self._end + len(header)
-                self._end = offset + size + pad
-                itf.index.insert(name, offset, size)
-        except Exception as exc:  # OSError, or pytaridx's bare Exception from its index
-            # Our idea of the end may now be wrong: reopen (and re-measure) next time.
+            os.ftruncate(tar_fd, self._end)
+            os.ftruncate(index_fd, self._index_end)
+        finally:
+            self._close_writer()  # reopen, and measure again, at the next write
+
+    def _drop_tree(self) -> None:
+        """A tree block write failed part-way: remove the tree (the writer still holds it
+        open, so anything pytaridx flushes later lands nowhere); the next writer's open
+        rebuilds it (``_create_index``)."""
+        with contextlib.suppress(OSError):
+            os.unlink(f"{self.tar}.pytree")
+        with contextlib.suppress(Exception):
             self._close_writer()
-            raise StoreError(f"{self.label}: write failed: {exc}") from exc
 
     def sync(self) -> None:
         """Make written members durable (before tombstoning their source)."""
         if self._writer is not None:
-            os.fsync(self._writer.tfr.fileno())
-            os.fsync(self._writer.index.lstfile.fileno())
+            try:
+                os.fsync(self._writer.tfr.fileno())
+                os.fsync(self._writer.index.lstfile.fileno())
+            except OSError as exc:
+                raise StoreError(f"{self.label}: cannot make {self.tar} durable ({exc})") from exc
 
     def consume(self, entries: Iterable[tuple[str, int]]) -> None:
         """Tombstone these ``(name, offset)`` versions; durable when this returns."""
@@ -231,8 +292,15 @@ class TarArchive:
             fd = os.open(f"{self.tar}.consumed", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # several consumers may append at once
-                write_all(fd, lines)
-                os.fsync(fd)
+                end = os.fstat(fd).st_size
+                try:
+                    write_all(fd, lines)
+                    os.fsync(fd)
+                except OSError:
+                    # No part-line left for the next append to run into (a full disk).
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, end)
+                    raise
             finally:
                 os.close(fd)
         except OSError as exc:
