@@ -14,7 +14,7 @@ from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.records import RecordError, decode
 from mummi_spec.runtime.selectors.base import Selector
-from mummi_spec.runtime.stores.common import read_each
+from mummi_spec.runtime.stores.common import check_keys, check_name, read_each
 
 log = logging.getLogger("mummi.ingest")
 
@@ -63,8 +63,13 @@ class Ingest:
             return accepted
 
     def _batch(self, keys: list[str]) -> int:
+        # A key that could act as a path (or break a sidecar line) is refused by every store
+        # call for ever: reject it once with the reason rather than fail to read it each pass.
+        bad = unsafe_keys(self.namespace, keys)
+        refused = {k for k, _ in bad}
+        keys = [k for k in keys if k not in refused]
         blobs = read_each(self.store, self.namespace, keys)
-        ids, points, tags, bad = [], [], [], []
+        ids, points, tags = [], [], []
         for key, blob in zip(keys, blobs, strict=True):
             if isinstance(blob, StoreError):
                 # Vanished or unreadable now: not known, so the next pass retries it.
@@ -97,7 +102,24 @@ class Ingest:
                         bad[0][0], bad[0][1])
             self.ledger.reject(self.stream, bad)
             self.rejected += len(bad)
+        self.known.update(refused)
         self.known.update(k for k, b in zip(keys, blobs, strict=True)
                           if not isinstance(b, StoreError))
         self.ingested += accepted
         return accepted
+
+
+def unsafe_keys(namespace: str, keys: list[str]) -> list[tuple[str, str]]:
+    """``(key, reason)`` for each key no store accepts as a name (ids with '/', '..', ...)."""
+    try:
+        check_keys(namespace, keys)  # one fast pass over the whole batch
+        return []
+    except StoreError:
+        pass
+    out = []
+    for key in keys:
+        try:
+            check_name("candidate id", key, namespace)
+        except StoreError as exc:
+            out.append((key, str(exc)))
+    return out

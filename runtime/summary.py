@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mummi_spec.errors import StoreError
 from mummi_spec.runtime.campaign import key_glob
+from mummi_spec.runtime.ingest import unsafe_keys
 from mummi_spec.runtime.records import RecordError, decode
 from mummi_spec.runtime.report import (
     coverage_distance,
@@ -16,6 +18,7 @@ from mummi_spec.runtime.report import (
     plot_occupancy,
 )
 from mummi_spec.runtime.status import read_status, render
+from mummi_spec.runtime.stores.common import read_each
 
 if TYPE_CHECKING:
     from mummi_spec.runtime.manager import Manager
@@ -72,7 +75,11 @@ def _sample(manager: Manager, stream: str, chosen: set[str]) -> tuple[np.ndarray
     every = store.keys(cfg["namespace"], key_glob(cfg["key"]))
     keys = sorted(set(every[:: max(1, len(every) // SAMPLE)]) | (chosen & set(every)))
     points, picked = [], []
-    for key, blob in zip(keys, store.get_many(cfg["namespace"], keys), strict=True):
+    refused = {k for k, _ in unsafe_keys(cfg["namespace"], keys)}
+    keys = [k for k in keys if k not in refused]
+    for key, blob in zip(keys, read_each(store, cfg["namespace"], keys), strict=True):
+        if isinstance(blob, StoreError):
+            continue  # gone or unreadable now; the plot does without it
         try:
             values = decode(blob, int(cfg["dim"])).values
         except RecordError:

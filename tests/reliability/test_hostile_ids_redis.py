@@ -1,0 +1,69 @@
+"""Candidate ids only Redis can hold ('/', '../..') are rejected once at ingest with the reason."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mummi_spec.compiler.compile import compile_loaded
+from mummi_spec.frontend import load_spec
+from mummi_spec.runtime.campaign import Campaign
+from mummi_spec.runtime.ingest import Guarded, Ingest
+from mummi_spec.runtime.ledger import Ledger
+from mummi_spec.runtime.records import Record, encode
+from mummi_spec.runtime.registry import SELECTORS
+from tests.conftest import SPECS
+
+redis = pytest.importorskip("redis")
+pytestmark = pytest.mark.redis
+
+PATHLIKE = {"structure_../../etc/passwd": "path separator", "structure_a/b": "path separator",
+            "structure_x..": "'..'"}
+
+
+@pytest.fixture
+def redis_campaign(tmp_path: Path, redis_server: dict[str, object]) -> Iterator[Campaign]:
+    plan = json.loads(compile_loaded(load_spec(SPECS / "mini.yaml")).files["plan.json"])
+    prefix = f"hostile-{uuid.uuid4().hex[:8]}"
+    plan["stores"]["latent"] = {"name": "latent", "backend": "redis", "prefix": prefix,
+                                "host": redis_server["host"], "port": redis_server["port"]}
+    c = Campaign(plan, tmp_path / "plan.json", tmp_path / "ws")
+    c.workspace.mkdir()
+    store = c.store("latent")
+    try:
+        yield c
+    finally:
+        store.purge()  # type: ignore[attr-defined]
+        c.close()
+
+
+def test_path_like_ids_are_rejected_once_and_safe_ones_accepted(
+        redis_campaign: Campaign, redis_server: dict[str, object],
+        caplog: pytest.LogCaptureFixture) -> None:
+    c = redis_campaign
+    stream = c.stream("structures.latent")
+    cfg = c.plan["selectors"]["sampler"]
+    ledger = Ledger(c.workspace / "ledger.sqlite")
+    ingest = Ingest("structures.latent", c, ledger,
+                    [Guarded(SELECTORS.get(cfg["kind"])(cfg, seed=0))], ())
+    client = redis.Redis(host=str(redis_server["host"]), port=int(redis_server["port"]))
+    head = f"{c.plan['stores']['latent']['prefix']}:{stream['namespace']}::"
+    good = encode(Record(np.ones(8)))
+    # Past the store's checks, as a foreign writer could.
+    client.mset({f"{head}{key}": good for key in [*PATHLIKE, "structure_ok; $(x)"]})
+    with caplog.at_level(logging.WARNING, "mummi.ingest"):
+        assert ingest.run_once() == 1
+        assert ingest.run_once() == 0
+    reasons = dict(ledger._rows("SELECT key, reason FROM rejected"))
+    assert reasons.keys() == PATHLIKE.keys()
+    for key, why in PATHLIKE.items():
+        assert why in reasons[key], (key, reasons[key])
+    assert "will retry" not in caplog.text
+    assert caplog.text.count("rejected") == 1  # the second pass read nothing again
+    ledger.close()
