@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mummi_spec.errors import SchedulerError, SelectorError, UsageError
+from mummi_spec.errors import MummiError, SchedulerError, SelectorError, UsageError
 from mummi_spec.runtime import tracker
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.feedback import FeedbackLoop, selector_weights
@@ -328,7 +328,9 @@ class Manager:
         # A store outage or one bad batch must not end the campaign: log it, try next period.
         try:
             fn()
-        except Exception:
+        except MummiError as exc:  # an outage or bad data, already explained: one line
+            log.warning("%s failed: %s; retrying next period", name, exc)
+        except Exception:  # a bug: keep the traceback for the report
             log.exception("%s failed; retrying next period", name)
 
     # ========================================================== submission

@@ -559,3 +559,22 @@ def test_a_timed_out_simulation_is_retried_and_no_gpu_waits_a_tick(
     (row,) = (s for s in m.ledger.sims() if s.sim == sim)
     assert (row.state, row.reason) == ("failed", "cganalysis: timedout")
     assert m.history[(sim, "cganalysis")] == ["timedout", "timedout"]
+
+
+def test_a_failing_periodic_task_is_logged_once_per_period_traceback_only_for_bugs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from mummi_spec.errors import StoreError
+
+    def outage() -> None:
+        raise StoreError("redis store 127.0.0.1:1: connection refused")
+
+    def bug() -> None:
+        raise KeyError("oops")
+
+    with caplog.at_level("WARNING", logger="mummi"):
+        Manager._guarded("feedback rdfs", outage)
+        Manager._guarded("ingest cg", bug)
+    known, unknown = caplog.records
+    assert known.levelname == "WARNING" and known.exc_info is None
+    assert "feedback rdfs failed: redis store 127.0.0.1:1: connection refused" in known.message
+    assert unknown.levelname == "ERROR" and unknown.exc_info is not None
