@@ -164,7 +164,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in ("summary.txt", "occupancy.png", "coverage.png"):
         if (ws / name).exists():
             print(f"  {ws / name}")
-    return 0 if status["state"] == "complete" else 130
+    if status["state"] != "complete":
+        return 130
+    # Some job type's program could not be started: the work is not done (`diff` style 1).
+    return 1 if status.get("unrunnable") else 0
 
 
 def _forward_stop(ws: Path) -> None:

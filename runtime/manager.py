@@ -121,6 +121,7 @@ class Manager:
         self.history: dict[tuple[str, str], list[str]] = defaultdict(list)
         self.attempts: Counter[tuple[str, str]] = Counter()  # highest attempt number used
         self.persistent_retry: set[str] = set()  # persistent jobs whose submission was refused
+        self.unrunnable: dict[str, str] = {}  # job type -> why its program cannot be started
         self.sims: dict[str, tuple[str, str, str]] = {}  # sim -> (coupling, candidate, state)
         self.setup_dirs: dict[str, str] = {}
         self.used: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # coupling -> gpus, cores
@@ -483,9 +484,10 @@ class Manager:
             self.ledger.set_job(live.row.name, state, exit_code=st.exit_code,
                                 reason=reason or None, t=now)
             self._release(live.row.name)
-            self._ended(live.row, state, reason)
+            self._ended(live.row, state, reason, exit_code=st.exit_code)
 
-    def _ended(self, row: JobRow, state: str, reason: str, track: bool = True) -> None:
+    def _ended(self, row: JobRow, state: str, reason: str, track: bool = True,
+               exit_code: int | None = None) -> None:
         """Move the pipeline on after a job ended in ``state``."""
         key = (row.sim or "", row.job_type)
         job = self.plan["jobs"][row.job_type]
@@ -494,9 +496,11 @@ class Manager:
             history.append(state)
         if state != "completed":
             log.info("job %s ended %s%s", row.name, state, f": {reason}" if reason else "")
+        if state == "failed" and tracker.not_runnable(job, exit_code):
+            self._mark_unrunnable(row.job_type, reason)
         if row.sim is None:  # a persistent job
             if state != "completed" and (state in ("lost", "cancelled") or tracker.should_retry(
-                    job, state, history[:-1])) and not self.stop_requested.is_set():
+                    job, state, history[:-1], exit_code)) and not self.stop_requested.is_set():
                 self._submit([(row.job_type, None, None)])
             return
         coupling = self.sims[row.sim][0]
@@ -510,11 +514,24 @@ class Manager:
             else:
                 self._set_sim(row.sim, "done", t=self.clock.now())
             return
-        if state in ("lost", "cancelled") or tracker.should_retry(job, state, history[:-1]):
+        if state in ("lost", "cancelled") or tracker.should_retry(job, state, history[:-1],
+                                                                  exit_code):
             self._requeue(row)  # it competes for resources like any other instance
         else:
             self._set_sim(row.sim, "failed", reason=f"{row.job_type}: {state} {reason}".strip(),
                           t=self.clock.now())
+
+    def _mark_unrunnable(self, job_type: str, reason: str) -> None:
+        """Start no more jobs of a type whose program is missing: every instance would fail
+        the same way. Its couplings stop; their queued selections stay for a resumed run."""
+        if job_type not in self.unrunnable:
+            self.unrunnable[job_type] = reason
+            log.error("job type %s cannot run: %s; no more %s jobs are started and the "
+                      "couplings that need it stop (`mummi run` again resumes them once the "
+                      "program is there)", job_type, reason, job_type)
+
+    def _stalled(self, pipe: Pipeline) -> bool:
+        return bool(self.unrunnable.keys() & {pipe.config["simulation"], pipe.config.get("setup")})
 
     def _set_sim(self, sim: str, state: str, **kw: Any) -> None:
         coupling, candidate, old = self.sims[sim]
@@ -548,6 +565,8 @@ class Manager:
         per_iteration = int(self.plan["scheduler"].get("per_iteration") or 1 << 30)
         batch: list[tuple[str, str | None, str | None]] = []
         for pipe in self.pipes.values():
+            if self._stalled(pipe):
+                continue
             cfg = pipe.config
             sim_type, setup_type = cfg["simulation"], cfg.get("setup")
             # 1. Set-up simulations onto free GPUs, oldest first.
@@ -656,6 +675,7 @@ class Manager:
                                      self.ledger.feedback_state(n)[:2], strict=True))
                          for n in self.loops},
             "busy": {"gpus": gpus, "cores": cores},
+            "unrunnable": dict(sorted(self.unrunnable.items())),
             "pool": {"gpus": res["gpu_pool"], "cores": res["gpu_pool"] * res["cores_per_gpu"]
                      + res["cpu_pool"]},
         }
@@ -663,9 +683,10 @@ class Manager:
     def _finished(self) -> bool:
         if any(lj.role != "persistent" for lj in self.live.values()):
             return False
-        if any(p.waiting or p.ready for p in self.pipes.values()):
+        active = [p for p in self.pipes.values() if not self._stalled(p)]
+        if any(p.waiting or p.ready for p in active):
             return False
-        if all(p.selected >= p.cap for p in self.pipes.values()):
+        if all(p.selected >= p.cap for p in active):
             return True
         # Sources exhausted: no persistent job left, no sim in flight, nothing to select. A
         # persistent job the scheduler refused is not gone: it is submitted again.

@@ -69,6 +69,9 @@ def render(status: dict[str, Any]) -> str:
     out.append("simulations: " + ", ".join(f"{k} {v}" for k, v in sorted(sims.items())))
     for name, v in sorted(status.get("feedback", {}).items()):
         out.append(f"feedback {name}: {v['iteration']} iterations, {v['items']} items consumed")
+    for job_type, why in sorted(status.get("unrunnable", {}).items()):
+        out.append(f"job type {job_type} cannot run: {why}; its couplings stopped, and "
+                   "`mummi run` again resumes them once the program is there")
     busy, pool = status.get("busy", {}), status.get("pool", {})
     out.append(f"busy now: {busy.get('gpus', 0)}/{pool.get('gpus', 0)} GPUs, "
                f"{busy.get('cores', 0)}/{pool.get('cores', 0):g} cores")

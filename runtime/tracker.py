@@ -7,6 +7,7 @@ simulating -> done | failed``. The manager applies these functions; tests drive 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,30 @@ SIM_TRANSITIONS: Mapping[str, frozenset[str]] = {
     "done": frozenset(),
     "failed": frozenset(),
 }
+
+
+# What a shell exits with when it cannot run the command at all (POSIX 2.8.2). The same
+# command line fails the same way on every node and every attempt, so such a failure is
+# never retried: it is the user's to fix (install the program, fix PATH or the spec), and
+# retrying would only burn selections and scheduler slots.
+NOT_RUNNABLE: Mapping[int, str] = {
+    126: "the program was found but cannot be executed",
+    127: "command not found",
+}
+_LAUNCHER = re.compile(r"^\s*\$\(LAUNCHER\)(\[[^\]]*\])?\s*")
+
+
+def not_runnable(job: Mapping[str, Any], code: int | None) -> bool:
+    """Whether ``code`` says the job's program could not be started at all (and the job
+    does not declare it a success code of its own)."""
+    return code in NOT_RUNNABLE and code not in ((job.get("success") or {}).get("exit_codes")
+                                                 or [0])
+
+
+def program(job: Mapping[str, Any]) -> str:
+    """The program a job's command starts (its first word after ``$(LAUNCHER)``)."""
+    words = _LAUNCHER.sub("", str(job.get("command", ""))).split()
+    return words[0] if words else ""
 
 
 class TransitionError(RuntimeError):
@@ -53,6 +78,9 @@ def outcome(job: Mapping[str, Any], status: JobStatus, workdir: Path) -> tuple[s
     codes = rule.get("exit_codes") or [0]
     code = status.exit_code
     if code is not None and code not in codes:
+        if not_runnable(job, code):
+            return "failed", (f"exit code {code}: {NOT_RUNNABLE[code]} ({program(job)!r}: is it "
+                              "installed, executable and on PATH where the jobs run?)")
         return "failed", status.reason or f"exit code {code}"
     if state == "failed" and code is None:
         return "failed", status.reason or "the scheduler reports a failure"
@@ -62,13 +90,17 @@ def outcome(job: Mapping[str, Any], status: JobStatus, workdir: Path) -> tuple[s
     return "completed", ""
 
 
-def should_retry(job: Mapping[str, Any], state: str, history: Sequence[str]) -> bool:
-    """Whether an instance that ended in ``state`` is resubmitted.
+def should_retry(job: Mapping[str, Any], state: str, history: Sequence[str],
+                 exit_code: int | None = None) -> bool:
+    """Whether an instance that ended in ``state`` (with ``exit_code``) is resubmitted.
 
     ``history`` holds the end states of the earlier attempts of the same simulation and job
     type. Only outcomes listed in ``retry.on`` are retried, and only ``retry.limit`` times; a
-    job lost because the manager itself stopped does not use up the limit.
+    job lost because the manager itself stopped does not use up the limit. A program that
+    could not be started (``NOT_RUNNABLE``) is never retried.
     """
+    if state == "failed" and not_runnable(job, exit_code):
+        return False
     retry = job.get("retry") or {}
     if state not in retry.get("on", ("failed", "timedout", "lost")):
         return False

@@ -21,6 +21,7 @@ from tests.conftest import ROOT, SPECS
 redis = pytest.importorskip("redis")
 from redis.backoff import NoBackoff  # noqa: E402  (after the import check)
 from redis.retry import Retry  # noqa: E402
+
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server is not installed")
 LOOPBACK = {"127.0.0.1", "::1", "-::1", "localhost"}  # '-' marks an optional address
