@@ -18,7 +18,9 @@ class Exit(IntEnum):
     """Process exit codes."""
 
     OK = 0
-    DIFFERENCES = 1  # diff found changes (a campaign whose sims failed after retries still ends 0)
+    # diff found changes, or a run stopped because a job type cannot start (exit 126/127);
+    # a campaign that completes with sims failed after their retries ends 0
+    DIFFERENCES = 1
     USER_ERROR = 2  # bad spec or arguments (argparse uses 2 as well)
     INTERNAL_ERROR = 3
     INTERRUPTED = 130
