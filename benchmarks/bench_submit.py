@@ -32,7 +32,7 @@ from mummi_spec.runtime.schedulers.base import JobRequest
 from mummi_spec.runtime.schedulers.local import LocalScheduler
 from mummi_spec.runtime.schedulers.slurm import SlurmScheduler
 
-SLURM_RATE = 100  # jobs/s, issue 6's target
+SLURM_RATE = 100  # jobs/s, our target (Summit's MuMMI: ~100 jobs/min)
 
 
 def _jobs(root: Path, prefix: str, count: int) -> list[JobRequest]:

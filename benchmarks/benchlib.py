@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-# The papers' and the reference implementations' figures, as issue 6 ("Benchmarks at the papers'
-# scale") gives them. paper: SC'21 §4.4 and §5.2 and mini-MuMMI Table 1, on Summit. reference:
+# The papers' and the reference implementations' figures, and our targets. paper: SC'21 §4.4 and §5.2 and mini-MuMMI Table 1, on Summit. reference:
 # the reference implementations as published (LLNL DynIm main and binned_sampling branches,
 # plain pytaridx, redis-py, sbatch), measured on a 2-core machine of this kind.
 FIGURES: dict[str, dict[str, str]] = {
@@ -41,7 +40,7 @@ FIGURES: dict[str, dict[str, str]] = {
                "target": "within 20 % of plain pytaridx"},
     "compile": {"paper": "-", "reference": "-", "target": "< 0.5 s each"},
 }
-SOURCE = ("paper and reference figures: issue 6's table (SC'21 §4.4, §5.2; mini-MuMMI Table 1; "
+SOURCE = ("paper and reference figures: the published ones (SC'21 §4.4, §5.2; mini-MuMMI Table 1; "
           "reference implementations measured on a 2-core machine of this kind)")
 
 
@@ -114,7 +113,7 @@ def row(family: str, what: str, size: str, ours: Sequence[float] | float, *,
     """One result. ``ours``: seconds of each timed run (or an already taken median).
 
     ``n`` items per run give ``rate`` = n / median in ``unit``. ``ref_s``: the reference
-    implementation's seconds for the same work (issue 6), ``baseline_s``: a baseline measured
+    implementation's seconds for the same work (FIGURES), ``baseline_s``: a baseline measured
     in the same run (``baseline_is`` says what); the ratios are their seconds over ours.
     ``peak``: MB, ``peak_how`` "rss" (resident high-water mark of the process, reset before
     the row) or "tracemalloc" (Python and numpy allocations during the operation).
