@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-# The papers' and the reference implementations' figures, and our targets. paper: SC'21 §4.4 and §5.2 and mini-MuMMI Table 1, on Summit. reference:
-# the reference implementations as published (LLNL DynIm main and binned_sampling branches,
+# The papers' and the reference implementations' figures, and our targets. paper: SC'21 §4.4
+# and §5.2 and mini-MuMMI Table 1, on Summit. reference: the reference implementations as
+# published (LLNL DynIm main and binned_sampling branches,
 # plain pytaridx, redis-py, sbatch), measured on a 2-core machine of this kind.
 FIGURES: dict[str, dict[str, str]] = {
     "fp-select": {"paper": "3-4 min per full re-rank",
