@@ -90,7 +90,7 @@ def plan_resources(spec: Spec, smap: SourceMap) -> tuple[ResourcePlan, list[Spec
     by_coupling = {n: c for c in spec.couplings for n in (c.setup, c.simulation) if n}
     gpu_jobs = [j for j in spec.jobs() if j.role != "persistent" and j.resources.gpus > 0]
     cores_per_gpu = max((j.resources.cores / j.resources.gpus for j in gpu_jobs), default=0.0)
-    cpu_pool = compute * mach.cores - p_cores - int(round(gpu_pool * cores_per_gpu))
+    cpu_pool = compute * mach.cores - p_cores - round(gpu_pool * cores_per_gpu)
     if cpu_pool < 0:
         problems.append(SpecError(
             f"at full GPU occupancy the GPU jobs hold {gpu_pool} x {cores_per_gpu:g} cores, "

@@ -99,7 +99,8 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
         return m.Stream(
             name=name, scale=scale, kind=str(b.get("kind", "")), dim=_int(b.get("dim"), 1),
             store=str(b.get("store", "")), namespace=str(b.get("namespace", name)),
-            key=str(b.get("key", "{id}")), tags=tuple(str(x) for x in b.get("tags", ())), every=_dur(exp.get("every")),
+            key=str(b.get("key", "{id}")), tags=tuple(str(x) for x in b.get("tags", ())),
+            every=_dur(exp.get("every")),
             count=_int(exp.get("count"), 1), loc=loc((*path, name), key=True))
 
     def scale(name: str, b: dict[str, Any]) -> m.Scale:
@@ -115,7 +116,8 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
         queues = tuple(m.Queue(q, float(v["ratio"]), v.get("capacity"))
                        for q, v in _dict(b.get("queues")).items())
         return m.Selector(
-            name=name, kind=str(b.get("kind", "")), dim=_int(b.get("dim"), 1), k=_int(b.get("k"), 10),
+            name=name, kind=str(b.get("kind", "")), dim=_int(b.get("dim"), 1),
+            k=_int(b.get("k"), 10),
             index=idx.get("type", "exact"), nlist=_int(idx.get("nlist"), 100),
             nprobe=_int(idx.get("nprobe"), 10), queues=queues,
             bins=tuple(int(x) for x in b.get("bins", ())),

@@ -208,7 +208,8 @@ def _selectors(spec: Spec, smap: SourceMap) -> list[SpecError]:
         if len(queues) > 1 and not st.tags:
             out.append(SpecError(
                 f"selector '{sel.name}' has {len(queues)} queues but stream '{st.ref}' declares "
-                "no tags to route candidates by", st.loc, hint=f"add 'tags: [{', '.join(sorted(queues))}]'"))
+                "no tags to route candidates by", st.loc,
+                hint=f"add 'tags: [{', '.join(sorted(queues))}]'"))
         for i, tag in enumerate(st.tags):
             if queues and tag not in queues:
                 out.append(_unknown(f"queue of selector '{sel.name}' for tag", tag, queues,
@@ -222,8 +223,9 @@ def _fit(spec: Spec, smap: SourceMap) -> list[SpecError]:
     shape = f"a {mach.name or 'machine'} node has {mach.cores} cores and {mach.gpus} GPUs"
     pool = mach.nodes - mach.reserved_manager - mach.reserved_services
     if pool < 1 and mach.nodes >= 1:
-        out.append(SpecError(f"{mach.nodes} nodes minus {mach.reserved_manager + mach.reserved_services} "
-                             "reserved leaves none for jobs", smap.locate(("machine", "nodes"))))
+        reserved = mach.reserved_manager + mach.reserved_services
+        out.append(SpecError(f"{mach.nodes} nodes minus {reserved} reserved leaves none for jobs",
+                             smap.locate(("machine", "nodes"))))
     for job in spec.jobs():
         r = job.resources
         p: JsonPath = ("scales", job.scale, "jobs", job.name)

@@ -18,16 +18,18 @@ letter. Durations are `HH:MM:SS`, `D-HH:MM:SS`, or a number with `s`, `m`, `h` o
 (`90s`, `1.5h`). Write walltimes unquoted if you like: `1:30:00` stays a duration (YAML 1.1's
 base-60 integers, `on`/`yes` booleans and dates are switched off).
 
-`${VAR}` anywhere except in `variables` (profiles included, once merged) is replaced at compile time by the
-environment variable, else the spec's `variables` entry, else the default in `${VAR:-default}`;
-an unset variable is an error. `$${VAR}` passes `${VAR}` to the shell unchanged. Inside a
-flow mapping (`{...}`) quote a value that holds `${...}`: `host: "${REDIS_HOST}"`. Job commands
-also take runtime tokens such as `$(CANDIDATE)`; see `command` below.
+`${VAR}` anywhere except in `variables` (profiles included, once merged) is replaced at compile
+time by the environment variable, else the spec's `variables` entry, else the default in
+`${VAR:-default}`; an unset variable is an error. `$${VAR}` passes `${VAR}` to the shell
+unchanged. Inside a flow mapping (`{...}`) quote a value that holds `${...}`:
+`host: "${REDIS_HOST}"`. Job commands also take runtime tokens such as `$(CANDIDATE)`; see
+`command` below.
 
 A profile is a partial spec merged over the base: mappings merge, other values replace. A
 profile may change any setting (also one the base leaves at its default) but may not add new
-names: scales, jobs, streams, stores, selectors, queues, couplings or feedback loops. `mummi ... --profile NAME` applies one,
-`--no-profile` none; by default the spec's `default_profile`.
+names: scales, jobs, streams, stores, selectors, queues, couplings or feedback loops.
+`mummi ... --profile NAME` applies one, `--no-profile` none; by default the spec's
+`default_profile`.
 """
 
 

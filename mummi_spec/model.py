@@ -29,7 +29,7 @@ def parse_duration(text: str) -> float:
 
 def format_hms(seconds: float) -> str:
     """Seconds -> ``HH:MM:SS`` (hours may exceed 24), as schedulers expect."""
-    total = int(round(seconds))
+    total = round(seconds)
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 

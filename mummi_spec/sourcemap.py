@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from mummi_spec.errors import SourceLocation
 
-JsonPath = tuple[Union[str, int], ...]
+JsonPath = tuple[str | int, ...]
 
 
 def format_path(path: JsonPath) -> str:

@@ -19,7 +19,8 @@ def summarize(spec: Spec, profile_note: str) -> str:
     out = [f"{spec.file}: valid mummi/v1 spec '{spec.name}' ({profile_note})",
            f"  machine    {m.name or '-'}: {m.nodes} node{'s' if m.nodes != 1 else ''} x "
            f"({m.cores} cores, {m.gpus} GPUs), "
-           f"walltime {format_hms(m.walltime)}, reserved {m.reserved_manager + m.reserved_services}",
+           f"walltime {format_hms(m.walltime)}, "
+           f"reserved {m.reserved_manager + m.reserved_services}",
            f"  scheduler  {spec.scheduler.type}" + (f", queue {spec.scheduler.queue}"
                                                     if spec.scheduler.queue and
                                                     spec.scheduler.type != "local" else ""),
