@@ -132,5 +132,5 @@ def test_maestro_rejects_a_study_its_verifier_refuses() -> None:
     check_artefacts(good)  # what we render passes Maestro's own verifier
     broken = dict(good)
     broken["study.yaml"] = good["study.yaml"].replace("description:", "descriptio:", 1)
-    with pytest.raises(TemplateError, match="study.yaml: Maestro rejects the rendered study"):
+    with pytest.raises(TemplateError, match=r"study\.yaml: Maestro rejects the rendered study"):
         check_artefacts(broken)

@@ -8,8 +8,8 @@ import pytest
 
 from mummi_spec.compiler.compile import compile_loaded
 from mummi_spec.frontend import NO_PROFILE, load_spec
-from mummi_spec.profiles import names
 from mummi_spec.loader import load_file
+from mummi_spec.profiles import names
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
 

@@ -1,4 +1,4 @@
-"""kill -9 the workflow manager at moments spread over its work, restart it, and check nothing is lost or done twice.
+"""kill -9 the manager at moments spread over its work, restart it: nothing lost or done twice.
 
 CI runs one trial per moment; ``MUMMI_CRASH_TRIALS=20 pytest tests/reliability/test_crash.py`` runs
 the full set (four at each moment).
