@@ -196,9 +196,10 @@ def _selectors(spec: Spec, smap: SourceMap) -> list[SpecError]:
                                      hint="ratios are target fractions of selections"))
     for c in spec.couplings:
         st = streams.get(f"{c.source_scale}.{c.source_stream}")
-        sel = by_name.get(c.selector)
-        if st is None or sel is None or st.kind != "candidates":
+        found = by_name.get(c.selector)
+        if st is None or found is None or st.kind != "candidates":
             continue
+        sel = found
         if st.dim != sel.dim:
             out.append(SpecError(
                 f"selector '{sel.name}' is {sel.dim}-D but stream '{st.ref}' emits {st.dim}-D "

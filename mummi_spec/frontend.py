@@ -45,7 +45,7 @@ def _pipeline(raw: Any, smap: SourceMap, file: str, profile: str | None,
               env: Mapping[str, str]) -> tuple[Spec | None, SourceMap, dict[str, Any],
                                                list[SpecError]]:
     if not isinstance(raw, dict):
-        return None, smap, {}, schema.validate(raw, smap)
+        return None, smap, {}, list(schema.validate(raw, smap))
     merged, mmap, errors = profiles.apply(raw, smap, profile)
     data, used, var_errors = substitute(merged, mmap, env)
     errors = [*errors, *var_errors, *schema.validate(data, mmap)]
@@ -62,7 +62,7 @@ def _finish(spec: Spec | None, smap: SourceMap, text: str, data: dict[str, Any],
     if errors or spec is None:
         raise SpecErrors(errors or problems)
     warnings = sorted((p for p in problems if isinstance(p, SpecWarning)), key=SpecError.sort_key)
-    return Loaded(spec, smap, text, data, warnings)
+    return Loaded(spec, smap, text, data, list(warnings))
 
 
 def _load(raw: Any, smap: SourceMap, text: str, file: str, profile: str | None,

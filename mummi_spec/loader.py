@@ -40,10 +40,11 @@ SpecLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|nu
 # so any failure re-parses with SpecLoader, whose messages the error tests pin down.
 _FastLoader: type[Any] | None = None
 if getattr(yaml, "__with_libyaml__", False):
-    class _FastLoader(yaml.CSafeLoader):  # type: ignore[no-redef]
+    class _CSpecLoader(yaml.CSafeLoader):
         """SpecLoader's typing rules on libyaml's parser."""
 
-    _FastLoader.yaml_implicit_resolvers = SpecLoader.yaml_implicit_resolvers
+    _CSpecLoader.yaml_implicit_resolvers = SpecLoader.yaml_implicit_resolvers
+    _FastLoader = _CSpecLoader
 
 
 def _loc(file: str, node: Node) -> SourceLocation:

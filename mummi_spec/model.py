@@ -34,7 +34,7 @@ def format_hms(seconds: float) -> str:
 
 
 def _loc() -> SourceLocation:
-    return field(default=NOWHERE, compare=False, repr=False)  # type: ignore[return-value]
+    return field(default=NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

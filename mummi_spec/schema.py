@@ -42,8 +42,11 @@ def _describe(error: jsonschema.ValidationError, smap: SourceMap) -> list[SpecSc
     path = tuple(error.absolute_path)
     where = format_path(path)
     validator = error.validator
+    # The stubs allow "unset" for errors not raised by a validator; ours always are.
+    schema: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
+    value: Any = error.validator_value
     if validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = sorted(error.schema.get("properties", {}))
+        known = sorted(schema.get("properties", {}))
         extras = [k for k in error.instance if k not in known]
         return [
             SpecSchemaError(f"unknown key '{k}' in {where}", smap.locate((*path, k), key=True),
@@ -55,41 +58,40 @@ def _describe(error: jsonschema.ValidationError, smap: SourceMap) -> list[SpecSc
         # One error per missing key at once (validate() drops the duplicates).
         have = error.instance if isinstance(error.instance, dict) else {}
         return [SpecSchemaError(f"{where} is missing the required key '{name}'", loc,
-                                hint=_required_hint(error.schema, name))
-                for name in error.validator_value if name not in have]
+                                hint=_required_hint(schema, name))
+                for name in value if name not in have]
     if validator == "enum":
-        allowed = ", ".join(str(v) for v in error.validator_value)
-        close = difflib.get_close_matches(str(error.instance), [str(v) for v in
-                                                                  error.validator_value], n=1)
+        allowed = ", ".join(str(v) for v in value)
+        close = difflib.get_close_matches(str(error.instance), [str(v) for v in value], n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return [SpecSchemaError(f"{where}: '{error.instance}' is not allowed", loc,
                                 hint=f"{hint}allowed values: {allowed}")]
     if validator == "const":
-        return [SpecSchemaError(f"{where} must be '{error.validator_value}'", loc,
+        return [SpecSchemaError(f"{where} must be '{value}'", loc,
                                 hint=f"this version of mummi-spec reads '{SPEC_VERSION}' specs")]
     if validator == "pattern" and "propertyNames" in list(error.schema_path):
         return [SpecSchemaError(
             f"{where}: the name '{error.instance}' is not allowed",
-            smap.locate((*path, error.instance), key=True),
+            smap.locate((*path, str(error.instance)), key=True),
             hint="names are lower-case letters, digits, '-' and '_', starting with a letter, "
                  f"e.g. '{str(error.instance).lower().replace(' ', '-')}'")]
     if validator == "pattern":
         return [SpecSchemaError(f"{where}: '{error.instance}' has the wrong form", loc,
-                                hint=_pattern_hint(error.schema, str(error.instance)))]
+                                hint=_pattern_hint(schema, str(error.instance)))]
     if validator == "propertyNames":
-        loc = smap.locate((*path, error.instance), key=True)
+        loc = smap.locate((*path, str(error.instance)), key=True)
         return [SpecSchemaError(f"{where}: the name '{error.instance}' is not allowed", loc,
                                 hint="names are lower-case letters, digits, '-' and '_', "
                                      "starting with a letter")]
     if validator == "type":
-        expected = error.validator_value
+        expected = value
         if isinstance(expected, list):
             expected = " or ".join(expected)
         return [SpecSchemaError(f"{where}: {error.instance!r} is not of type '{expected}'", loc,
-                                hint=_type_hint(error.schema))]
+                                hint=_type_hint(schema))]
     if validator in ("minimum", "maximum", "exclusiveMinimum", "minItems", "maxItems",
                      "minProperties", "minLength", "uniqueItems"):
-        return [SpecSchemaError(f"{where}: {error.message}", loc, hint=_type_hint(error.schema))]
+        return [SpecSchemaError(f"{where}: {error.message}", loc, hint=_type_hint(schema))]
     return [SpecSchemaError(f"{where}: {error.message}", loc)]
 
 
@@ -105,7 +107,7 @@ def _pattern_hint(schema: dict[str, Any], value: str) -> str:
     examples = schema.get("examples")
     close = difflib.get_close_matches(value, [str(e) for e in examples or ()], n=1)
     if close:
-        return f"did you mean '{close[0]}'? other forms: " + ", ".join(map(str, examples))
+        return f"did you mean '{close[0]}'? other forms: " + ", ".join(map(str, examples or ()))
     desc = schema.get("description", "")
     if "HH:MM:SS" in desc or "duration" in desc.lower() or "time" in desc.lower():
         return "write a duration as HH:MM:SS, D-HH:MM:SS, or a number with s, m, h or d (e.g. 90s)"

@@ -52,9 +52,9 @@ def summarize(spec: Spec, profile_note: str) -> str:
                        f"{format_hms(f.period)}, {f.aggregate} -> {f.target_store}/"
                        f"{f.target_namespace}/{f.target_key}")
     out.append("  stores")
-    for st in spec.stores:
-        where = f"{st.host}:{st.port}" if st.backend == "redis" else st.path
-        out.append(f"    {st.name}: {st.backend} ({where})")
+    for store in spec.stores:
+        where = f"{store.host}:{store.port}" if store.backend == "redis" else store.path
+        out.append(f"    {store.name}: {store.backend} ({where})")
     if spec.variables:
         out.append("  variables")
         for name, value, source in spec.variables:

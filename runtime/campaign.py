@@ -87,7 +87,8 @@ class Campaign:
     def stream(self, name: str) -> dict[str, Any]:
         """The plan's entry for stream ``scale.stream``."""
         try:
-            return self.plan["streams"][name]
+            stream: dict[str, Any] = self.plan["streams"][name]
+            return stream
         except KeyError:
             known = ", ".join(sorted(self.plan["streams"]))
             raise UsageError(f"no stream {name!r} in the plan; known: {known}") from None

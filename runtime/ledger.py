@@ -241,4 +241,4 @@ class Ledger:
                        (t, gpus, cores, running, queued))
 
     def occupancy(self) -> list[tuple[float, int, int, int, int]]:
-        return [tuple(r) for r in self._rows("SELECT * FROM occupancy ORDER BY t")]  # type: ignore[misc]
+        return [tuple(r) for r in self._rows("SELECT * FROM occupancy ORDER BY t")]

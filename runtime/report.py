@@ -17,7 +17,7 @@ def nearest_distances(candidates: np.ndarray, selected: np.ndarray) -> np.ndarra
         part = s[i:i + 256]
         d2 = (c * c).sum(1)[:, None] - 2 * c @ part.T + (part * part).sum(1)[None, :]
         best = np.minimum(best, d2.min(axis=1))
-    return np.sqrt(np.maximum(best, 0))
+    return np.asarray(np.sqrt(np.maximum(best, 0)))
 
 
 def coverage_distance(candidates: np.ndarray, selected: np.ndarray) -> float:
@@ -41,7 +41,7 @@ def _project(points: np.ndarray) -> np.ndarray:
     if points.shape[1] <= 2:
         return np.pad(centred, ((0, 0), (0, 2 - points.shape[1])))
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return centred @ vt[:2].T
+    return np.asarray(centred @ vt[:2].T)
 
 
 def plot_occupancy(rows: Sequence[tuple[float, int, int, int, int]], gpu_pool: int,

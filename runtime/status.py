@@ -20,7 +20,9 @@ def write_status(workspace: Path, status: dict[str, Any]) -> None:
 
 def read_status(workspace: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((Path(workspace) / STATUS_FILE).read_text(encoding="utf-8"))
+        status: dict[str, Any] = json.loads((Path(workspace) / STATUS_FILE).read_text(
+            encoding="utf-8"))
+        return status
     except (OSError, ValueError):
         return None
 
