@@ -52,3 +52,19 @@ class Store(Protocol):
 
 
 StoreConfig = Mapping[str, Any]
+
+
+@runtime_checkable
+class Journaled(Protocol):
+    """A store that can say which keys were written since a point, without listing them all.
+
+    An ingest pass then costs what is new, not every candidate ever written (millions of
+    frames in the SC'21 campaign). The cursor is opaque and lives in the caller's memory.
+    """
+
+    def keys_after(self, namespace: str, pattern: str = "*", cursor: Any = None
+                   ) -> tuple[list[str], Any]:
+        """Keys matching ``pattern`` written to ``namespace`` since ``cursor``, in write
+        order, each once, and the cursor to pass next time. ``cursor=None`` lists every key
+        from the beginning. A key listed may have left the namespace since it was written."""
+        ...

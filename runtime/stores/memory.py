@@ -25,6 +25,7 @@ class MemoryStore(StoreBase):
     def __init__(self, config: Mapping[str, Any], root: Path) -> None:
         super().__init__(config, root)
         self._data: dict[str, dict[str, bytes]] = {}
+        self._log: dict[str, list[str]] = {}  # every key written to a namespace, in order
         # A move is several dict operations; the manager may call from more than one thread.
         self._lock = threading.Lock()
 
@@ -37,6 +38,7 @@ class MemoryStore(StoreBase):
         copies = {k: bytes(check_value(namespace, k, v)) for k, v in items.items()}
         with self._lock:
             self._data.setdefault(namespace, {}).update(copies)
+            self._log.setdefault(namespace, []).extend(copies)
 
     def _read(self, namespace: str, key: str) -> bytes | None:
         return self._data.get(namespace, {}).get(key)
@@ -51,6 +53,18 @@ class MemoryStore(StoreBase):
             names = list(self._data.get(namespace, {}))
         return sorted(k for k in names if fnmatchcase(k, pattern))
 
+    def keys_after(self, namespace: str, pattern: str = "*", cursor: Any = None
+                   ) -> tuple[list[str], int]:
+        """Live keys written since ``cursor`` (an index into the namespace's log)."""
+        check_name("namespace", namespace)
+        with self._lock:
+            log = self._log.get(namespace, [])
+            start = 0 if cursor is None else int(cursor)
+            written = dict.fromkeys(log[start:])
+            live = self._data.get(namespace, {})
+            found = [k for k in written if k in live and fnmatchcase(k, pattern)]
+            return found, len(log)
+
     def move(self, namespace: str, keys: Sequence[str], dest: str) -> None:
         wanted = check_keys(namespace, keys)
         check_name("namespace", dest)
@@ -63,6 +77,7 @@ class MemoryStore(StoreBase):
                     missing.append(key)
                 elif dest != namespace:
                     target[key] = source.pop(key)
+                    self._log.setdefault(dest, []).append(key)
         if missing:
             raise missing_error(namespace, missing, len(wanted))
 

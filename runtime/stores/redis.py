@@ -1,4 +1,4 @@
-"""Redis store: key ``<prefix>:<namespace>::<key>``; batches pipelined, listing by SCAN."""
+"""Redis store: key ``<prefix>:<namespace>::<key>``, a write journal; batches pipelined."""
 
 from __future__ import annotations
 
@@ -50,16 +50,20 @@ SCAN_COUNT = 10_000
 _GLOB = re.compile(rb"([*?\[\]\\])")
 # ``move`` renames a whole chunk in one server-side call: a pipeline of RENAMEs costs redis-py
 # ~10 us of client CPU per key to pack and parse (0.7-0.8 s of a 70,000-frame feedback
-# iteration), the script ~0.1 s. KEYS holds the sources, then the targets; the reply lists
-# (index, error) for each key that could not be renamed.
+# iteration), the script ~0.1 s. KEYS holds the sources, the targets, then (when moving to
+# another namespace) the target's journal, to which ARGV's names of the moved keys go in the
+# same atomic call; the reply lists (index, error) for each key that could not be renamed.
 _MOVE_SCRIPT = """
-local n = #KEYS / 2
+local n = math.floor(#KEYS / 2)
+local journal = KEYS[2 * n + 1]
 local failed = {}
 for i = 1, n do
   local r = redis.pcall('RENAME', KEYS[i], KEYS[n + i])
   if type(r) == 'table' and r.err then
     failed[#failed + 1] = i
     failed[#failed + 1] = r.err
+  elseif journal then
+    redis.call('RPUSH', journal, ARGV[i])
   end
 end
 return failed
@@ -67,7 +71,17 @@ return failed
 
 
 class RedisStore(StoreBase):
-    """One Redis server; items of all namespaces share its keyspace under ``prefix``."""
+    """One Redis server; items of all namespaces share its keyspace under ``prefix``.
+
+    Every write also appends its key to the namespace's journal, the list
+    ``<prefix>:<namespace>:#journal`` (no item's name can be that: an item's has '::' after
+    the namespace), in the same MULTI/EXEC transaction (``move``: the same script), so no
+    item exists without its entry and ``keys_after`` reads only what is new. Items written
+    to the server by anything but this class have no entry: ``keys_after`` finds them only
+    from ``cursor=None``, which lists every key by SCAN (as ``keys`` does) once. A write
+    retried after its reply was lost may leave its entry twice; ``keys_after`` lists a key
+    once per call, and callers skip keys they already have.
+    """
 
     key: ClassVar[str] = "redis"
 
@@ -146,27 +160,41 @@ class RedisStore(StoreBase):
             )
         return f"{self.prefix}:{namespace}::".encode()
 
+    def _journal(self, namespace: str) -> bytes:
+        return self._head(namespace)[:-1] + b"#journal"
+
     def put(self, namespace: str, key: str, data: bytes) -> None:
-        name = self._head(namespace) + check_name("key", key, namespace).encode()
-        value = check_value(namespace, key, data)
-        self._call("write", namespace, f"key {key!r}", partial(self._client.set, name, value))
+        self.put_many(namespace, {check_name("key", key, namespace): data})
 
     def put_many(self, namespace: str, items: Mapping[str, bytes]) -> None:
         head = self._head(namespace)
         check_keys(namespace, list(items))
+        journal = self._journal(namespace)
         batch: dict[bytes, Any] = {}
+        names: list[bytes] = []
         size = 0
         for key, data in items.items():
-            batch[head + key.encode()] = check_value(namespace, key, data)
+            name = key.encode()
+            names.append(name)
+            batch[head + name] = check_value(namespace, key, data)
             size += len(data)
             if len(batch) >= CHUNK or size >= CHUNK_BYTES:
-                self._mset(namespace, batch)
-                batch, size = {}, 0
+                self._mset(namespace, journal, batch, names)
+                batch, names, size = {}, [], 0
         if batch:
-            self._mset(namespace, batch)
+            self._mset(namespace, journal, batch, names)
 
-    def _mset(self, namespace: str, batch: dict[bytes, Any]) -> None:
-        self._call("write", namespace, f"{len(batch)} keys", partial(self._client.mset, batch))
+    def _mset(self, namespace: str, journal: bytes, batch: dict[bytes, Any],
+              names: list[bytes]) -> None:
+        def write() -> None:
+            pipe = self._client.pipeline(transaction=True)  # items and entries, or neither
+            pipe.mset(batch)
+            pipe.rpush(journal, *names)
+            pipe.execute()
+
+        one = names[0].decode("utf-8", "surrogateescape")
+        what = f"key {one!r}" if len(names) == 1 else f"{len(names)} keys"
+        self._call("write", namespace, what, write)
 
     def get(self, namespace: str, key: str) -> bytes:
         return self.get_many(namespace, [key])[0]
@@ -210,6 +238,30 @@ class RedisStore(StoreBase):
             names = [n for n in names if fnmatchcase(n, pattern)]
         return sorted(names)
 
+    def keys_after(self, namespace: str, pattern: str = "*", cursor: Any = None
+                   ) -> tuple[list[str], int]:
+        """Keys written since ``cursor`` (a length of the journal), from the journal; from
+        ``None``, every live key by SCAN, so items written by other clients are found too."""
+        journal = self._journal(namespace)
+        if cursor is None:
+            # The length first: what is written during the scan is listed again next time.
+            end = self._call("list", namespace, "the journal", partial(self._client.llen, journal))
+            return self.keys(namespace, pattern), int(end)
+        start = int(cursor)
+
+        def read() -> tuple[list[bytes], int]:
+            end = int(self._client.llen(journal))
+            begin = 0 if end < start else start  # the journal was deleted (purge): read it all
+            names: list[bytes] = []
+            for lo in range(begin, end, SCAN_COUNT):
+                names += self._client.lrange(journal, lo, min(lo + SCAN_COUNT, end) - 1)
+            return names, end
+
+        names, end = self._call("list", namespace, f"keys matching {pattern!r} in the journal",
+                                read)
+        found = dict.fromkeys(n.decode("utf-8", "surrogateescape") for n in names)
+        return [k for k in found if fnmatchcase(k, pattern)], end
+
     def move(self, namespace: str, keys: Sequence[str], dest: str) -> None:
         wanted = check_keys(namespace, keys)
         head, target = self._head(namespace), self._head(dest)
@@ -224,12 +276,13 @@ class RedisStore(StoreBase):
         """Move one chunk in one server-side call; returns its keys that were not there."""
         names = [key.encode() for key in part]
         sources, targets = [head + n for n in names], [target + n for n in names]
+        journal = [] if dest == namespace else [self._journal(dest)]
         tries = 0
 
         def run() -> Any:
             nonlocal tries
             tries += 1
-            return self._move(keys=sources + targets)
+            return self._move(keys=sources + targets + journal, args=names if journal else [])
 
         failed = self._call(f"move to {dest!r}", namespace, f"{len(part)} keys from {part[0]!r}",
                             run)

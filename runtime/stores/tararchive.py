@@ -131,6 +131,32 @@ class TarArchive:
     def live(self) -> list[str]:
         return [n for n in self.members if self.entry(n) is not None]
 
+    def names_after(self, cursor: tuple[int, int] | None) -> tuple[list[str], tuple[int, int]]:
+        """Names indexed since ``cursor`` (the ``.pylst``'s inode and a byte offset in it), in
+        write order, and the new cursor. The index is append-only, so an offset is a
+        durable place in it; a reindex replaces the file (a new inode): read it all again."""
+        path = f"{self.tar}.pylst"
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return [], (-1, 0)
+        except OSError as exc:
+            raise StoreError(f"{self.label}: cannot read the index of {self.tar} ({exc})") from exc
+        try:
+            st = os.fstat(fd)
+            inode, pos = cursor or (st.st_ino, 0)
+            if inode != st.st_ino or st.st_size < pos:
+                pos = 0
+            chunk = os.pread(fd, st.st_size - pos, pos)
+        except OSError as exc:
+            raise StoreError(f"{self.label}: cannot read the index of {self.tar} ({exc})") from exc
+        finally:
+            os.close(fd)
+        end = chunk.rfind(b"\n") + 1  # a writer may be mid-line: the rest next time
+        names = [_UNESCAPE.sub(rb"\1", line.rsplit(b",", 2)[0]).decode("ascii")
+                 for line in chunk[:end].splitlines()]
+        return names, (st.st_ino, pos + end)
+
     def read(self, name: str, entry: tuple[int, int]) -> bytes:
         offset, size = entry
         try:

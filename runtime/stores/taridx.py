@@ -107,6 +107,18 @@ class TaridxStore(StoreBase):
             names = self._archive(namespace).live()
         return sorted(n for n in names if fnmatchcase(n, pattern))
 
+    def keys_after(self, namespace: str, pattern: str = "*", cursor: Any = None
+                   ) -> tuple[list[str], tuple[int, int]]:
+        """Live keys indexed since ``cursor`` (see ``TarArchive.names_after``); keys moved
+        here are written to this archive's index too, consumed ones are left out."""
+        with self._lock:
+            archive = self._archive(namespace, fresh=False)
+            names, after = archive.names_after(cursor)
+            archive.refresh()  # after the read: a name listed is never missing from members
+            found = [n for n in dict.fromkeys(names)
+                     if fnmatchcase(n, pattern) and archive.entry(n) is not None]
+        return found, after
+
     def move(self, namespace: str, keys: Sequence[str], dest: str) -> None:
         wanted = self._check_keys(namespace, keys)
         check_tar_name("namespace", dest)

@@ -62,7 +62,7 @@ def flaky(fn: Callable[..., Any], fails: int, after: bool = False) -> Callable[.
 
 def test_a_write_waits_for_the_server_and_warns(store: RedisStore, monkeypatch: pytest.MonkeyPatch,
                                                 caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(store._client, "set", flaky(store._client.set, 3))
+    monkeypatch.setattr(store._client, "pipeline", flaky(store._client.pipeline, 3))
     with caplog.at_level(logging.WARNING, "mummi.store"):
         store.put("ns", "k", b"v")
     assert store.get("ns", "k") == b"v"
@@ -103,11 +103,11 @@ def test_the_wait_is_bounded_and_the_error_names_server_and_cause(
 def test_other_errors_are_not_retried(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def wrong_type(*args: Any) -> None:
+    def wrong_type(*args: Any, **kwargs: Any) -> None:
         calls.append(args)
         raise redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind")
 
-    monkeypatch.setattr(store._client, "set", wrong_type)
+    monkeypatch.setattr(store._client, "pipeline", wrong_type)
     with pytest.raises(StoreError, match="WRONGTYPE"):
         store.put("ns", "k", b"v")
     assert len(calls) == 1
@@ -137,7 +137,7 @@ def test_feedback_through_lost_connections_counts_each_item_once(
         monkeypatch.setattr(client, "scan", flaky(client.scan, 2, after=True))
         monkeypatch.setattr(client, "mget", flaky(client.mget, 1))
         monkeypatch.setattr(store, "_move", flaky(store._move, 1, after=True))
-        monkeypatch.setattr(client, "set", flaky(client.set, 2))
+        monkeypatch.setattr(client, "pipeline", flaky(client.pipeline, 2))
         result = loop.iterate()
         assert (result.consumed, result.total) == (6, 6)
         assert store.keys("rdfs") == [] and len(store.keys("rdfs" + CONSUMED_SUFFIX)) == 6

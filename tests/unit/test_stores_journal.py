@@ -1,0 +1,122 @@
+"""``keys_after``: what was written since a cursor, on every store that keeps a journal."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mummi_spec.runtime.registry import STORES
+from mummi_spec.runtime.stores.base import Journaled, Store
+from mummi_spec.runtime.stores.redis import RedisStore
+
+JOURNALED = ["taridx", "memory", pytest.param("redis", marks=pytest.mark.redis)]
+
+
+@pytest.fixture(params=JOURNALED)
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    config: dict[str, object] = {"backend": request.param, "name": "data"}
+    if request.param == "redis":
+        settings = request.getfixturevalue("redis_server")
+        config.update(host=settings["host"], port=settings["port"],
+                      prefix=f"test-{uuid.uuid4().hex}")
+    opened = STORES.get(request.param)(config, tmp_path)
+    yield opened
+    if isinstance(opened, RedisStore):
+        opened.purge()
+    opened.close()
+
+
+def test_the_filesystem_store_has_no_journal(tmp_path: Path) -> None:
+    store = STORES.get("filesystem")({"backend": "filesystem", "name": "data"}, tmp_path)
+    assert not isinstance(store, Journaled)
+
+
+def test_new_keys_come_in_write_order_and_a_cursor_resumes(store: Store) -> None:
+    assert isinstance(store, Journaled)
+    assert store.keys_after("ns", "*", None)[0] == []
+    store.put_many("ns", {"c": b"1", "a": b"2"})
+    first, cursor = store.keys_after("ns", "*", None)
+    assert sorted(first) == ["a", "c"]
+    assert store.keys_after("ns", "*", cursor) == ([], cursor)  # nothing new: same cursor
+    store.put("ns", "b", b"3")
+    store.put_many("ns", {"z": b"4", "d": b"5"})
+    found, later = store.keys_after("ns", "*", cursor)
+    assert found == ["b", "z", "d"]
+    assert store.keys_after("ns", "*", later)[0] == []
+    assert store.keys_after("ns", "*", cursor)[0] == ["b", "z", "d"]  # cursors stay valid
+
+
+def test_patterns_filter_and_namespaces_are_apart(store: Store) -> None:
+    assert isinstance(store, Journaled)
+    cursor = store.keys_after("ns", "*", None)[1]
+    other = store.keys_after("ns2", "*", None)[1]
+    store.put_many("ns", {"rdf_1": b"1", "frame_1": b"2", "rdf_2": b"3"})
+    store.put_many("ns2", {"rdf_9": b"4"})
+    assert store.keys_after("ns", "rdf_*", cursor)[0] == ["rdf_1", "rdf_2"]
+    assert store.keys_after("ns2", "*", other)[0] == ["rdf_9"]
+    assert sorted(store.keys_after("ns", "rdf_*", None)[0]) == ["rdf_1", "rdf_2"]
+
+
+def test_each_write_is_listed_once_and_moves_count_as_writes(store: Store) -> None:
+    assert isinstance(store, Journaled)
+    cursor = store.keys_after("ns", "*", None)[1]
+    done = store.keys_after("done", "*", None)[1]
+    items = {f"k{i:05d}": bytes([i % 256]) for i in range(2_500)}
+    store.put_many("ns", items)
+    store.put("ns", "single", b"x")
+    assert store.keys_after("ns", "*", cursor)[0] == [*items, "single"]
+    store.move("ns", ["k00001", "single"], "done")
+    assert store.keys_after("done", "*", done)[0] == ["k00001", "single"]
+    store.move("ns", ["k00002"], "ns")  # moving within a namespace writes nothing new
+    assert store.keys_after("done", "*", done)[0] == ["k00001", "single"]
+
+
+def test_a_new_store_object_starts_from_the_beginning(store: Store, tmp_path: Path) -> None:
+    if store.key == "memory":
+        pytest.skip("a memory store's items die with it")
+    store.put_many("ns", {"a": b"1", "b": b"2"})
+    store.close()
+    config = {"backend": store.key, "name": "data"}
+    if isinstance(store, RedisStore):
+        config.update(host=store.where.split(":")[0], port=int(store.where.split(":")[1]),
+                      prefix=store.prefix)
+    again = STORES.get(store.key)(config, tmp_path)
+    try:
+        assert isinstance(again, Journaled)
+        assert sorted(again.keys_after("ns", "*", None)[0]) == ["a", "b"]
+    finally:
+        again.close()
+
+
+@pytest.mark.redis
+def test_redis_journals_each_put_exactly_once_in_its_transaction(redis_server, tmp_path: Path
+                                                                  ) -> None:
+    config = {"backend": "redis", "name": "data", "prefix": f"test-{uuid.uuid4().hex}",
+              **redis_server}
+    store = RedisStore(config, tmp_path)
+    opened = []
+    real = store._client.pipeline
+
+    def pipeline(**kwargs):
+        opened.append(kwargs)
+        return real(**kwargs)
+
+    try:
+        store._client.pipeline = pipeline  # type: ignore[method-assign]
+        store.put_many("ns", {f"k{i}": b"v" for i in range(3)})
+        store.put("ns", "k9", b"v")
+        assert opened == [{"transaction": True}] * 2  # MULTI/EXEC: item and entry, or neither
+        journal = f"{store.prefix}:ns:#journal".encode()
+        assert store._client.lrange(journal, 0, -1) == [b"k0", b"k1", b"k2", b"k9"]
+        assert store.keys("ns") == ["k0", "k1", "k2", "k9"]  # the journal is not an item
+        # Written by another client: no entry, found by the full listing from None only.
+        store._client.set(f"{store.prefix}:ns::outside".encode(), b"v")
+        found, cursor = store.keys_after("ns", "*", None)
+        assert sorted(found) == ["k0", "k1", "k2", "k9", "outside"]
+        assert store.keys_after("ns", "*", cursor)[0] == []
+        assert store.keys_after("ns", "*", 0)[0] == ["k0", "k1", "k2", "k9"]
+    finally:
+        store.purge()
+        store.close()
