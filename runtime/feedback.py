@@ -22,6 +22,8 @@ log = logging.getLogger("mummi.feedback")
 CONSUMED_SUFFIX = "-consumed"
 REJECTED_SUFFIX = "-rejected"
 _CHUNK = 1000
+# Iterations in a row an item may fail to read (not decode) before it is set aside.
+READ_TRIES = 3
 
 Aggregator = Callable[[np.ndarray, np.ndarray], np.ndarray]
 WeightsFn = Callable[[Sequence[str | None]], np.ndarray]
@@ -99,6 +101,8 @@ class FeedbackLoop:
         self.glob = key_glob(self.stream["key"])
         self.workers = max(1, int(self.config.get("workers", 1)))
         self._reported = 0  # the last iteration this object wrote to the target
+        # key -> (iterations in a row it failed to read, the last error)
+        self._failed_reads: dict[str, tuple[int, str]] = {}
 
     def iterate(self) -> IterationResult:
         ns = self.namespace
@@ -112,6 +116,7 @@ class FeedbackLoop:
             self._catch_up(iteration, total, state)
             return IterationResult(iteration, 0, 0, total)
         good, values, sims, bad = self._read(fresh)
+        bad += self._give_up(fresh, good, bad)
         if bad:
             log.warning("feedback %s: %d unreadable item(s), first %s: %s", self.name, len(bad),
                         bad[0][0], bad[0][1])
@@ -146,6 +151,22 @@ class FeedbackLoop:
         if iteration > self._reported:
             self.report(iteration, total, reported(self.kind, state))
 
+    def _give_up(self, listed: list[str], good: list[str], bad: list[tuple[str, str]]
+                 ) -> list[tuple[str, str]]:
+        """Keys that failed to read ``READ_TRIES`` iterations in a row, with the reason."""
+        done = set(good) | {k for k, _ in bad}
+        seen = set(listed)
+        for key in [k for k in self._failed_reads if k in done or k not in seen]:
+            del self._failed_reads[key]  # read after all, or gone from the store
+        out = [(k, f"{error} ({n} iterations in a row)")
+               for k, (n, error) in sorted(self._failed_reads.items()) if n >= READ_TRIES]
+        if self._failed_reads and len(out) < len(self._failed_reads):
+            log.warning("feedback %s: %d item(s) could not be read; trying again next "
+                        "iteration", self.name, len(self._failed_reads) - len(out))
+        for key, _ in out:
+            del self._failed_reads[key]
+        return out
+
     def _read(self, keys: list[str]) -> tuple[list[str], list[np.ndarray], list[str | None],
                                                list[tuple[str, str]]]:
         chunks = [keys[i:i + _CHUNK] for i in range(0, len(keys), _CHUNK)]
@@ -163,7 +184,10 @@ class FeedbackLoop:
         dim = int(self.stream["dim"])
         for key, blob in zip(keys, blobs, strict=True):
             if isinstance(blob, StoreError):
-                bad.append((key, str(blob)))
+                # The store could not read it (an I/O error, a server gone): it may read next
+                # time, so it stays in place; _give_up decides when to stop trying.
+                tries = self._failed_reads.get(key, (0, ""))[0] + 1
+                self._failed_reads[key] = (tries, str(blob))
                 continue
             try:
                 rec = decode(blob, dim)

@@ -247,6 +247,54 @@ def test_unreadable_items_are_rejected_and_the_rest_counted(
     assert_reported(rig, 1, 3, mean_of("a", "b", "c"))
 
 
+def _flaky(rig: Rig, monkeypatch: pytest.MonkeyPatch, key: str, failures: int) -> None:
+    """Make ``key`` fail to read (a store error, not bad data) on its next ``failures`` reads."""
+    left = [failures]
+    real_many, real_one = rig.store.get_many, rig.store.get
+
+    def get_many(ns: str, keys: Sequence[str]) -> list[bytes]:
+        if key in keys and left[0] > 0:
+            raise StoreError("batch read failed")
+        return real_many(ns, keys)
+
+    def get(ns: str, k: str) -> bytes:
+        if k == key and left[0] > 0:
+            left[0] -= 1
+            raise StoreError(f"cannot read {k}: Input/output error")
+        return real_one(ns, k)
+
+    monkeypatch.setattr(rig.store, "get_many", get_many)
+    monkeypatch.setattr(rig.store, "get", get)
+
+
+def test_an_item_that_fails_to_read_stays_and_counts_once_it_reads(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = rig.put_items("ab")
+    flaky = rig.put("c", ITEMS["c"])
+    _flaky(rig, monkeypatch, flaky, feedback.READ_TRIES - 1)
+    assert rig.loop.iterate() == IterationResult(1, 2, 0, 2)
+    for _ in range(feedback.READ_TRIES - 2):
+        assert rig.loop.iterate() == IterationResult(1, 0, 0, 2)
+    assert rig.keys() == [flaky] and rig.keys(REJECTED_SUFFIX) == []
+    assert rig.loop.iterate() == IterationResult(2, 1, 0, 3)
+    assert rig.keys(CONSUMED_SUFFIX) == sorted([*first, flaky])
+    assert_reported(rig, 2, 3, mean_of("a", "b", "c"))
+
+
+def test_an_item_that_never_reads_is_set_aside_after_read_tries(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    rig.put_items("a")
+    flaky = rig.put("b", ITEMS["b"])
+    _flaky(rig, monkeypatch, flaky, 10**6)
+    with caplog.at_level(logging.WARNING, logger="mummi.feedback"):
+        results = [rig.loop.iterate() for _ in range(feedback.READ_TRIES)]
+    assert [r.rejected for r in results] == [0] * (feedback.READ_TRIES - 1) + [1]
+    assert "trying again next iteration" in caplog.text
+    assert f"Input/output error ({feedback.READ_TRIES} iterations in a row)" in caplog.text
+    assert rig.keys() == [] and rig.keys(REJECTED_SUFFIX) == [flaky]
+    assert rig.ledger.feedback_state(LOOP)[:2] == (1, 1)
+
+
 def test_a_batch_of_only_unreadable_items_commits_nothing(rig: Rig) -> None:
     rig.put_items("a")
     rig.loop.iterate()
