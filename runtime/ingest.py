@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.records import RecordError, decode
 from mummi_spec.runtime.selectors.base import Selector
+from mummi_spec.runtime.stores.base import Journaled
 from mummi_spec.runtime.stores.common import check_keys, check_name, read_each
 
 log = logging.getLogger("mummi.ingest")
@@ -47,20 +49,35 @@ class Ingest:
         self.ingested = 0
         self.rejected = len(rejected)
         self._lock = threading.Lock()  # one pass at a time (the final pass may overlap a thread)
+        # A journaled store lists only what is new since the cursor (kept in memory: a new
+        # Ingest starts from None, a full pass the known set filters), so a key whose read
+        # failed is not listed again: it waits in _retry instead.
+        self._journal = self.store if isinstance(self.store, Journaled) else None
+        self._cursor: Any = None
+        self._retry: set[str] = set()
 
     def run_once(self) -> int:
         """Ingest every new item; returns how many were accepted."""
         with self._lock:
             try:
-                keys = [k for k in self.store.keys(self.namespace, self.glob)
-                        if k not in self.known]
+                keys, cursor = self._new_keys()
             except StoreError as exc:
                 log.warning("ingest %s: cannot list candidates (%s); will retry", self.stream, exc)
                 return 0
             accepted = 0
             for i in range(0, len(keys), _CHUNK):
                 accepted += self._batch(keys[i:i + _CHUNK])
+            self._cursor = cursor  # only once every key listed was taken in or set to retry
             return accepted
+
+    def _new_keys(self) -> tuple[list[str], Any]:
+        """Keys not known yet, and the cursor to keep once they are taken in."""
+        if self._journal is None:
+            return [k for k in self.store.keys(self.namespace, self.glob)
+                    if k not in self.known], None
+        found, cursor = self._journal.keys_after(self.namespace, self.glob, self._cursor)
+        retry = sorted(self._retry - self.known)
+        return [k for k in dict.fromkeys([*retry, *found]) if k not in self.known], cursor
 
     def _batch(self, keys: list[str]) -> int:
         # A key that could act as a path (or break a sidecar line) is refused by every store
@@ -69,11 +86,15 @@ class Ingest:
         refused = {k for k, _ in bad}
         keys = [k for k in keys if k not in refused]
         blobs = read_each(self.store, self.namespace, keys)
-        ids, points, tags = [], [], []
+        ids, points, tags, failed = [], [], [], []
         for key, blob in zip(keys, blobs, strict=True):
             if isinstance(blob, StoreError):
-                # Vanished or unreadable now: not known, so the next pass retries it.
-                log.warning("ingest %s: cannot read %s (%s); will retry", self.stream, key, blob)
+                # Not known, so the next pass retries it: a full listing finds it again; a
+                # journal does not, so it waits in _retry, unless the store says it is gone.
+                if self._journal is None or self._still_there(key):
+                    log.warning("ingest %s: cannot read %s (%s); will retry", self.stream, key,
+                                blob)
+                    failed.append(key)
                 continue
             try:
                 rec = decode(blob, self.dim)
@@ -105,8 +126,19 @@ class Ingest:
         self.known.update(refused)
         self.known.update(k for k, b in zip(keys, blobs, strict=True)
                           if not isinstance(b, StoreError))
+        if self._journal is not None:
+            self._retry.difference_update(keys)
+            self._retry.update(failed)
         self.ingested += accepted
         return accepted
+
+    def _still_there(self, key: str) -> bool:
+        """Whether an unreadable key is worth retrying: gone from the store means no (it is
+        listed again if written again); a store that cannot say means yes."""
+        try:
+            return bool(self.store.exists(self.namespace, key))
+        except StoreError:
+            return True
 
 
 def unsafe_keys(namespace: str, keys: list[str]) -> list[tuple[str, str]]:
