@@ -80,7 +80,12 @@ class Campaign:
     def store(self, name: str) -> Store:
         with self._lock:
             if name not in self._stores:
-                config = self.plan["stores"][name]
+                config = dict(self.plan["stores"][name])
+                # Only candidate streams are read from a cursor (ingest); journaling the
+                # feedback namespaces too would cost an entry per frame that no one reads.
+                config["journal"] = sorted({
+                    st["namespace"] for st in self.plan["streams"].values()
+                    if st.get("store") == name and st.get("kind") == "candidates"})
                 self._stores[name] = STORES.get(config["backend"])(config, root=self.workspace)
             return self._stores[name]
 

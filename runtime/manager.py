@@ -552,7 +552,7 @@ class Manager:
         gpus, cores = self.used[pipe.name]
         free = (budget["gpus"] - gpus) // max(r["gpus"], 1) if job["pool"] == "gpu" \
             else (budget["cores"] - cores) // max(r["cores"], 1)
-        return max(0, min(free, int(job["max_concurrent"]) - self.count[job_type]))
+        return int(max(0, min(free, int(job["max_concurrent"]) - self.count[job_type])))
 
     def _schedule(self, now: float) -> None:
         if self.stop_requested.is_set() or now < self.backoff_until:

@@ -86,7 +86,7 @@ class SelectorBase:
 
     # ----------------------------------------------------------------- adding
     def add(
-        self, ids: Sequence[str], points: np.ndarray, tags: Sequence[str] | None = None
+        self, ids: Sequence[str], points: np.ndarray, tags: Sequence[str | None] | None = None
     ) -> AddResult:
         id_arr, usable = as_id_array(ids)
         m = len(id_arr)
@@ -126,7 +126,7 @@ class SelectorBase:
             )
         return pts
 
-    def _route(self, tags: Sequence[str] | None, m: int) -> np.ndarray:
+    def _route(self, tags: Sequence[str | None] | None, m: int) -> np.ndarray:
         """Queue index of each candidate, -1 where its tag names no queue."""
         if tags is None:
             fill = 0 if len(self._queue_names) == 1 else -1

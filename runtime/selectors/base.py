@@ -40,7 +40,7 @@ class Selector(Protocol):
     dim: int
 
     def add(
-        self, ids: Sequence[str], points: np.ndarray, tags: Sequence[str] | None = None
+        self, ids: Sequence[str], points: np.ndarray, tags: Sequence[str | None] | None = None
     ) -> AddResult:
         """Add candidates (``points`` is ``len(ids) x dim``); cheap, ranks are computed lazily.
 

@@ -73,7 +73,8 @@ return failed
 class RedisStore(StoreBase):
     """One Redis server; items of all namespaces share its keyspace under ``prefix``.
 
-    Every write also appends its key to the namespace's journal, the list
+    Every write to a journaled namespace (config ``journal``: the namespaces; absent, all)
+    also appends its key to the namespace's journal, the list
     ``<prefix>:<namespace>:#journal`` (no item's name can be that: an item's has '::' after
     the namespace), in the same MULTI/EXEC transaction (``move``: the same script), so no
     item exists without its entry and ``keys_after`` reads only what is new. Items written
@@ -92,6 +93,10 @@ class RedisStore(StoreBase):
         self.where = f"{host}:{port}"
         self.prefix = str(config.get("prefix") or self.name)
         self.retry_for = float(config.get("retry_for", RETRY_FOR))
+        # The namespaces to journal (a campaign names its candidate streams'); absent: all.
+        # A journal costs a list entry per write, worth it only where ingest reads it.
+        journal = config.get("journal")
+        self._journaled = None if journal is None else frozenset(map(str, journal))
         # Only the variable's name is in the plan; the password never is.
         env = config.get("password_env")
         self._secret = os.environ.get(env) if env else None
@@ -160,7 +165,9 @@ class RedisStore(StoreBase):
             )
         return f"{self.prefix}:{namespace}::".encode()
 
-    def _journal(self, namespace: str) -> bytes:
+    def _journal(self, namespace: str) -> bytes | None:
+        if self._journaled is not None and namespace not in self._journaled:
+            return None
         return self._head(namespace)[:-1] + b"#journal"
 
     def put(self, namespace: str, key: str, data: bytes) -> None:
@@ -184,9 +191,12 @@ class RedisStore(StoreBase):
         if batch:
             self._mset(namespace, journal, batch, names)
 
-    def _mset(self, namespace: str, journal: bytes, batch: dict[bytes, Any],
+    def _mset(self, namespace: str, journal: bytes | None, batch: dict[bytes, Any],
               names: list[bytes]) -> None:
         def write() -> None:
+            if journal is None:
+                self._client.mset(batch)
+                return
             pipe = self._client.pipeline(transaction=True)  # items and entries, or neither
             pipe.mset(batch)
             pipe.rpush(journal, *names)
@@ -239,10 +249,12 @@ class RedisStore(StoreBase):
         return sorted(names)
 
     def keys_after(self, namespace: str, pattern: str = "*", cursor: Any = None
-                   ) -> tuple[list[str], int]:
+                   ) -> tuple[list[str], int | None]:
         """Keys written since ``cursor`` (a length of the journal), from the journal; from
         ``None``, every live key by SCAN, so items written by other clients are found too."""
         journal = self._journal(namespace)
+        if journal is None:  # not journaled: every pass lists in full, as keys() does
+            return self.keys(namespace, pattern), None
         if cursor is None:
             # The length first: what is written during the scan is listed again next time.
             end = self._call("list", namespace, "the journal", partial(self._client.llen, journal))
@@ -254,7 +266,8 @@ class RedisStore(StoreBase):
             begin = 0 if end < start else start  # the journal was deleted (purge): read it all
             names: list[bytes] = []
             for lo in range(begin, end, SCAN_COUNT):
-                names += self._client.lrange(journal, lo, min(lo + SCAN_COUNT, end) - 1)
+                part = self._client.lrange(journal, lo, min(lo + SCAN_COUNT, end) - 1)
+                names += cast("list[bytes]", part)  # bytes: no decode_responses
             return names, end
 
         names, end = self._call("list", namespace, f"keys matching {pattern!r} in the journal",
@@ -276,7 +289,8 @@ class RedisStore(StoreBase):
         """Move one chunk in one server-side call; returns its keys that were not there."""
         names = [key.encode() for key in part]
         sources, targets = [head + n for n in names], [target + n for n in names]
-        journal = [] if dest == namespace else [self._journal(dest)]
+        into = None if dest == namespace else self._journal(dest)
+        journal = [] if into is None else [into]
         tries = 0
 
         def run() -> Any:

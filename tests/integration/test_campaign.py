@@ -100,7 +100,10 @@ def test_mini_campaign_end_to_end(mini: Path) -> None:
     stream = c.stream("structures.latent")
     store = c.store(stream["store"])
     keys = store.keys(stream["namespace"])
-    assert len(keys) == 400
+    # The generator writes 400 over ~20 s and is stopped when the campaign completes, which on
+    # a busy machine can come first: never more, and always more than were selected.
+    selected = _db(c.workspace).execute("SELECT COUNT(*) FROM sims").fetchone()[0]
+    assert selected < len(keys) <= 400
     # The coarse model really changed: late candidates were drawn after feedback arrived.
     models = [decode(b).meta["model"] for b in store.get_many(stream["namespace"], keys)]
     assert max(models) >= 1 and min(models) == 0

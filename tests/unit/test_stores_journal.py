@@ -120,3 +120,47 @@ def test_redis_journals_each_put_exactly_once_in_its_transaction(redis_server, t
     finally:
         store.purge()
         store.close()
+
+
+@pytest.mark.redis
+def test_redis_journals_only_the_namespaces_it_is_told(redis_server: dict[str, object],
+                                                       tmp_path: Path) -> None:
+    store = RedisStore({"backend": "redis", "name": "data", "host": redis_server["host"],
+                        "port": redis_server["port"], "prefix": f"test-{uuid.uuid4().hex}",
+                        "journal": ["cands"]}, tmp_path)
+    try:
+        store.put_many("cands", {"c1": b"1"})
+        store.put_many("fb", {"f1": b"1", "f2": b"2"})
+        store.move("fb", ["f1"], "fb-consumed")
+        journals = sorted(k.decode() for k in store._client.scan_iter(f"{store.prefix}:*#journal"))
+        assert journals == [f"{store.prefix}:cands:#journal"]
+        # A namespace without a journal is listed in full every time, with no cursor to keep.
+        assert store.keys_after("fb", "*", None) == (["f2"], None)
+        found, cursor = store.keys_after("cands", "*", None)
+        store.put("cands", "c2", b"2")
+        assert found == ["c1"] and store.keys_after("cands", "*", cursor)[0] == ["c2"]
+    finally:
+        store.purge()
+        store.close()
+
+
+def test_a_campaign_journals_its_candidate_namespaces(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from mummi_spec.runtime import campaign as campaign_module
+
+    plan = {"stores": {"data": {"backend": "memory", "name": "data"}},
+            "streams": {"a.c": {"kind": "candidates", "store": "data", "namespace": "cands"},
+                        "b.f": {"kind": "feedback", "store": "data", "namespace": "fb"}}}
+    seen: list[dict[str, object]] = []
+
+    class Stores:  # the registry, recording the configuration each store is opened with
+        @staticmethod
+        def get(name: str) -> object:
+            def make(config: dict[str, object], root: Path) -> object:
+                seen.append(dict(config))
+                return STORES.get(name)(config, root)
+            return make
+
+    monkeypatch.setattr(campaign_module, "STORES", Stores)
+    campaign_module.Campaign(plan, tmp_path / "plan.json", tmp_path / "ws").store("data")
+    assert seen == [{"backend": "memory", "name": "data", "journal": ["cands"]}]
