@@ -73,12 +73,13 @@ def median(fn: Callable[[], Any], repeats: int, before: Callable[[], Any] | None
 
 def paired(a: Callable[[], Any], b: Callable[[], Any], repeats: int
            ) -> tuple[list[float], list[float]]:
-    """Times of ``a`` and ``b`` run alternately, so load from other processes hits both."""
+    """Times of ``a`` and ``b`` run alternately, so load from other processes hits both; the
+    order flips each round (a b, b a, ...), so neither always runs first (cold caches)."""
     ta: list[float] = []
     tb: list[float] = []
-    for _ in range(repeats):
-        ta.append(clock(a)[0])
-        tb.append(clock(b)[0])
+    for i in range(repeats):
+        for f, out in ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta)):
+            out.append(clock(f)[0])
     return ta, tb
 
 
