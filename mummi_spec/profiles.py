@@ -78,6 +78,8 @@ def apply(data: dict[str, Any], smap: SourceMap, profile: str | None
     merged_map = SourceMap(smap.file, dict(smap.keys), dict(smap.values), set(smap.plain))
     errors: list[SpecError] = []
     override = data["profiles"][profile]
+    if not isinstance(override, dict):
+        return data, smap, []  # not merged (it would replace the whole spec); the schema says why
     body = {k: v for k, v in data.items() if k != "profiles"}
     merged = _merge(body, override, (), ("profiles", profile), merged_map, errors)
     merged["profiles"] = data["profiles"]

@@ -166,3 +166,13 @@ def test_variable_holding_broken_yaml_is_a_located_error_not_a_crash():
     text = BASE.replace("  nodes: 4\n", "  nodes: ${NODES}\n")
     with pytest.raises(SpecErrors, match="not of type 'integer'"):
         load_spec_text(text, "v.yaml", env={"NODES": "a: ["})
+
+
+def test_an_empty_profile_is_a_located_error_not_a_crash():
+    text = (ROOT / "specs" / "rasraf-3scale.yaml").read_text()
+    start = text.index("\n  local:\n") + 1
+    end = text.index("\n", text.index("\n  local:\n") + 1)
+    broken = text[:start] + "  local: null\n" + "\n".join(
+        line for line in text[end + 1:].splitlines() if not line.startswith("    "))
+    with pytest.raises(SpecErrors, match=r"profiles\.local: None is not of type 'object'"):
+        load_spec_text(broken, "p.yaml", env={})
