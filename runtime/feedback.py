@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from mummi_spec.errors import MummiError, StoreError
+from mummi_spec.errors import MummiError
 from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
-from mummi_spec.runtime.records import Record, RecordError, decode, encode
+from mummi_spec.runtime.records import Record, decode_each, encode
 from mummi_spec.runtime.stores.common import read_each
 
 log = logging.getLogger("mummi.feedback")
@@ -177,27 +177,14 @@ class FeedbackLoop:
                          for b in part]
         else:
             blobs = [b for c in chunks for b in read_each(self.store, ns, c)]
-        good: list[str] = []
-        values: list[np.ndarray] = []
-        sims: list[str | None] = []
-        bad: list[tuple[str, str]] = []
-        dim = int(self.stream["dim"])
-        for key, blob in zip(keys, blobs, strict=True):
-            if isinstance(blob, StoreError):
-                # The store could not read it (an I/O error, a server gone): it may read next
-                # time, so it stays in place; _give_up decides when to stop trying.
-                tries = self._failed_reads.get(key, (0, ""))[0] + 1
-                self._failed_reads[key] = (tries, str(blob))
-                continue
-            try:
-                rec = decode(blob, dim)
-            except RecordError as exc:
-                bad.append((key, str(exc)))
-                continue
-            good.append(key)
-            values.append(rec.values)
-            sims.append(rec.sim)
-        return good, values, sims, bad
+        records, unread, bad = decode_each(keys, blobs, int(self.stream["dim"]))
+        for key, error in unread:
+            # The store could not read it (an I/O error, a server gone): it may read next
+            # time, so it stays in place; _give_up decides when to stop trying.
+            tries = self._failed_reads.get(key, (0, ""))[0] + 1
+            self._failed_reads[key] = (tries, str(error))
+        return ([k for k, _ in records], [r.values for _, r in records],
+                [r.sim for _, r in records], bad)
 
 
 def selector_weights(ledger: Ledger, lookup: Callable[[], Mapping[str, float]]) -> WeightsFn:

@@ -13,7 +13,7 @@ import numpy as np
 from mummi_spec.errors import SelectorError, StoreError
 from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
-from mummi_spec.runtime.records import RecordError, decode
+from mummi_spec.runtime.records import decode_each
 from mummi_spec.runtime.selectors.base import Selector
 from mummi_spec.runtime.stores.base import Journaled
 from mummi_spec.runtime.stores.common import check_keys, check_name, read_each
@@ -85,28 +85,22 @@ class Ingest:
         bad = unsafe_keys(self.namespace, keys)
         refused = {k for k, _ in bad}
         keys = [k for k in keys if k not in refused]
-        blobs = read_each(self.store, self.namespace, keys)
-        ids, points, tags, failed = [], [], [], []
-        for key, blob in zip(keys, blobs, strict=True):
-            if isinstance(blob, StoreError):
-                # Not known, so the next pass retries it: a full listing finds it again; a
-                # journal does not, so it waits in _retry, unless the store says it is gone.
-                if self._journal is None or self._still_there(key):
-                    log.warning("ingest %s: cannot read %s (%s); will retry", self.stream, key,
-                                blob)
-                    failed.append(key)
-                continue
-            try:
-                rec = decode(blob, self.dim)
-            except RecordError as exc:
-                bad.append((key, str(exc)))
-                continue
-            ids.append(key)
-            points.append(rec.values)
-            tags.append(rec.tag)
+        records, unread, undecodable = decode_each(
+            keys, read_each(self.store, self.namespace, keys), self.dim)
+        bad += undecodable
+        failed = []
+        for key, error in unread:
+            # Not known, so the next pass retries it: a full listing finds it again; a
+            # journal does not, so it waits in _retry, unless the store says it is gone.
+            if self._journal is None or self._still_there(key):
+                log.warning("ingest %s: cannot read %s (%s); will retry", self.stream, key,
+                            error)
+                failed.append(key)
+        ids = [k for k, _ in records]
+        tags = [r.tag for _, r in records]
         accepted = 0
         if ids:
-            arr = np.vstack(points)
+            arr = np.vstack([r.values for _, r in records])
             use_tags = None if all(t is None for t in tags) else tags
             for guarded in self.selectors:
                 with guarded.lock:
@@ -124,8 +118,8 @@ class Ingest:
             self.ledger.reject(self.stream, bad)
             self.rejected += len(bad)
         self.known.update(refused)
-        self.known.update(k for k, b in zip(keys, blobs, strict=True)
-                          if not isinstance(b, StoreError))
+        unread_keys = {k for k, _ in unread}
+        self.known.update(k for k in keys if k not in unread_keys)
         if self._journal is not None:
             self._retry.difference_update(keys)
             self._retry.update(failed)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from mummi_spec.errors import StoreError
 
 MAGIC = b"MRC1"
 _HEAD = struct.Struct("<4sI")  # magic, header length
@@ -64,3 +67,23 @@ def decode(data: bytes, dim: int | None = None) -> Record:
     if not isinstance(meta, dict) or not all(v is None or isinstance(v, str) for v in (tag, sim)):
         raise RecordError("record header has a tag, sim or meta of the wrong type")
     return Record(values, tag, sim, meta)
+
+
+def decode_each(keys: Sequence[str], blobs: Sequence[bytes | StoreError], dim: int
+                ) -> tuple[list[tuple[str, Record]], list[tuple[str, StoreError]],
+                           list[tuple[str, str]]]:
+    """Sort what ``read_each`` returned for ``keys``: the records, the items the store could not
+    read (they may read next time), and the items that are no record, with the reason (they
+    never will)."""
+    records: list[tuple[str, Record]] = []
+    unread: list[tuple[str, StoreError]] = []
+    bad: list[tuple[str, str]] = []
+    for key, blob in zip(keys, blobs, strict=True):
+        if isinstance(blob, StoreError):
+            unread.append((key, blob))
+            continue
+        try:
+            records.append((key, decode(blob, dim)))
+        except RecordError as exc:
+            bad.append((key, str(exc)))
+    return records, unread, bad

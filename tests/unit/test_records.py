@@ -77,3 +77,15 @@ def test_truncated_record_is_a_record_error(cut: int):
     data = encode(Record(np.arange(4.0), tag="t", meta={"k": "v"}))
     with pytest.raises(RecordError):
         decode(data[:-cut])
+
+
+def test_decode_each_sorts_records_store_errors_and_bad_items() -> None:
+    from mummi_spec.errors import StoreError
+    from mummi_spec.runtime.records import decode_each
+
+    gone = StoreError("cannot read b")
+    good = encode(Record(np.array([1.0, 2.0]), sim="s"))
+    records, unread, bad = decode_each(["a", "b", "c"], [good, gone, b"junk"], 2)
+    assert [(k, r.sim) for k, r in records] == [("a", "s")]
+    assert unread == [("b", gone)]
+    assert [k for k, _ in bad] == ["c"] and "too short" in bad[0][1]
