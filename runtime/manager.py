@@ -722,6 +722,9 @@ class Manager:
             for lj in ending:
                 self.ledger.set_job(lj.row.name, "cancelled", reason=f"campaign {outcome}",
                                     t=self.clock.now())
+                # Off the live set too, so the final status counts it cancelled, not running.
+                self._release(lj.row.name)
+                self.history[(lj.row.sim or "", lj.row.job_type)].append("cancelled")
         for stream, ingest in self.ingests.items():
             self._guarded(f"ingest {stream}", ingest.run_once)
         for name, loop in self.loops.items():  # the last items of the last simulations count

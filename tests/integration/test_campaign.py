@@ -91,7 +91,11 @@ def check_campaign(cwd: Path) -> Campaign:
         assert target.meta["items"] == len(moved)
     for name in ("summary.txt", "occupancy.png", "coverage.png", "status.json"):
         assert (ws / name).stat().st_size > 0
-    assert json.loads((ws / "status.json").read_text())["state"] == "complete"
+    status = json.loads((ws / "status.json").read_text())
+    assert status["state"] == "complete"
+    # Nothing is left running once it ends (persistent jobs are cancelled, and counted so).
+    assert not [t for t, s in status["jobs"].items() if s.get("running") or s.get("queued")]
+    assert status["busy"] == {"gpus": 0, "cores": 0}
     return c
 
 

@@ -526,6 +526,9 @@ def test_run_completes_on_the_fake_scheduler(make_rig: Callable[..., Rig]) -> No
     status = json.loads((rig.ws / "status.json").read_text())
     assert status["state"] == "complete"
     assert status["sims"] == {"done": 12}
+    # The generator was running at the end: the final status counts it cancelled, holding nothing.
+    assert status["jobs"]["generator"] == {"cancelled": 1}
+    assert status["busy"] == {"gpus": 0, "cores": 0}
 
 
 def test_a_timed_out_simulation_is_retried_and_no_gpu_waits_a_tick(
