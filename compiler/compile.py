@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from mummi_spec import __version__
@@ -14,6 +13,7 @@ from mummi_spec.compiler.render import render_job, render_study
 from mummi_spec.compiler.resources import ResourcePlan, plan_resources
 from mummi_spec.errors import SpecError, SpecErrors
 from mummi_spec.frontend import Loaded
+from mummi_spec.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class Compiled:
     """Every artefact of one build, by relative path, plus what the plan noticed."""
 
     files: dict[str, str]
+    plan: Plan
     resources: ResourcePlan
     warnings: list[SpecError]
 
@@ -34,16 +35,16 @@ def compile_loaded(loaded: Loaded) -> Compiled:
         raise SpecErrors(errors)
     plan = build_plan(spec, rp)
     files = {
-        "plan.json": json.dumps(plan, indent=2, sort_keys=True) + "\n",
-        "study.yaml": render_study(spec, rp),
+        "plan.json": plan.to_json(),
+        "study.yaml": render_study(spec, plan),
         "graph.dot": to_dot(spec),
         "graph.mmd": to_mermaid(spec),
     }
     for job in spec.jobs():
-        files[f"jobs/{job.name}.yaml"] = render_job(spec, job)
+        files[f"jobs/{job.name}.yaml"] = render_job(spec, job, plan)
     check_artefacts(files)
     files["manifest.json"] = manifest(files, loaded.text, spec.profile,
                                       f"mummi-spec {__version__}")
     warnings = sorted([*loaded.warnings, *(p for p in problems if p.severity == "warning")],
                       key=SpecError.sort_key)
-    return Compiled(dict(sorted(files.items())), rp, warnings)
+    return Compiled(dict(sorted(files.items())), plan, rp, warnings)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from mummi_spec.compiler.compile import Compiled, compile_loaded
 from mummi_spec.errors import SourceLocation, SpecError, SpecErrors
 from mummi_spec.frontend import Loaded, load_spec
+from mummi_spec.plan import Plan, SelectorPlan, to_data
 from mummi_spec.sourcemap import JsonPath
 
 T = TypeVar("T")
@@ -102,37 +103,64 @@ def _without(d: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in keys}
 
 
-def settings(loaded: Loaded, plan: dict[str, Any]) -> dict[str, Any]:
+def _selector(sel: SelectorPlan) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": sel.kind, "dim": sel.dim, "seed": sel.seed,
+                           "warmup": {"min_candidates": sel.min_candidates,
+                                      "random_first": sel.random_first}}
+    if sel.kind == "farthest_point":
+        out |= {"k": sel.k, "index": to_data(sel.index),
+                "queues": {q.name: {"ratio": q.ratio, "capacity": q.capacity}
+                           for q in sel.queues}}
+    elif sel.kind == "binned":
+        out |= {"bins": list(sel.bins), "bounds": [list(b) for b in sel.bounds],
+                "novelty": sel.novelty}
+    return out
+
+
+def settings(loaded: Loaded, plan: Plan) -> dict[str, Any]:
     """The effective settings, shaped like the spec (so paths are where one writes them).
 
-    Built from ``plan.json``, whose values have their defaults resolved; what the plan derives
-    (concurrency, pools, ``cores``, ``walltime_hms``, feedback weights) is left out here and
+    Built from the plan, whose values have their defaults resolved; what the plan derives
+    (concurrency, pools, budgets, caps, journals, feedback weights) is left out here and
     reported as a consequence instead.
     """
     scales: dict[str, Any] = {
         s.name: {"description": s.description, "jobs": {}, "emits": {}}
         for s in loaded.spec.scales}
-    for name, job in plan["jobs"].items():
-        body = _without(job, "scale", "walltime_hms", "max_concurrent", "pool")
-        body["resources"] = _without(job["resources"], "cores")
-        scales[job["scale"]]["jobs"][name] = body
-    for st in plan["streams"].values():
-        scales[st["scale"]]["emits"][st["name"]] = {
-            **_without(st, "scale", "name", "every", "count"),
-            "expect": {"every": st["every"], "count": st["count"]}}
-    sch = plan["scheduler"]
+    for name, job in plan.jobs.items():
+        scales[job.scale]["jobs"][name] = _without(
+            to_data(job), "name", "scale", "coupling", "pool", "max_concurrent", "spawned_by")
+    for st in plan.streams.values():
+        scales[st.scale]["emits"][st.name] = {
+            **_without(to_data(st), "ref", "scale", "name", "every", "count"),
+            "expect": {"every": st.every, "count": st.count}}
+    sch = plan.scheduler
+    options = to_data(sch.flux) if sch.type == "flux" else \
+        to_data(sch.local) if sch.type == "local" else dict(sch.batch)
+    m = plan.machine
     return {
-        "name": plan["name"], "description": plan["description"], "profile": plan["profile"],
-        "workspace": plan["workspace"], "env": plan["env"], "manager": plan["manager"],
-        "machine": plan["machine"],
-        "scheduler": {**_without(sch, "max_submit_per_second", "per_iteration"),
-                      "throttle": {"per_second": sch["max_submit_per_second"],
-                                   "per_iteration": sch["per_iteration"]}},
-        "stores": {n: _without(s, "name", "prefix") for n, s in plan["stores"].items()},
+        "name": plan.name, "description": plan.description, "profile": plan.profile,
+        "workspace": plan.workspace, "env": dict(plan.env), "manager": to_data(plan.manager),
+        "machine": {"name": m.name, "nodes": m.nodes, "walltime": m.walltime,
+                    "node": {"cores": m.cores, "gpus": m.gpus, "memory_gb": m.memory_gb},
+                    "reserved": {"manager": m.reserved_manager,
+                                 "services": m.reserved_services}},
+        "scheduler": {"type": sch.type, "queue": sch.queue, "bank": sch.bank, "host": sch.host,
+                      "qos": sch.qos, "reservation": sch.reservation, "options": options,
+                      "throttle": {"per_second": sch.per_second, "burst": sch.burst,
+                                   "per_iteration": sch.per_iteration},
+                      "poll": sch.poll, "expect": {"startup": sch.startup}},
+        "stores": {n: _without(to_data(s), "name", "prefix", "journal")
+                   for n, s in plan.stores.items()},
         "scales": scales,
-        "selectors": plan["selectors"],
-        "couplings": plan["couplings"],
-        "feedback": {n: _without(f, "weights_from") for n, f in plan["feedback"].items()},
+        "selectors": {n: _selector(s) for n, s in plan.selectors.items()},
+        "couplings": {n: {**_without(to_data(c), "name", "source", "share_gpus", "share_cores",
+                                     "budget", "max_simulations"),
+                          "from": c.source, "share": {"gpus": c.share_gpus,
+                                                      "cores": c.share_cores}}
+                      for n, c in plan.couplings.items()},
+        "feedback": {n: {**_without(to_data(f), "name", "source", "weights_from"),
+                         "from": f.source} for n, f in plan.feedback.items()},
     }
 
 
@@ -186,8 +214,7 @@ def _walk(old: Any, new: Any, path: JsonPath) -> Iterable[tuple[str, JsonPath, A
         yield "changed", path, old, new
 
 
-def changes(old: Loaded, old_plan: dict[str, Any], new: Loaded, new_plan: dict[str, Any]
-            ) -> tuple[Change, ...]:
+def changes(old: Loaded, old_plan: Plan, new: Loaded, new_plan: Plan) -> tuple[Change, ...]:
     """Every differing setting, by group, then by path."""
     found = [Change(_group(p), kind, ".".join(map(str, p)), a, b,
                     None if kind == "added" else locate(old, p),
@@ -220,15 +247,12 @@ def changed_artefacts(old: dict[str, str], new: dict[str, str]) -> tuple[tuple[s
 def diff_compiled(old: Loaded, old_build: Compiled, new: Loaded, new_build: Compiled
                   ) -> CampaignDiff:
     """The diff of two loaded and compiled campaigns (pure)."""
-    op = json.loads(old_build.files["plan.json"])
-    np = json.loads(new_build.files["plan.json"])
-    oj, nj = op["jobs"], np["jobs"]
-    concurrency = tuple(
-        Shift(n, oj[n]["max_concurrent"] if n in oj else None,
-              nj[n]["max_concurrent"] if n in nj else None)
-        for n in sorted(oj.keys() | nj.keys())
-        if n not in oj or n not in nj or oj[n]["max_concurrent"] != nj[n]["max_concurrent"])
-    totals = tuple(Shift(t, op["resources"][t], np["resources"][t]) for t in TOTALS)
+    op, np = old_build.plan, new_build.plan
+    oj = {n: j.max_concurrent for n, j in op.jobs.items()}
+    nj = {n: j.max_concurrent for n, j in np.jobs.items()}
+    concurrency = tuple(Shift(n, oj.get(n), nj.get(n)) for n in sorted(oj.keys() | nj.keys())
+                        if oj.get(n) != nj.get(n))
+    totals = tuple(Shift(t, getattr(op.pools, t), getattr(np.pools, t)) for t in TOTALS)
     return CampaignDiff(Side(old.spec.file, old.spec.profile),
                         Side(new.spec.file, new.spec.profile),
                         changes(old, op, new, np), concurrency, totals,

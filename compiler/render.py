@@ -10,9 +10,9 @@ from typing import Any
 
 import jinja2
 
-from mummi_spec.checks import SUBSTITUTED
-from mummi_spec.compiler.resources import ResourcePlan
-from mummi_spec.model import Job, Spec, format_hms
+from mummi_spec.model import Job, Spec
+from mummi_spec.plan import Plan
+from mummi_spec.units import SUBSTITUTED, format_hms
 
 # Example parameter values for running one job template by hand.
 # Path-valued tokens are study variables, not parameters: Maestro pastes a parameter's value
@@ -35,24 +35,6 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters["to_yaml"] = to_yaml
     return env
-
-
-def batch_block(spec: Spec) -> dict[str, Any]:
-    """Maestro's batch block for the spec's scheduler (slurm and lsf need host/bank/queue)."""
-    s = spec.scheduler
-    if s.type == "local":
-        return {"type": "local"}
-    block: dict[str, Any] = {"type": s.type}
-    defaults = {"host": spec.machine.name or "cluster", "bank": "", "queue": "batch"}
-    for key in ("host", "bank", "queue"):
-        value = getattr(s, key)
-        if value is not None or s.type in ("slurm", "lsf"):
-            block[key] = value if value is not None else defaults[key]
-    for key in ("qos", "reservation"):
-        if getattr(s, key):
-            block[key] = getattr(s, key)
-    block.update(dict(s.options))
-    return block
 
 
 def step_resources(nodes: int, procs: int, cores: int, gpus: int, walltime: float
@@ -80,7 +62,7 @@ def _job_cmd(job: Job) -> tuple[str, dict[str, str]]:
     return SUBSTITUTED.sub(repl, job.command), dict(sorted(used.items()))
 
 
-def render_study(spec: Spec, rp: ResourcePlan) -> str:
+def render_study(spec: Spec, plan: Plan) -> str:
     """study.yaml: prepare the workspace, then the workflow manager on its reserved node."""
     walltime = spec.machine.walltime
     steps = [
@@ -96,10 +78,11 @@ def render_study(spec: Spec, rp: ResourcePlan) -> str:
     ]
     return environment().get_template("maestro/study.yaml.j2").render(
         name=spec.name, profile=spec.profile, spec_file=_spec_name(spec),
-        description=spec.description or spec.name, batch=batch_block(spec), steps=steps)
+        description=spec.description or spec.name, batch=plan.scheduler.maestro_batch(),
+        steps=steps)
 
 
-def render_job(spec: Spec, job: Job) -> str:
+def render_job(spec: Spec, job: Job, plan: Plan) -> str:
     """jobs/<job>.yaml: one parameterised instance of a job type."""
     cmd, used = _job_cmd(job)
     params = {k: v for k, v in used.items() if k not in PATH_TOKENS}
@@ -110,7 +93,7 @@ def render_job(spec: Spec, job: Job) -> str:
     return environment().get_template("maestro/job.yaml.j2").render(
         name=spec.name, job=job.name, role=job.role, scale=job.scale,
         spec_file=_spec_name(spec), job_description=job.description or f"{job.role} {job.name}",
-        workspace=spec.workspace, batch=batch_block(spec), cmd=exports + cmd + "\n",
+        workspace=spec.workspace, batch=plan.scheduler.maestro_batch(), cmd=exports + cmd + "\n",
         resources=step_resources(r.nodes, r.tasks, r.cores_per_task, r.gpus, job.walltime),
         parameters=params, variables=variables)
 

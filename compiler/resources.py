@@ -17,8 +17,8 @@ from mummi_spec.sourcemap import SourceMap
 
 
 @dataclass(frozen=True, slots=True)
-class JobPlan:
-    """Placement of one job type."""
+class Placement:
+    """Where one job type's instances go and how many fit at once."""
 
     name: str
     scale: str
@@ -54,26 +54,35 @@ class ResourcePlan:
     persistent_gpus: int
     persistent_cores: int
     budgets: tuple[Budget, ...]
-    jobs: tuple[JobPlan, ...]
+    jobs: tuple[Placement, ...]
+    sim_caps: dict[str, int]  # coupling -> its part of manager.max_simulations
     busy_gpus: int
     idle_gpus: int
     gpu_hours_per_day: float
     node_hours_per_day: float
 
-    def job(self, name: str) -> JobPlan:
-        """The plan of job type ``name``."""
+    def job(self, name: str) -> Placement:
+        """The placement of job type ``name``."""
         return next(j for j in self.jobs if j.name == name)
 
+    def budget(self, coupling: str) -> Budget:
+        """What coupling ``coupling`` may hold at once."""
+        return next(b for b in self.budgets if b.coupling == coupling)
 
-def _apportion(shares: list[float], pool: int) -> list[int]:
-    """Floor of each share of ``pool``; when the shares sum to 1, the remainder goes to the
-    largest fractions (ties to the first) so that no unit of the pool is lost to rounding."""
-    exact = [s * pool for s in shares]
-    parts = [int(x + 1e-9) for x in exact]
-    if abs(sum(shares) - 1.0) < 1e-9:
-        order = sorted(range(len(shares)), key=lambda i: (-(exact[i] - parts[i]), i))
-        for i in order[: pool - sum(parts)]:
-            parts[i] += 1
+
+def apportion(shares: dict[str, float], pool: int, *, whole: bool = False) -> dict[str, int]:
+    """Floor of each named share of ``pool``. When the shares sum to 1 (or ``whole``: they are
+    normalised first), the remainder goes to the largest fractions, ties to the first name, so
+    no unit of the pool is lost to rounding and the key order of the spec changes nothing."""
+    total = sum(shares.values())
+    if whole and total > 0:
+        shares = {k: v / total for k, v in shares.items()}
+    exact = {k: v * pool for k, v in shares.items()}
+    parts = {k: int(x + 1e-9) for k, x in exact.items()}
+    if whole or abs(total - 1.0) < 1e-9:
+        order = sorted(parts, key=lambda k: (-(exact[k] - parts[k]), k))
+        for k in order[: max(pool - sum(parts.values()), 0)]:
+            parts[k] += 1
     return parts
 
 
@@ -98,15 +107,15 @@ def plan_resources(spec: Spec, smap: SourceMap) -> tuple[ResourcePlan, list[Spec
             f"{compute * mach.cores} cores of {compute} nodes", smap.locate(("machine", "node")),
             hint="give each GPU job fewer cores, or declare more cores per node"))
         cpu_pool = 0
-    gpu_parts = _apportion([c.share_gpus for c in spec.couplings], gpu_pool)
-    cpu_parts = _apportion([c.share_cores for c in spec.couplings], cpu_pool)
-    budgets = {c.name: Budget(c.name, g, k)
-               for c, g, k in zip(spec.couplings, gpu_parts, cpu_parts, strict=True)}
-    jobs: list[JobPlan] = []
+    gpu_parts = apportion({c.name: c.share_gpus for c in spec.couplings}, gpu_pool)
+    cpu_parts = apportion({c.name: c.share_cores for c in spec.couplings}, cpu_pool)
+    budgets = {c.name: Budget(c.name, gpu_parts[c.name], cpu_parts[c.name])
+               for c in spec.couplings}
+    jobs: list[Placement] = []
     for job in spec.jobs():
         r = job.resources
         if job.role == "persistent":
-            jobs.append(JobPlan(job.name, job.scale, job.role, None, "persistent", r.gpus,
+            jobs.append(Placement(job.name, job.scale, job.role, None, "persistent", r.gpus,
                                 r.cores, r.nodes, 1, "campaign start"))
             continue
         coupling = by_coupling.get(job.name)
@@ -130,7 +139,7 @@ def plan_resources(spec: Spec, smap: SourceMap) -> tuple[ResourcePlan, list[Spec
                 f"{have} and one instance needs {r.gpus if r.gpus else r.cores}",
                 smap.locate(("couplings", coupling.name, "share", share_key)),
                 hint=f"raise share.{share_key} of '{coupling.name}', or shrink the job"))
-        jobs.append(JobPlan(job.name, job.scale, job.role, coupling.name, pool, r.gpus, r.cores,
+        jobs.append(Placement(job.name, job.scale, job.role, coupling.name, pool, r.gpus, r.cores,
                             r.nodes, most, spawned))
     busy = 0
     for c in spec.couplings:
@@ -159,6 +168,20 @@ def plan_resources(spec: Spec, smap: SourceMap) -> tuple[ResourcePlan, list[Spec
         nodes=mach.nodes, reserved_nodes=reserved, compute_nodes=compute, gpu_pool=gpu_pool,
         cores_per_gpu=cores_per_gpu, cpu_pool=cpu_pool, persistent_gpus=p_gpus,
         persistent_cores=p_cores, budgets=tuple(budgets[c.name] for c in spec.couplings),
-        jobs=tuple(jobs), busy_gpus=busy, idle_gpus=idle, gpu_hours_per_day=busy * 24.0,
-        node_hours_per_day=mach.nodes * 24.0)
+        jobs=tuple(jobs), sim_caps=_sim_caps(spec, jobs), busy_gpus=busy, idle_gpus=idle,
+        gpu_hours_per_day=busy * 24.0, node_hours_per_day=mach.nodes * 24.0)
     return plan, problems
+
+
+def _sim_caps(spec: Spec, jobs: list[Placement]) -> dict[str, int]:
+    """Each coupling's part of ``manager.max_simulations``, by its share of the resource its
+    simulations use (GPUs, or cores for CPU-only ones); equal parts when no share is set."""
+    total = spec.manager.max_simulations
+    if total is None:
+        return {}
+    pools = {j.name: j.pool for j in jobs}
+    shares = {c.name: c.share_gpus if pools.get(c.simulation) == "gpu" else c.share_cores
+              for c in spec.couplings}
+    if not any(shares.values()):
+        shares = dict.fromkeys(shares, 1.0)
+    return apportion(shares, total, whole=True)

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from mummi_spec import model as m
 from mummi_spec.sourcemap import JsonPath, SourceMap
+from mummi_spec.units import parse_duration
 
 T = TypeVar("T")
 
@@ -15,7 +16,7 @@ def _dur(value: Any, default: float | None = None) -> float | None:
     if not isinstance(value, str):
         return default
     try:
-        return m.parse_duration(value)
+        return parse_duration(value)
     except ValueError:
         return default
 
@@ -155,6 +156,7 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
         return m.Store(name=name, backend=str(b.get("backend", "")), path=str(b.get("path", name)),
                        host=str(b.get("host", "127.0.0.1")), port=_int(b.get("port"), 6379),
                        db=_int(b.get("db"), 0), password_env=b.get("password_env"),
+                       retry_for=_dur(b.get("retry_for"), 60.0) or 60.0,
                        loc=loc(("stores", name), key=True))
 
     mach = _dict(data.get("machine"))
@@ -171,8 +173,9 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
     scheduler = m.Scheduler(
         type=str(sch.get("type", "local")), queue=sch.get("queue"), bank=sch.get("bank"),
         host=sch.get("host"), qos=sch.get("qos"), reservation=sch.get("reservation"),
-        options=_env(sch.get("options")),
-        per_second=_num(thr.get("per_second"), 0.0) or None,
+        options=tuple(sorted((str(k), v) for k, v in _dict(sch.get("options")).items()
+                             if isinstance(v, (str, int, float)))),
+        per_second=_num(thr.get("per_second"), 0.0) or None, burst=_int(thr.get("burst"), 1),
         per_iteration=_int(thr.get("per_iteration"), 500),
         poll=_dur(sch.get("poll"), 5.0) or 5.0,
         startup=_dur(_dict(sch.get("expect")).get("startup")), loc=loc(("scheduler",), key=True))

@@ -9,14 +9,12 @@ from collections.abc import Iterable
 
 from mummi_spec import digraph
 from mummi_spec.errors import CycleError, SpecError, SpecWarning, UnknownReferenceError
-from mummi_spec.model import Coupling, Spec, Stream, format_hms
+from mummi_spec.model import Coupling, Spec, Stream
+from mummi_spec.plan import adapter_options
 from mummi_spec.sourcemap import JsonPath, SourceMap
+from mummi_spec.units import TOKENS, format_hms
 
-TOKENS = ("CANDIDATE", "SIM", "WORKDIR", "SETUP_DIR", "WORKSPACE", "PLAN", "PYTHON", "STOP",
-          "LAUNCHER")
 _TOKEN = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)(\[[^\]]*\])?")
-# The tokens mummi fills in itself; $(LAUNCHER) is left to the scheduler adapter.
-SUBSTITUTED = re.compile(r"\$\((" + "|".join(t for t in TOKENS if t != "LAUNCHER") + r")\)")
 
 
 def _unknown(what: str, name: str, known: Iterable[str], path: JsonPath, smap: SourceMap
@@ -33,7 +31,8 @@ def _unknown(what: str, name: str, known: Iterable[str], path: JsonPath, smap: S
 def check(spec: Spec, smap: SourceMap) -> list[SpecError]:
     """Every semantic problem (errors and warnings) in ``spec``."""
     out: list[SpecError] = []
-    for fn in (_names, _references, _graph, _selectors, _fit, _shares, _commands):
+    for fn in (_names, _references, _graph, _selectors, _fit, _shares, _commands,
+               _scheduler_options):
         out.extend(fn(spec, smap))
     return out
 
@@ -288,4 +287,28 @@ def _commands(spec: Spec, smap: SourceMap) -> list[SpecError]:
                 out.append(SpecError(
                     f"persistent job '{job.name}' uses $({token}), which only spawned jobs have",
                     smap.locate(p)))
+    return out
+
+
+def _scheduler_options(spec: Spec, smap: SourceMap) -> list[SpecError]:
+    """Options our own adapters read must be ones they know, of the right type."""
+    known = adapter_options(spec.scheduler.type)
+    if not known:
+        return []  # slurm, lsf: Maestro's batch block takes what it takes
+    out: list[SpecError] = []
+    for key, value in spec.scheduler.options:
+        path: JsonPath = ("scheduler", "options", key)
+        want = known.get(key)
+        if want is None:
+            close = difflib.get_close_matches(key, known, n=1)
+            out.append(SpecError(
+                f"unknown option '{key}' for the {spec.scheduler.type} scheduler",
+                smap.locate(path, key=True),
+                hint=(f"did you mean '{close[0]}'? " if close else "") +
+                     f"{spec.scheduler.type} options: {', '.join(sorted(known))}"))
+        elif not (isinstance(value, want) and (want is bool or not isinstance(value, bool))):
+            out.append(SpecError(
+                f"option '{key}' of the {spec.scheduler.type} scheduler must be "
+                f"{'an integer' if want is int else 'true or false' if want is bool else 'text'}"
+                f", not {value!r}", smap.locate(path)))
     return out

@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from mummi_spec.errors import SourceLocation
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_CLOCK = re.compile(r"^(?:(\d+)-)?(\d{1,3}):(\d{2}):(\d{2})$")
-_AMOUNT = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-
 NOWHERE = SourceLocation("<default>", 0, 0)
-
-
-def parse_duration(text: str) -> float:
-    """``'1:30:00'``, ``'1-00:00:00'``, ``'90s'``, ``'1.5h'`` -> seconds."""
-    text = text.strip()
-    m = _CLOCK.match(text)
-    if m:
-        days, h, mins, s = (int(g) if g else 0 for g in m.groups())
-        return float(((days * 24 + h) * 60 + mins) * 60 + s)
-    m = _AMOUNT.match(text)
-    if m:
-        return float(m.group(1)) * _UNITS[m.group(2)]
-    raise ValueError(f"not a duration: {text!r}")
-
-
-def format_hms(seconds: float) -> str:
-    """Seconds -> ``HH:MM:SS`` (hours may exceed 24), as schedulers expect."""
-    total = round(seconds)
-    return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
 def _loc() -> SourceLocation:
@@ -186,6 +162,7 @@ class Store:
     port: int = 6379
     db: int = 0
     password_env: str | None = None
+    retry_for: float = 60.0
     loc: SourceLocation = _loc()
 
 
@@ -199,8 +176,9 @@ class Scheduler:
     host: str | None = None
     qos: str | None = None
     reservation: str | None = None
-    options: tuple[tuple[str, str], ...] = ()
+    options: tuple[tuple[str, str | int | float | bool], ...] = ()
     per_second: float | None = None
+    burst: int = 1
     per_iteration: int = 500
     poll: float = 5.0
     startup: float | None = None  # expect.startup: seconds until a free machine starts a job

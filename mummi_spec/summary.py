@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mummi_spec.model import Spec, format_hms
+from mummi_spec.model import Spec
+from mummi_spec.units import format_hms
 
 
 def _resources(gpus: int, cores: int, nodes: int) -> str:

@@ -86,27 +86,27 @@ class FeedbackLoop:
     def __init__(self, name: str, campaign: Campaign, ledger: Ledger,
                  weights: WeightsFn | None = None) -> None:
         self.name = name
-        self.config = campaign.plan["feedback"][name]
-        self.stream = campaign.stream(self.config["from"])
-        self.store = campaign.store(self.stream["store"])
-        target = self.config["target"]
-        self.target_store = campaign.store(target["store"])
-        self.target = (target["namespace"], target["key"])
+        self.config = campaign.plan.feedback[name]
+        self.stream = campaign.stream(self.config.source)
+        self.store = campaign.store(self.stream.store)
+        target = self.config.target
+        self.target_store = campaign.store(target.store)
+        self.target = (target.namespace, target.key)
         self.ledger = ledger
         self.weights = weights
-        kind = self.config["aggregate"]
+        kind = self.config.aggregate
         self.kind = kind
         self.custom = load_function(kind) if ":" in kind else None
-        self.namespace = self.stream["namespace"]
-        self.glob = key_glob(self.stream["key"])
-        self.workers = max(1, int(self.config.get("workers", 1)))
+        self.namespace = self.stream.namespace
+        self.glob = key_glob(self.stream.key)
+        self.workers = max(1, self.config.workers)
         self._reported = 0  # the last iteration this object wrote to the target
         # key -> (iterations in a row it failed to read, the last error)
         self._failed_reads: dict[str, tuple[int, str]] = {}
 
     def iterate(self) -> IterationResult:
         ns = self.namespace
-        keys = self.store.keys(ns, self.glob)[: int(self.config.get("max_items", 100_000))]
+        keys = self.store.keys(ns, self.glob)[: self.config.max_items]
         iteration, total, state = self.ledger.feedback_state(self.name)
         done = self.ledger.consumed(self.name, keys)
         if done:  # a crash came between the ledger commit and the move: finish the move only
@@ -177,7 +177,7 @@ class FeedbackLoop:
                          for b in part]
         else:
             blobs = [b for c in chunks for b in read_each(self.store, ns, c)]
-        records, unread, bad = decode_each(keys, blobs, int(self.stream["dim"]))
+        records, unread, bad = decode_each(keys, blobs, self.stream.dim)
         for key, error in unread:
             # The store could not read it (an I/O error, a server gone): it may read next
             # time, so it stays in place; _give_up decides when to stop trying.

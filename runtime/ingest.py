@@ -38,10 +38,10 @@ class Ingest:
                  selectors: list[Guarded], known: Iterable[str]) -> None:
         self.stream = stream
         cfg = campaign.stream(stream)
-        self.store = campaign.store(cfg["store"])
-        self.namespace = cfg["namespace"]
-        self.glob = key_glob(cfg["key"])
-        self.dim = int(cfg["dim"])
+        self.store = campaign.store(cfg.store)
+        self.namespace = cfg.namespace
+        self.glob = key_glob(cfg.key)
+        self.dim = cfg.dim
         self.ledger = ledger
         self.selectors = selectors
         rejected = ledger.rejected(stream)  # refused once with a reason: never read again

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from mummi_spec.checks import SUBSTITUTED
+from mummi_spec.plan import Plan
 from mummi_spec.runtime.schedulers._common import shell_quote
 from mummi_spec.runtime.schedulers.base import JobRequest
+from mummi_spec.units import SUBSTITUTED
 
 
 def render_command(command: str, values: Mapping[str, str]) -> str:
@@ -25,16 +25,14 @@ def render_command(command: str, values: Mapping[str, str]) -> str:
     return SUBSTITUTED.sub(repl, command)
 
 
-def make_request(plan: Mapping[str, Any], job_name: str, *, name: str, workdir: Path,
-                 values: Mapping[str, str]) -> JobRequest:
-    """The request to submit one instance of ``job_name`` (``values`` fills the tokens)."""
-    job = plan["jobs"][job_name]
-    r = job["resources"]
-    tokens = dict(values)
-    tokens.setdefault("WORKDIR", str(workdir))
-    tokens.setdefault("STOP", job.get("stop", ""))
-    env = {**plan.get("env", {}), **job.get("env", {})}
+def make_request(plan: Plan, job_type: str, *, name: str, workdir: str | Path,
+                 values: Mapping[str, str], env: Mapping[str, str] | None = None) -> JobRequest:
+    """The request to submit one attempt of ``job_type`` (``values`` fill the tokens; ``env``
+    adds to the campaign's and the job type's variables)."""
+    job = plan.job(job_type)
+    r = job.resources
+    tokens = {"WORKDIR": str(workdir), "STOP": job.stop, **values}
     return JobRequest(
-        name=name, job_type=job_name, script=render_command(job["command"], tokens) + "\n",
-        workdir=workdir, nodes=r["nodes"], tasks=r["tasks"], cores_per_task=r["cores_per_task"],
-        gpus=r["gpus"], walltime=int(job["walltime"]), env={k: str(v) for k, v in env.items()})
+        name=name, job_type=job_type, script=render_command(job.command, tokens) + "\n",
+        workdir=Path(workdir), nodes=r.nodes, tasks=r.tasks, cores_per_task=r.cores_per_task,
+        gpus=r.gpus, walltime=int(job.walltime), env={**plan.env, **job.env, **(env or {})})

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mummi_spec.errors import LedgerError
+from mummi_spec.runtime.states import AttemptState, SimState
 
 SCHEMA_VERSION = 1
 
@@ -40,20 +41,16 @@ CREATE TABLE IF NOT EXISTS occupancy (
     running INTEGER NOT NULL, queued INTEGER NOT NULL);
 """
 
-# Sim states, in pipeline order; the tracker owns the transitions (see tracker.py).
-SIM_STATES = ("selected", "setup", "ready", "simulating", "done", "failed")
-JOB_STATES = ("submitting", "queued", "running", "completed", "failed", "timedout",
-              "cancelled", "lost")
-LIVE_JOB_STATES = ("submitting", "queued", "running")
-
 
 @dataclass(frozen=True, slots=True)
 class JobRow:
+    """One job attempt."""
+
     name: str
     job_type: str
     sim: str | None
     attempt: int
-    state: str
+    state: AttemptState
     sched_id: str | None
     workdir: str
     gpus: int
@@ -64,11 +61,13 @@ class JobRow:
 
 @dataclass(frozen=True, slots=True)
 class SimRow:
+    """One selection."""
+
     sim: str
     coupling: str
     candidate: str
     seq: int
-    state: str
+    state: SimState
     setup_dir: str | None
     reason: str | None
 
@@ -143,20 +142,21 @@ class Ledger:
             db.executemany("INSERT INTO sims (sim, coupling, candidate, seq, state, selected_at)"
                            " VALUES (?, ?, ?, ?, 'selected', ?)", rows)
 
-    def set_sim(self, sim: str, state: str, *, setup_dir: str | None = None,
+    def set_sim(self, sim: str, state: SimState, *, setup_dir: str | None = None,
                 reason: str | None = None, t: float | None = None) -> None:
         with self.transaction() as db:
             db.execute("UPDATE sims SET state = ?, setup_dir = COALESCE(?, setup_dir),"
                        " reason = COALESCE(?, reason), ended_at = COALESCE(?, ended_at)"
                        " WHERE sim = ?", (state, setup_dir, reason, t, sim))
 
-    def sims(self, states: Sequence[str] | None = None) -> list[SimRow]:
+    def sims(self, states: Sequence[SimState] | None = None) -> list[SimRow]:
         sql = "SELECT sim, coupling, candidate, seq, state, setup_dir, reason FROM sims"
         args: tuple[str, ...] = ()
         if states is not None:
             sql += f" WHERE state IN ({','.join('?' * len(states))})"
             args = tuple(states)
-        return [SimRow(*r) for r in self._rows(sql + " ORDER BY seq", args)]
+        return [SimRow(s, c, k, q, SimState(st), d, why)
+                for s, c, k, q, st, d, why in self._rows(sql + " ORDER BY seq", args)]
 
     def selected_candidates(self, coupling: str) -> set[str]:
         return {r[0] for r in self._rows("SELECT candidate FROM sims WHERE coupling = ?",
@@ -179,7 +179,7 @@ class Ledger:
                        (job.name, job.job_type, job.sim, job.attempt, job.workdir, job.gpus,
                         job.cores, t))
 
-    def set_job(self, name: str, state: str, *, sched_id: str | None = None,
+    def set_job(self, name: str, state: AttemptState, *, sched_id: str | None = None,
                 exit_code: int | None = None, reason: str | None = None,
                 t: float | None = None) -> None:
         with self.transaction() as db:
@@ -188,14 +188,15 @@ class Ledger:
                        " ended_at = COALESCE(?, ended_at) WHERE name = ?",
                        (state, sched_id, exit_code, reason, t, name))
 
-    def jobs(self, states: Sequence[str] | None = None) -> list[JobRow]:
+    def jobs(self, states: Sequence[AttemptState] | None = None) -> list[JobRow]:
         sql = ("SELECT name, job_type, sim, attempt, state, sched_id, workdir, gpus, cores,"
                " exit_code, reason FROM jobs")
         args: tuple[str, ...] = ()
         if states is not None:
             sql += f" WHERE state IN ({','.join('?' * len(states))})"
             args = tuple(states)
-        return [JobRow(*r) for r in self._rows(sql + " ORDER BY rowid", args)]
+        return [JobRow(n, t, s, a, AttemptState(st), *rest)
+                for n, t, s, a, st, *rest in self._rows(sql + " ORDER BY rowid", args)]
 
     # -------------------------------------------------------------- feedback
     def consumed(self, loop: str, keys: Sequence[str]) -> set[str]:

@@ -51,6 +51,8 @@ def render(status: dict[str, Any]) -> str:
     """The full table for ``mummi status`` and the end of ``mummi run``."""
     out = [f"campaign {status.get('campaign')}: {status.get('state')} after "
            f"{status.get('elapsed', 0):.1f} s"]
+    if status.get("why"):
+        out.append(f"ended because {status['why']}")
     out.append("")
     out.append(f"{'stream':<24} {'ingested':>9} {'rejected':>9}")
     for name, v in sorted(status.get("candidates", {}).items()):

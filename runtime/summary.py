@@ -35,7 +35,7 @@ def finish(manager: Manager) -> None:
     status = read_status(ws) or {}
     streams: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     lines = []
-    chosen = {cand for _, cand, _ in manager.sims.values()}
+    chosen = {sim.candidate for sim in manager.book.sims.values()}
     for name in sorted(manager.ingests):
         cands, sel = _sample(manager, name, chosen)
         if not len(cands):
@@ -47,10 +47,9 @@ def finish(manager: Manager) -> None:
     lines += _failures(manager)
     text = render(status) + "".join(line + "\n" for line in lines)
     (ws / "summary.txt").write_text(text, encoding="utf-8")
-    res = manager.plan["resources"]
+    pools = manager.plan.pools
     try:
-        plot_occupancy(manager.ledger.occupancy(), res["gpu_pool"],
-                       res["gpu_pool"] * res["cores_per_gpu"] + res["cpu_pool"],
+        plot_occupancy(manager.ledger.occupancy(), pools.gpu_pool, pools.core_pool,
                        ws / "occupancy.png")
         plot_coverage(streams, ws / "coverage.png")
     except Exception:
@@ -70,23 +69,23 @@ def _failures(manager: Manager) -> list[str]:
 
 def _sample(manager: Manager, stream: str, chosen: set[str]) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``SAMPLE`` candidates of a stream read back from its store, and the selected ones."""
-    cfg = manager.c.stream(stream)
-    store = manager.c.store(cfg["store"])
-    every = store.keys(cfg["namespace"], key_glob(cfg["key"]))
+    cfg = manager.campaign.stream(stream)
+    store = manager.campaign.store(cfg.store)
+    every = store.keys(cfg.namespace, key_glob(cfg.key))
     keys = sorted(set(every[:: max(1, len(every) // SAMPLE)]) | (chosen & set(every)))
     points, picked = [], []
-    refused = {k for k, _ in unsafe_keys(cfg["namespace"], keys)}
+    refused = {k for k, _ in unsafe_keys(cfg.namespace, keys)}
     keys = [k for k in keys if k not in refused]
-    for key, blob in zip(keys, read_each(store, cfg["namespace"], keys), strict=True):
+    for key, blob in zip(keys, read_each(store, cfg.namespace, keys), strict=True):
         if isinstance(blob, StoreError):
             continue  # gone or unreadable now; the plot does without it
         try:
-            values = decode(blob, int(cfg["dim"])).values
+            values = decode(blob, cfg.dim).values
         except RecordError:
             continue  # rejected at ingest already, with its reason in the ledger
         points.append(values)
         if key in chosen:
             picked.append(values)
-    dim = int(cfg["dim"])
+    dim = cfg.dim
     return (np.vstack(points) if points else np.zeros((0, dim)),
             np.vstack(picked) if picked else np.zeros((0, dim)))

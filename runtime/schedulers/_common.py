@@ -8,16 +8,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from mummi_spec.errors import SchedulerError
-from mummi_spec.model import format_hms
+from mummi_spec.plan import Scalar, SchedulerPlan
 from mummi_spec.runtime.schedulers.base import (
     TERMINAL_STATES,
     JobRequest,
     JobStatus,
     SchedulerAdapter,
 )
+from mummi_spec.units import format_hms
 
 # No leading "." (hidden files, "..") nor "-" (read as an option by sbatch and friends).
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -96,18 +96,15 @@ def per_node(total: int, nodes: int) -> int:
     return -(-total // max(nodes, 1))
 
 
-def option_str(options: Mapping[str, Any], key: str, default: str = "") -> str:
-    value = options.get(key)
-    return default if value is None else str(value)
-
-
-def option_token(options: Mapping[str, Any], key: str, default: str = "") -> str:
-    """A scheduler option that ends up unquoted in a header or command line: one safe word."""
-    value = option_str(options, key, default)
-    if not _TOKEN.fullmatch(value):
-        raise SchedulerError(f"scheduler option {key!r}={value!r} may only hold letters, "
-                             "digits and _.,:@%+=/-")
-    return value
+def batch_tokens(settings: SchedulerPlan) -> dict[str, Scalar]:
+    """The plan's Maestro batch block for our slurm and lsf adapters. Maestro pastes the
+    values unquoted into headers and command lines, so each must be one safe word."""
+    block = {k: v for k, v in settings.maestro_batch().items() if k != "type"}
+    for key, value in block.items():
+        if not _TOKEN.fullmatch(str(value)):
+            raise SchedulerError(f"scheduler setting {key!r}={value!r} may only hold letters, "
+                                 "digits and _.,:@%+=/-")
+    return block
 
 
 def safe_path(path: Path) -> str:
@@ -117,15 +114,6 @@ def safe_path(path: Path) -> str:
         raise SchedulerError(f"work directory {text!r} holds characters (spaces, quotes, shell "
                              "syntax) that the scheduler's command line cannot take unquoted")
     return text
-
-
-def option_int(options: Mapping[str, Any], key: str, default: int) -> int:
-    value = options.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SchedulerError(f"scheduler option {key!r} must be a positive integer, not {value!r}")
-    return value
 
 
 class SubmitThrottle:
@@ -139,7 +127,7 @@ class SubmitThrottle:
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if rate is not None and (isinstance(rate, bool) or not rate > 0):
-            raise SchedulerError(f"max_submit_per_second must be > 0 or null, not {rate!r}")
+            raise SchedulerError(f"throttle.per_second must be > 0 or null, not {rate!r}")
         self.rate = None if rate is None else float(rate)
         self.burst = float(burst)
         self._tokens = self.burst
@@ -149,9 +137,8 @@ class SubmitThrottle:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> SubmitThrottle:
-        return cls(options.get("max_submit_per_second"),
-                   option_int(options, "submit_burst", 1))
+    def from_settings(cls, settings: SchedulerPlan) -> SubmitThrottle:
+        return cls(settings.per_second, settings.burst)
 
     def acquire(self) -> float:
         """Take one token, waiting if needed; return the seconds waited."""

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 
 class JobState(IntEnum):
@@ -59,16 +59,15 @@ class JobStatus:
 
 @runtime_checkable
 class SchedulerAdapter(Protocol):
-    """Submits and tracks jobs. Built as ``cls(options)`` from the plan's scheduler block.
+    """Submits and tracks jobs. Built as ``cls(settings)`` from the plan's ``SchedulerPlan``.
 
-    An adapter whose jobs outlive the manager process (and are found again by id after a
-    restart) sets the class attribute ``jobs_survive_manager = True``; the manager then leaves
-    them running when it stops instead of cancelling them. An adapter may also offer
-    ``changed(ids) -> dict[str, JobStatus]``: ``status`` with the ids whose state has not moved
-    since the last call left out, which spares the manager thousands of unchanged answers.
+    Two abilities are optional; ``SchedulerBase`` gives an adapter without them the defaults.
     """
 
     key: ClassVar[str]
+    jobs_survive_manager: ClassVar[bool]
+    """Whether jobs outlive the manager process and are found again by id after a restart;
+    the manager then leaves them running when it stops instead of cancelling them."""
 
     def submit(self, job: JobRequest) -> str:
         """Submit one job and return its id; raise ``SchedulerError`` if refused."""
@@ -76,6 +75,11 @@ class SchedulerAdapter(Protocol):
 
     def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
         """Current status of each id (``UNKNOWN`` for ids the scheduler cannot place)."""
+        ...
+
+    def changed(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        """``status`` with the ids whose state has not moved since the last call left out,
+        which spares the manager thousands of unchanged answers (default: ``status``)."""
         ...
 
     def cancel(self, ids: Sequence[str]) -> None:
@@ -87,4 +91,14 @@ class SchedulerAdapter(Protocol):
         ...
 
 
-SchedulerOptions = Mapping[str, Any]
+class SchedulerBase:
+    """The defaults of the protocol's optional abilities: jobs end with the manager, and
+    every poll answers for every id."""
+
+    jobs_survive_manager: ClassVar[bool] = False
+
+    def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        raise NotImplementedError
+
+    def changed(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        return self.status(ids)

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import ClassVar
 
+from mummi_spec.plan import SchedulerPlan
 from mummi_spec.runtime.schedulers._common import check_name, env_exports
-from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus
+from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus, SchedulerBase
 
 _DONE = JobStatus(JobState.COMPLETED, 0)
 _UNKNOWN = JobStatus(JobState.UNKNOWN, reason="not submitted through this adapter")
 
 
-class DryRunScheduler:
+class DryRunScheduler(SchedulerBase):
     """Accepts what a real adapter would accept; ``submitted`` keeps the requests for reports."""
 
     key: ClassVar[str] = "dryrun"
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        self.options = dict(options)
+    def __init__(self, settings: SchedulerPlan) -> None:
+        self.settings = settings
         self.submitted: list[JobRequest] = []
         self._ids: set[str] = set()
 

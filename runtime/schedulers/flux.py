@@ -9,16 +9,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mummi_spec.errors import OptionalDependencyError, SchedulerError
+from mummi_spec.plan import SchedulerPlan
 from mummi_spec.runtime.schedulers._common import (
     SubmitThrottle,
     begin_submit,
     job_body,
-    option_int,
-    option_str,
     per_node,
     substitute_launcher,
 )
-from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus
+from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus, SchedulerBase
 
 # flux-python's JobInfo.status_abbrev values (flux-jobs(1) "JOB STATUS"); tests check coverage.
 FLUX_STATES: Mapping[str, JobState] = {
@@ -82,23 +81,23 @@ def launcher_for(job: JobRequest, nested: bool) -> str:
     return f"flux run -N {job.nodes} -n {job.tasks} -c {job.cores_per_task}{gpus}"
 
 
-class FluxScheduler:
-    """Submits jobspecs to the broker at ``FLUX_URI`` (or option ``uri``); options ``queue``,
-    ``bank``, ``nested`` (default true), ``urgency`` (default 16), ``max_submit_per_second``."""
+class FluxScheduler(SchedulerBase):
+    """Submits jobspecs to the broker at ``options.uri``, else ``FLUX_URI``; the plan gives
+    the queue, bank, ``nested``, ``urgency`` and the throttle."""
 
     key: ClassVar[str] = "flux"
     # Jobs outlive the manager and are found again by id when it restarts.
     jobs_survive_manager: ClassVar[bool] = True
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
+    def __init__(self, settings: SchedulerPlan) -> None:
         self._flux = import_flux()
-        uri = option_str(options, "uri")
+        uri = settings.flux.uri
         self._handle = self._flux.Flux(uri) if uri else self._flux.Flux()
-        self._nested = bool(options.get("nested", True))
-        self._queue = option_str(options, "queue") or None
-        self._bank = option_str(options, "bank") or None
-        self._urgency = option_int(options, "urgency", 16)
-        self._throttle = SubmitThrottle.from_options(options)
+        self._nested = settings.flux.nested
+        self._queue = settings.queue
+        self._bank = settings.bank
+        self._urgency = settings.flux.urgency
+        self._throttle = SubmitThrottle.from_settings(settings)
 
     def submit(self, job: JobRequest) -> str:
         name, workdir = begin_submit(job, self._throttle)

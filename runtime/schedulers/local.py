@@ -8,22 +8,22 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mummi_spec.errors import SchedulerError
+from mummi_spec.plan import SchedulerPlan
 from mummi_spec.runtime.schedulers import _maestro
 from mummi_spec.runtime.schedulers._common import (
     SubmitThrottle,
     begin_submit,
     job_body,
-    option_int,
     substitute_launcher,
 )
-from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus
+from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus, SchedulerBase
 
 # GNU timeout exits 124 when it stopped the job at its walltime, 137 when it had to KILL it.
 _TIMEOUT_CODES = frozenset({124, 137})
@@ -59,17 +59,17 @@ class _Job:
         return self.workdir / f".{self.name}.pid"
 
 
-class LocalScheduler:
-    """Runs each job as a local process group; many at once (option ``max_workers``)."""
+class LocalScheduler(SchedulerBase):
+    """Runs each job as a local process group; many at once (``options.max_workers``)."""
 
     key: ClassVar[str] = "local"
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
+    def __init__(self, settings: SchedulerPlan) -> None:
         self._adapter = _maestro.adapter("local")
-        self._pool = ThreadPoolExecutor(option_int(options, "max_workers", 64),
+        self._pool = ThreadPoolExecutor(settings.local.max_workers,
                                         thread_name_prefix="mummi-local")
-        self._throttle = SubmitThrottle.from_options(options)
-        self._grace = option_int(options, "kill_grace_seconds", 5)
+        self._throttle = SubmitThrottle.from_settings(settings)
+        self._grace = settings.local.kill_grace
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
 

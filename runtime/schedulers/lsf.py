@@ -4,35 +4,36 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from maestrowf.abstracts.enums import CancelCode, SubmissionCode
 
 from mummi_spec.errors import SchedulerError
+from mummi_spec.plan import SchedulerPlan
 from mummi_spec.runtime.schedulers import _maestro
 from mummi_spec.runtime.schedulers._common import (
     SubmitThrottle,
+    batch_tokens,
     begin_submit,
     check_name,
     job_body,
-    option_token,
     per_node,
 )
-from mummi_spec.runtime.schedulers.base import JobRequest, JobStatus
+from mummi_spec.runtime.schedulers.base import JobRequest, JobStatus, SchedulerBase
 
 # Maestro's LSF header writes every batch key, even empty ones ("#BSUB -G "): drop those.
 _EMPTY_DIRECTIVE = re.compile(r"#BSUB -\w+\s*")
 
 
-def render_batch_script(job: JobRequest, options: Mapping[str, Any]) -> str:
+def render_batch_script(job: JobRequest, settings: SchedulerPlan) -> str:
     """The complete ``#BSUB`` script for ``job``; same input, same text (golden-testable).
 
-    Options: ``queue`` (default ``batch``), ``bank``, ``host``, ``reservation``.
+    The plan's batch block gives queue, bank, host and reservation (empty: no directive).
     ``$(LAUNCHER)`` becomes ``jsrun`` with one resource set per task.
     """
     check_name(job.name)
-    adapter = _adapter(options)
+    adapter = _adapter(settings)
     step = _step(job)
     _, cmd, _ = adapter.get_scheduler_command(step)
     header = [line for line in adapter.get_header(step).splitlines()
@@ -40,17 +41,17 @@ def render_batch_script(job: JobRequest, options: Mapping[str, Any]) -> str:
     return "\n".join(header) + f"\n\n{cmd}\n"
 
 
-class LsfScheduler:
+class LsfScheduler(SchedulerBase):
     """Submits with ``bsub`` through Maestro; refuses clearly on machines without LSF."""
 
     key: ClassVar[str] = "lsf"
     # Jobs outlive the manager and are found again by id when it restarts.
     jobs_survive_manager: ClassVar[bool] = True
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        self._options = dict(options)
-        self._adapter = _adapter(options)
-        self._throttle = SubmitThrottle.from_options(options)
+    def __init__(self, settings: SchedulerPlan) -> None:
+        self._settings = settings
+        self._adapter = _adapter(settings)
+        self._throttle = SubmitThrottle.from_settings(settings)
 
     def submit(self, job: JobRequest) -> str:
         check_name(job.name)
@@ -58,7 +59,7 @@ class LsfScheduler:
             raise SchedulerError("LSF submission is not available on this machine: bsub not found")
         name, workdir = begin_submit(job, self._throttle, shell_safe=True)
         script = workdir / f"{name}.lsf.sh"
-        script.write_text(render_batch_script(job, self._options))
+        script.write_text(render_batch_script(job, self._settings))
         record = self._adapter.submit(_step(job), str(script), str(workdir))
         if record.submission_code != SubmissionCode.OK:
             raise SchedulerError(f"bsub refused job {name} (exit {record.return_code})")
@@ -79,12 +80,10 @@ class LsfScheduler:
         """Nothing held."""
 
 
-def _adapter(options: Mapping[str, Any]) -> Any:
-    # No machine-dependent default for host: the rendered script must be reproducible.
-    return _maestro.adapter(
-        "lsf", host=option_token(options, "host"), bank=option_token(options, "bank"),
-        queue=option_token(options, "queue", "batch"),
-        reservation=option_token(options, "reservation"))
+def _adapter(settings: SchedulerPlan) -> Any:
+    block = batch_tokens(settings)
+    block.setdefault("reservation", "")
+    return _maestro.adapter("lsf", **block)
 
 
 def _step(job: JobRequest) -> Any:

@@ -5,22 +5,22 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import socket
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from maestrowf.abstracts.enums import CancelCode, SubmissionCode
 
 from mummi_spec.errors import SchedulerError
+from mummi_spec.plan import SchedulerPlan
 from mummi_spec.runtime.schedulers import _maestro
 from mummi_spec.runtime.schedulers._common import (
     SubmitThrottle,
+    batch_tokens,
     begin_submit,
     job_body,
-    option_token,
 )
-from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus
+from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus, SchedulerBase
 
 # Every job state name Slurm reports (squeue(1) "JOB STATE CODES"); tests check coverage.
 SLURM_STATES: Mapping[str, JobState] = {
@@ -58,30 +58,24 @@ _SACCT_CHUNK = 1000
 _ADAPTER_LOGGER = "maestrowf.interfaces.script.slurmscriptadapter"
 
 
-class SlurmScheduler:
-    """Submits with ``sbatch`` through Maestro; options ``queue``, ``bank``, ``host``, ``qos``,
-    ``reservation``, ``max_submit_per_second``. Thread-safe: callers may submit from several
-    threads at once (each submission is its own ``sbatch`` process)."""
+class SlurmScheduler(SchedulerBase):
+    """Submits with ``sbatch`` through Maestro, with the plan's batch block (queue, bank, qos,
+    reservation, options) and throttle. Thread-safe: callers may submit from several threads
+    at once (each submission is its own ``sbatch`` process)."""
 
     key: ClassVar[str] = "slurm"
     # Jobs outlive the manager and are found again by id when it restarts.
     jobs_survive_manager: ClassVar[bool] = True
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
+    def __init__(self, settings: SchedulerPlan) -> None:
         # Maestro's adapter polls `squeue -u $USER`; an unset USER breaks it silently.
         os.environ.setdefault("USER", pwd.getpwuid(os.getuid()).pw_name)
-        self._adapter = _maestro.adapter(
-            "slurm",
-            host=option_token(options, "host", socket.gethostname()),
-            bank=option_token(options, "bank"),
-            queue=option_token(options, "queue", "debug"),
-            reservation=option_token(options, "reservation"),
-            qos=option_token(options, "qos") or None,
-            # `procs` in the batch block makes the header ask --ntasks=<step procs>; without
-            # it a nodes+procs step gets a single CPU under CR_Core.
-            procs=1,
-        )
-        self._throttle = SubmitThrottle.from_options(options)
+        block = batch_tokens(settings)
+        block.setdefault("reservation", "")
+        # `procs` in the batch block makes the header ask --ntasks=<step procs>; without it a
+        # nodes+procs step gets a single CPU under CR_Core.
+        self._adapter = _maestro.adapter("slurm", **block, procs=1)
+        self._throttle = SubmitThrottle.from_settings(settings)
 
     def submit(self, job: JobRequest) -> str:
         name, workdir = begin_submit(job, self._throttle, shell_safe=True)

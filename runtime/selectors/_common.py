@@ -5,43 +5,34 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import numpy as np
 
 from mummi_spec.errors import SelectorError
+from mummi_spec.plan import SelectorPlan, to_data
 from mummi_spec.runtime.selectors._columns import Columns
 from mummi_spec.runtime.selectors._idbook import SELECTED, IdBook, as_id_array
 from mummi_spec.runtime.selectors.base import AddResult, SelectorStats
 
 FORMAT = "mummi-spec-selector/1"
-_BASE_KEYS = frozenset({"kind", "dim", "warmup", "seed"})
 
 
-def check_keys(cfg: Mapping[str, Any], allowed: frozenset[str] | set[str], where: str) -> None:
-    """Refuse keys a config may not have, so a typo cannot silently fall back to a default."""
-    extra = sorted(set(cfg) - set(allowed))
-    if extra:
-        raise SelectorError(f"{where}: unknown key(s) {', '.join(extra)}; known: {sorted(allowed)}")
-
-
-def read_int(cfg: Mapping[str, Any], key: str, default: int | None, minimum: int = 0) -> int:
-    value = cfg.get(key, default)
-    if value is None:
-        raise SelectorError(f"selector config: '{key}' is required")
+def read_int(key: str, value: Any, minimum: int = 0) -> int:
+    """A setting that must be an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise SelectorError(f"selector config: '{key}' must be an integer >= {minimum}, "
+        raise SelectorError(f"selector setting '{key}' must be an integer >= {minimum}, "
                             f"got {value!r}")
     return int(value)
 
 
-def read_float(cfg: Mapping[str, Any], key: str, default: float, lo: float, hi: float) -> float:
-    value = cfg.get(key, default)
+def read_float(key: str, value: Any, lo: float, hi: float) -> float:
+    """A setting that must be a number in ``[lo, hi]``."""
     ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
     if not ok or not lo <= float(value) <= hi:
-        raise SelectorError(f"selector config: '{key}' must be a number in [{lo}, {hi}], "
+        raise SelectorError(f"selector setting '{key}' must be a number in [{lo}, {hi}], "
                             f"got {value!r}")
     return float(value)
 
@@ -62,21 +53,16 @@ class SelectorBase:
     """
 
     key: ClassVar[str]
-    _extra_keys: ClassVar[frozenset[str]] = frozenset()
     _point_dtype: ClassVar[type | None] = None  # dtype candidates are stored in, if stored
 
-    def __init__(self, config: Mapping[str, Any], seed: int = 0) -> None:
-        check_keys(config, _BASE_KEYS | self._extra_keys, f"{self.key} selector")
-        if config.get("kind", self.key) != self.key:
-            raise SelectorError(f"config of kind {config.get('kind')!r} given to {self.key!r}")
-        warmup = config.get("warmup") or {}
-        check_keys(warmup, {"min_candidates", "random_first"}, "selector warmup")
-        self.dim = read_int(config, "dim", None, minimum=1)
-        self.min_candidates = read_int(warmup, "min_candidates", 0)
-        self.random_first = read_int(warmup, "random_first", 0)
-        # The schema lets a spec carry its own seed; when it does, it wins over the argument.
-        self.seed = read_int(config, "seed", seed)
-        self._config = dict(config)
+    def __init__(self, settings: SelectorPlan, seed: int | None = None) -> None:
+        if settings.kind != self.key:
+            raise SelectorError(f"settings of kind {settings.kind!r} given to {self.key!r}")
+        self.dim = read_int("dim", settings.dim, minimum=1)
+        self.min_candidates = read_int("min_candidates", settings.min_candidates)
+        self.random_first = read_int("random_first", settings.random_first)
+        self.seed = read_int("seed", settings.seed if seed is None else seed)
+        self.settings = settings
         self._rng = np.random.default_rng(self.seed)
         self._book = IdBook()
         self._selected = Columns({"serial": (np.int32, ())})
@@ -233,7 +219,7 @@ class SelectorBase:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise SelectorError(f"cannot read selector checkpoint {path}: {exc}") from None
         # Restore into a fresh instance first, so a bad file leaves this one untouched.
-        fresh = type(self)(self._config, self.seed)
+        fresh = type(self)(self.settings, self.seed)
         try:
             fresh._restore_all(arrays)
         except (KeyError, ValueError, IndexError, TypeError, SelectorError) as exc:
@@ -241,7 +227,9 @@ class SelectorBase:
         self.__dict__.update(fresh.__dict__)
 
     def _config_text(self) -> str:
-        return json.dumps(self._config, sort_keys=True, default=str)
+        # Everything that shapes the selector's state; its name may change between runs.
+        return json.dumps({k: v for k, v in to_data(self.settings).items() if k != "name"},
+                          sort_keys=True)
 
     def _restore_all(self, arrays: dict[str, np.ndarray]) -> None:
         if str(arrays["format"]) != FORMAT or str(arrays["kind"]) != self.key:

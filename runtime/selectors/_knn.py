@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from mummi_spec.errors import OptionalDependencyError, SelectorError
+from mummi_spec.plan import IndexPlan
 from mummi_spec.runtime.selectors._columns import Columns
-from mummi_spec.runtime.selectors._common import check_keys, read_int
+from mummi_spec.runtime.selectors._common import read_int
 
 try:
     import faiss
@@ -45,13 +46,12 @@ def _search_settings(queries: int) -> Iterator[None]:
 class SelectedIndex:
     """Selected points, searchable by k nearest neighbours; labels are selection order."""
 
-    def __init__(self, dim: int, config: Mapping[str, Any], seed: int) -> None:
-        check_keys(config, {"type", "nlist", "nprobe"}, "farthest_point index")
-        self.kind = config.get("type", "exact")
+    def __init__(self, dim: int, settings: IndexPlan, seed: int) -> None:
+        self.kind = settings.type
         if self.kind not in ("exact", "ivf"):
             raise SelectorError(f"index type must be 'exact' or 'ivf', got {self.kind!r}")
-        self.nlist = read_int(config, "nlist", 100, minimum=1)
-        self.nprobe = read_int(config, "nprobe", 10, minimum=1)
+        self.nlist = read_int("index.nlist", settings.nlist, minimum=1)
+        self.nprobe = read_int("index.nprobe", settings.nprobe, minimum=1)
         self.dim = dim
         self._seed = seed
         self._points = Columns({"x": (np.float32, (dim,))})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -32,8 +32,8 @@ class SelectorStats:
 class Selector(Protocol):
     """Chooses candidates to spawn finer simulations from.
 
-    Implementations are built as ``cls(config, seed=...)`` where ``config`` is the selector's
-    entry in ``plan.json`` (``kind``, ``dim`` and the kind's own keys).
+    Implementations are built as ``cls(settings)`` from the selector's ``SelectorPlan``
+    (``kind``, ``dim``, the seed and the kind's own settings).
     """
 
     key: ClassVar[str]
@@ -61,6 +61,10 @@ class Selector(Protocol):
         """Current counts."""
         ...
 
+    def known_ids(self) -> list[str]:
+        """Every id ever added (candidates, selected and discarded), for a restart's ingest."""
+        ...
+
     def save(self, path: Path) -> None:
         """Write the full state to ``path`` atomically (write elsewhere, then rename)."""
         ...
@@ -69,5 +73,3 @@ class Selector(Protocol):
         """Replace the state with what ``save`` wrote; raise ``SelectorError`` if unreadable."""
         ...
 
-
-SelectorConfig = Mapping[str, Any]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from mummi_spec.errors import SelectorError
+from mummi_spec.plan import SelectorPlan
 from mummi_spec.runtime.selectors._columns import Columns
 from mummi_spec.runtime.selectors._common import SelectorBase, read_float
 
@@ -28,11 +27,10 @@ class BinnedSelector(SelectorBase):
     """
 
     key = "binned"
-    _extra_keys = frozenset({"bins", "bounds", "novelty"})
 
-    def __init__(self, config: Mapping[str, Any], seed: int = 0) -> None:
-        super().__init__(config, seed)
-        bins, bounds = config.get("bins"), config.get("bounds")
+    def __init__(self, settings: SelectorPlan, seed: int | None = None) -> None:
+        super().__init__(settings, seed)
+        bins, bounds = settings.bins, settings.bounds
         if not isinstance(bins, (list, tuple)) or len(bins) != self.dim or not all(
             isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in bins
         ):
@@ -45,7 +43,7 @@ class BinnedSelector(SelectorBase):
             raise SelectorError(f"binned: bounds {bounds!r} are not [low, high] pairs") from None
         if not (np.isfinite(lo_hi).all() and (lo_hi[:, 0] < lo_hi[:, 1]).all()):
             raise SelectorError(f"binned: every bound needs finite low < high, got {bounds!r}")
-        self.novelty = read_float(config, "novelty", 0.5, 0.0, 1.0)
+        self.novelty = read_float("novelty", settings.novelty, 0.0, 1.0)
         self._bins = np.array(bins, dtype=np.int64)
         self._nbins = math.prod(bins)
         if self._nbins >= np.iinfo(np.int32).max:

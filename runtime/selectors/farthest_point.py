@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from mummi_spec.errors import SelectorError
+from mummi_spec.plan import QueuePlan, SelectorPlan
 from mummi_spec.runtime.selectors._columns import Columns
-from mummi_spec.runtime.selectors._common import SelectorBase, check_keys, read_float, read_int
+from mummi_spec.runtime.selectors._common import SelectorBase, read_float, read_int
 from mummi_spec.runtime.selectors._idbook import DISCARDED
 from mummi_spec.runtime.selectors._knn import SelectedIndex
 
@@ -29,21 +29,16 @@ def _ranks(d2: np.ndarray) -> np.ndarray:
     return out
 
 
-def _parse_queues(raw: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Queue names (config order), target ratios, capacities (-1 = unbounded)."""
-    if not raw:
+def _parse_queues(queues: Sequence[QueuePlan]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Queue names (settings order), target ratios, capacities (-1 = unbounded)."""
+    if not queues:
         return ["default"], np.ones(1), np.full(1, -1, dtype=np.int64)
-    if not isinstance(raw, Mapping):
-        raise SelectorError(f"farthest_point queues must be a mapping, got {type(raw).__name__}")
     names, ratios, caps = [], [], []
-    for name, queue in raw.items():
-        if not isinstance(queue, Mapping):
-            raise SelectorError(f"queue {name!r} must be a mapping with a 'ratio'")
-        check_keys(queue, {"capacity", "ratio"}, f"queue {name!r}")
-        names.append(str(name))
-        ratios.append(read_float(queue, "ratio", 1.0, 0.0, math.inf))
-        cap = queue.get("capacity")
-        caps.append(-1 if cap is None else read_int(queue, "capacity", None, minimum=1))
+    for q in queues:
+        names.append(q.name)
+        ratios.append(read_float(f"queues.{q.name}.ratio", q.ratio, 0.0, math.inf))
+        caps.append(-1 if q.capacity is None else
+                    read_int(f"queues.{q.name}.capacity", q.capacity, minimum=1))
     if sum(ratios) == 0:
         raise SelectorError("farthest_point: at least one queue needs a ratio > 0")
     return names, np.array(ratios), np.array(caps, dtype=np.int64)
@@ -59,14 +54,13 @@ class FarthestPointSelector(SelectorBase):
     """
 
     key = "farthest_point"
-    _extra_keys = frozenset({"k", "index", "queues"})
     _point_dtype = np.float32
 
-    def __init__(self, config: Mapping[str, Any], seed: int = 0) -> None:
-        super().__init__(config, seed)
-        self.k = read_int(config, "k", 10, minimum=1)
-        self._index = SelectedIndex(self.dim, config.get("index") or {}, self.seed)
-        self._queue_names, ratio, self._capacity = _parse_queues(config.get("queues"))
+    def __init__(self, settings: SelectorPlan, seed: int | None = None) -> None:
+        super().__init__(settings, seed)
+        self.k = read_int("k", settings.k, minimum=1)
+        self._index = SelectedIndex(self.dim, settings.index, self.seed)
+        self._queue_names, ratio, self._capacity = _parse_queues(settings.queues)
         self._target = ratio / ratio.sum()
         nq, d = len(self._queue_names), self.dim
         self._qcand = np.zeros(nq, dtype=np.int64)  # candidates per queue, searched or not

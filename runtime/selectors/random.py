@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 
 from mummi_spec.errors import SelectorError
+from mummi_spec.plan import SelectorPlan
 from mummi_spec.runtime.selectors._columns import Columns
 from mummi_spec.runtime.selectors._common import SelectorBase
 
@@ -17,8 +15,8 @@ class RandomSelector(SelectorBase):
 
     key = "random"
 
-    def __init__(self, config: Mapping[str, Any], seed: int = 0) -> None:
-        super().__init__(config, seed)
+    def __init__(self, settings: SelectorPlan, seed: int | None = None) -> None:
+        super().__init__(settings, seed)
         self._cols = Columns({"serial": (np.int32, ())})
 
     def weights(self, normalize: bool = True) -> dict[str, float]:

@@ -12,7 +12,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any
+
+from mummi_spec.plan import JobPlan, Role, StreamPlan
 
 _HOUR = 3600.0
 _STD = NormalDist()
@@ -56,23 +57,22 @@ class JobExpect:
         return self.mean + self.sd * _STD.inv_cdf(lo + u * (1.0 - lo))
 
 
-def job_expect(name: str, job: Mapping[str, Any]) -> JobExpect:
+def job_expect(name: str, job: JobPlan) -> JobExpect:
     """The expectation for job type ``name`` of the plan."""
-    exp = job.get("expect") or {}
-    walltime = float(job["walltime"])
-    mean, sd = exp.get("duration"), exp.get("duration_sd")
+    exp = job.expect
+    walltime = job.walltime
+    mean, sd = exp.duration, exp.duration_sd
     if mean is None:
         if name in JOB_DEFAULTS:
             mean, sd_default = JOB_DEFAULTS[name]
-        elif job["role"] == "persistent":
+        elif job.role == Role.PERSISTENT:
             mean, sd_default = math.inf, 0.0
-        elif job["role"] == "setup":
+        elif job.role == Role.SETUP:
             mean, sd_default = SETUP_DEFAULT
         else:
             mean, sd_default = SIMULATION_SHARE * walltime, 0.1 * walltime
         sd = sd_default if sd is None else sd
-    return JobExpect(float(mean), float(sd or 0.0), float(exp.get("failure_rate") or 0.0),
-                     walltime)
+    return JobExpect(float(mean), float(sd or 0.0), exp.failure_rate, walltime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +85,16 @@ class StreamExpect:
     real_every: float  # seconds between the real writes
 
 
-def stream_expect(stream: Mapping[str, Any], producer_role: str, producers: int,
+def stream_expect(stream: StreamPlan, producer_role: Role, producers: int,
                   items_per_hour: float) -> StreamExpect:
     """The stream's rate, thinned so that all ``producers`` write at most ``items_per_hour``.
 
     Thinning only changes how many items the stores and selectors see, never when jobs run;
     each simulated item then stands for several real ones.
     """
-    every, count = stream.get("every"), stream.get("count")
+    every, count = stream.every, stream.count
     if every is None:  # no `expect` (the plan's count is then its default, 1)
-        persistent = producer_role == "persistent"
+        persistent = producer_role == Role.PERSISTENT
         every = PERSISTENT_EVERY if persistent else SIMULATION_EVERY
         count = PERSISTENT_COUNT if persistent else 1
     every, count = float(every), int(count or 1)

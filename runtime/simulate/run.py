@@ -1,24 +1,23 @@
 """Run a compiled campaign in virtual time: the real manager, a simulated scheduler and stores.
 
-The manager is the one ``mummi run`` starts, with a virtual clock and ``threads=False``; the
-only other differences are in the plan handed to it: every store is in memory, success is
-decided by the simulated scheduler (no success files), periodic checkpoints are skipped (they
-cost no virtual time) and the campaign stops after the simulated hours.
+The manager is the one ``mummi run`` starts, driven tick by tick on a virtual clock with
+``threads=False``; the only other differences are in the plan handed to it: every store is in
+memory, success is decided by the simulated scheduler (no success files), periodic checkpoints
+are skipped (they cost no virtual time) and the campaign stops after the simulated hours.
 """
 
 from __future__ import annotations
 
-import copy
-import json
+import dataclasses
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from mummi_spec.errors import UsageError
+from mummi_spec.plan import Plan, Pool, StorePlan, SuccessRule
 from mummi_spec.runtime import tracker
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.feedback import CONSUMED_SUFFIX
@@ -27,6 +26,7 @@ from mummi_spec.runtime.manager import Manager
 from mummi_spec.runtime.simulate.clock import VirtualClock
 from mummi_spec.runtime.simulate.scheduler import SimulatedScheduler
 from mummi_spec.runtime.simulate.world import Engine, Machine, Producers, SimStore
+from mummi_spec.runtime.states import AttemptState, SimState
 
 STARTS = ("warm", "cold")
 STATUS_EVERY = 3600.0  # status.json in virtual time: nobody reads it during a simulation
@@ -79,33 +79,34 @@ class SimCampaign(Campaign):
     def store(self, name: str) -> SimStore:
         with self._lock:
             if name not in self._stores:
-                self._stores[name] = SimStore(self.plan["stores"][name], root=self.workspace)
+                self._stores[name] = SimStore(self.plan.store(name), root=self.workspace)
             return cast(SimStore, self._stores[name])
 
 
-def simulation_plan(plan: Mapping[str, Any], options: Options) -> dict[str, Any]:
+def simulation_plan(plan: Plan, options: Options) -> Plan:
     """The plan the simulated campaign runs (see the module docstring)."""
-    p = copy.deepcopy(dict(plan))
-    p["stores"] = {n: {"name": n, "backend": "memory", "path": s.get("path", n)}
-                   for n, s in p["stores"].items()}
-    for job in p["jobs"].values():
-        job["success"] = {**job.get("success", {}), "file": None}
     seconds = options.hours * 3600.0
-    p["manager"]["stop_after"] = seconds
-    p["manager"]["checkpoint_every"] = seconds + 1.0
+    scheduler = plan.scheduler
     if options.per_second is not None:
-        p["scheduler"]["max_submit_per_second"] = options.per_second
-    return p
+        scheduler = dataclasses.replace(scheduler, per_second=options.per_second)
+    return dataclasses.replace(
+        plan,
+        stores={n: StorePlan(n, "memory", s.path) for n, s in plan.stores.items()},
+        jobs={n: dataclasses.replace(j, success=SuccessRule(j.success.exit_codes, None))
+              for n, j in plan.jobs.items()},
+        manager=dataclasses.replace(plan.manager, stop_after=seconds,
+                                    checkpoint_every=seconds + 1.0),
+        scheduler=scheduler)
 
 
-def check_machine(plan: Mapping[str, Any], machine: Machine) -> None:
+def check_machine(plan: Plan, machine: Machine) -> None:
     """Refuse job types the machine can never hold (a persistent job wider than it, say)."""
-    for name, job in sorted(plan["jobs"].items()):
-        if job["pool"] == "unused":
+    for name, job in sorted(plan.jobs.items()):
+        if job.pool == Pool.UNUSED:
             continue
-        r = job["resources"]
-        nodes = max(int(r["nodes"]), 1)
-        gpus, cores = -(-int(r["gpus"]) // nodes), -(-int(r["cores"]) // nodes)
+        r = job.resources
+        nodes = max(r.nodes, 1)
+        gpus, cores = -(-r.gpus // nodes), -(-r.cores // nodes)
         if not machine.fits_at_all(nodes, gpus, cores):
             raise UsageError(
                 f"job type '{name}' needs {nodes} node(s) with {gpus} GPU(s) and {cores} "
@@ -113,43 +114,42 @@ def check_machine(plan: Mapping[str, Any], machine: Machine) -> None:
                 f"{machine.gpus} GPUs and {machine.cores} cores: it could never start")
 
 
-def seed_warm(ledger: Ledger, plan: Mapping[str, Any], workspace: Path
-              ) -> tuple[dict[str, int], list[str]]:
+def seed_warm(ledger: Ledger, plan: Plan, workspace: Path) -> tuple[dict[str, int], list[str]]:
     """Record what a previous allocation leaves: every GPU's simulation cut short, ready
     buffers full. Returns the simulations carried over per coupling, and the names of the
     jobs that will resume the cut ones."""
     seq = 0
     carried: dict[str, int] = {}
     resumed: list[str] = []
-    caps = tracker.sim_cap(plan)
-    for name, c in sorted(plan["couplings"].items()):
-        sim_type = c["simulation"]
-        job = plan["jobs"][sim_type]
-        running = int(job["max_concurrent"])
-        ready = int(c["ready_buffer"]) if c.get("setup") else 0
-        n = min(running + ready, caps[name])
-        rows = [(f"{c['to']}-{seq + i + 1:06d}", name, f"warm-{name}-{i + 1:06d}", seq + i + 1,
+    for name, c in sorted(plan.couplings.items()):
+        job = plan.job(c.simulation)
+        running = job.max_concurrent
+        ready = c.ready_buffer if c.setup else 0
+        cap = c.max_simulations if c.max_simulations is not None else running + ready
+        n = min(running + ready, cap)
+        rows = [(f"{c.to}-{seq + i + 1:06d}", name, f"warm-{name}-{i + 1:06d}", seq + i + 1,
                  0.0) for i in range(n)]
         seq += n
         ledger.add_sims(rows)
         carried[name] = n
-        res = job["resources"]
+        res = job.resources
         for i, (sim, *_) in enumerate(rows):
             setup_dir = str(workspace / "runs" / sim / "setup")
             if i >= running:
-                ledger.set_sim(sim, "ready", setup_dir=setup_dir)
+                ledger.set_sim(sim, SimState.READY, setup_dir=setup_dir)
                 continue
-            ledger.set_sim(sim, "simulating", setup_dir=setup_dir)
-            jname = tracker.job_name(sim, sim_type, 1)
-            ledger.add_job(JobRow(jname, sim_type, sim, 1, "submitting", None,
-                                  str(workspace / "runs" / sim / f"{sim_type}.1"),
-                                  res["gpus"], res["cores"]), 0.0)
-            ledger.set_job(jname, "cancelled", reason="the previous allocation ended", t=0.0)
-            resumed.append(tracker.job_name(sim, sim_type, 2))
+            ledger.set_sim(sim, SimState.SIMULATING, setup_dir=setup_dir)
+            jname = tracker.job_name(sim, c.simulation, 1)
+            ledger.add_job(JobRow(jname, c.simulation, sim, 1, AttemptState.SUBMITTING, None,
+                                  str(workspace / "runs" / sim / f"{c.simulation}.1"),
+                                  res.gpus, res.cores), 0.0)
+            ledger.set_job(jname, AttemptState.CANCELLED,
+                           reason="the previous allocation ended", t=0.0)
+            resumed.append(tracker.job_name(sim, c.simulation, 2))
     return carried, resumed
 
 
-def simulate(plan: Mapping[str, Any], options: Options) -> Result:
+def simulate(plan: Plan, options: Options) -> Result:
     """Run ``plan`` for ``options.hours`` of virtual time; nothing is left on disk."""
     if options.start not in STARTS:
         raise UsageError(f"start must be one of {', '.join(STARTS)}, not {options.start!r}")
@@ -160,17 +160,15 @@ def simulate(plan: Mapping[str, Any], options: Options) -> Result:
         return _simulate(sim_plan, options, Path(tmp))
 
 
-def _simulate(plan: dict[str, Any], options: Options, tmp: Path) -> Result:
+def _simulate(plan: Plan, options: Options, tmp: Path) -> Result:
     plan_path = tmp / "build" / "plan.json"
     plan_path.parent.mkdir()
-    plan_path.write_text(json.dumps(plan, indent=1, sort_keys=True), encoding="utf-8")
+    plan_path.write_text(plan.to_json(), encoding="utf-8")
     ws = tmp / "workspace"
     ws.mkdir()
-    m = plan["machine"]
-    res = plan["resources"]
+    m, pools = plan.machine, plan.pools
     engine = Engine()
-    machine = Machine(engine, int(res["compute_nodes"]), int(m["node"]["cores"]),
-                      int(m["node"]["gpus"]), float(res["cores_per_gpu"]))
+    machine = Machine(engine, pools.compute_nodes, m.cores, m.gpus, pools.cores_per_gpu)
     check_machine(plan, machine)
     campaign = SimCampaign(plan, plan_path, ws)
     producers = Producers(engine, plan, campaign.store, options.seed, options.items_per_hour)
@@ -184,15 +182,13 @@ def _simulate(plan: dict[str, Any], options: Options, tmp: Path) -> Result:
             ledger.close()
     startup = options.startup
     if startup is None:
-        startup = (plan["scheduler"].get("expect") or {}).get("startup")
+        startup = plan.scheduler.startup
     startup = DEFAULT_STARTUP if startup is None else float(startup)
-    sched = SimulatedScheduler(
-        plan["scheduler"], engine=engine, machine=machine, plan=plan, producers=producers,
-        seed=options.seed, startup=startup,
-        resumed=frozenset(resumed))
-    manager = Manager(campaign, sched, clock=VirtualClock(engine), threads=False,
-                      status_every=STATUS_EVERY)
-    job_types = sorted(n for n, j in plan["jobs"].items() if j["pool"] != "unused")
+    sched = SimulatedScheduler(plan, engine=engine, machine=machine, producers=producers,
+                               seed=options.seed, startup=startup, resumed=frozenset(resumed))
+    clock = VirtualClock(engine)
+    manager = Manager(campaign, sched, clock=clock, threads=False, status_every=STATUS_EVERY)
+    job_types = sorted(n for n, j in plan.jobs.items() if j.pool != Pool.UNUSED)
     samples: list[tuple[float, int, int, int, tuple[int, ...]]] = []
 
     def sample() -> None:
@@ -202,13 +198,13 @@ def _simulate(plan: dict[str, Any], options: Options, tmp: Path) -> Result:
         if engine.now + options.sample_every <= options.hours * 3600.0 + 1e-6:
             engine.at(engine.now + options.sample_every, sample)
 
-    read_by_loops = {f["from"] for f in plan.get("feedback", {}).values()}
+    read_by_loops = {f.source for f in plan.feedback.values()}
 
     def drain() -> None:
         # Items the manager has taken in are forgotten, as a long campaign's stores would
         # archive them: the stores then hold what is new, not everything since the start.
         for ref, em in producers.emitters.items():
-            if em.stream["kind"] == "feedback":
+            if em.stream.kind == "feedback":
                 if ref in read_by_loops:
                     em.store.clear(em.namespace + CONSUMED_SUFFIX)
                 else:
@@ -229,21 +225,28 @@ def _simulate(plan: dict[str, Any], options: Options, tmp: Path) -> Result:
 
     engine.at(0.0, sample)
     engine.after_advance(drain)
+    outcome = "stopped"
+    manager.start()
     try:
-        outcome = manager.run()
+        while manager.tick(clock.now()) is None:
+            clock.sleep(plan.manager.tick)  # the world runs meanwhile
+        outcome = "complete"
+    finally:
+        manager.stop(outcome)
+    try:
         feedback = {n: manager.ledger.feedback_state(n)[:2] for n in sorted(manager.loops)}
     finally:
         manager.ledger.close()
     return Result(
-        name=str(plan["name"]), nodes=int(m["nodes"]), hours=options.hours, options=options,
+        name=plan.name, nodes=m.nodes, hours=options.hours, options=options,
         job_types=job_types, samples=samples, total_gpus=machine.total_gpus,
         total_cores=machine.total_cores, full_at=machine.full_at,
         started={t: sched.started[t] for t in job_types},
         ended={t: dict(sorted(sched.ended.get(t, Counter()).items())) for t in job_types},
         seeded=seeded,
-        selected={p.name: p.selected for p in manager.pipes.values()},
+        selected={p.name: p.selected for p in manager.book.pipes.values()},
         feedback={n: (int(i), int(k)) for n, (i, k) in feedback.items()},
         ingested={s: i.ingested for s, i in sorted(manager.ingests.items())},
         stands_for={r: em.rate.stands_for for r, em in producers.emitters.items()},
-        per_second=plan["scheduler"].get("max_submit_per_second"), startup=startup,
-        poll=float(plan["scheduler"]["poll"]), outcome=outcome)
+        per_second=plan.scheduler.per_second, startup=startup,
+        poll=plan.scheduler.poll, outcome=outcome)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from mummi_spec.runtime.schedulers._common import SubmitThrottle, check_name, option_int
-from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus
+from mummi_spec.plan import Plan
+from mummi_spec.runtime.schedulers._common import SubmitThrottle, check_name
+from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus, SchedulerBase
 from mummi_spec.runtime.simulate.expect import JobExpect, job_expect, uniform
 from mummi_spec.runtime.simulate.world import Engine, Machine, Producers
 
@@ -39,7 +40,7 @@ class SimJob:
     started: float | None = None
 
 
-class SimulatedScheduler:
+class SimulatedScheduler(SchedulerBase):
     """A scheduler for ``mummi simulate``: the same protocol as Slurm's or Flux's adapter.
 
     ``submit`` passes the submission throttle in virtual time (the caller blocks, as it would
@@ -52,21 +53,18 @@ class SimulatedScheduler:
     key: ClassVar[str] = "simulated"
     jobs_survive_manager: ClassVar[bool] = False
 
-    def __init__(self, options: Mapping[str, Any], *, engine: Engine, machine: Machine,
-                 plan: Mapping[str, Any], producers: Producers, seed: int = 0,
-                 startup: float = 0.0, resumed: frozenset[str] = frozenset()) -> None:
-        self.options = dict(options)
+    def __init__(self, plan: Plan, *, engine: Engine, machine: Machine,
+                 producers: Producers, seed: int = 0, startup: float = 0.0,
+                 resumed: frozenset[str] = frozenset()) -> None:
         self.engine = engine
         self.machine = machine
         self.producers = producers
         self.seed = seed
         self.startup = startup
         self.resumed = resumed
-        self.throttle = SubmitThrottle(options.get("max_submit_per_second"),
-                                       option_int(options, "submit_burst", 1),
+        self.throttle = SubmitThrottle(plan.scheduler.per_second, plan.scheduler.burst,
                                        clock=lambda: engine.now, sleep=engine.sleep)
-        self.expect: dict[str, JobExpect] = {n: job_expect(n, j)
-                                             for n, j in plan["jobs"].items()}
+        self.expect: dict[str, JobExpect] = {n: job_expect(n, j) for n, j in plan.jobs.items()}
         self.jobs: dict[str, SimJob] = {}
         self._queues: dict[tuple[int, int, int], deque[SimJob]] = {}
         self.running: Counter[str] = Counter()

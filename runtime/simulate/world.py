@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from mummi_spec.plan import Plan, Pool, Role, StreamPlan
 from mummi_spec.runtime.records import Record, encode
 from mummi_spec.runtime.simulate.expect import StreamExpect, stream_expect, uniform
 from mummi_spec.runtime.stores.common import check_name
@@ -163,14 +164,14 @@ class SimStore(MemoryStore):
 class Emitter:
     """One stream's producer side: what each running producer writes, and when."""
 
-    def __init__(self, ref: str, stream: Mapping[str, Any], rate: StreamExpect,
+    def __init__(self, ref: str, stream: StreamPlan, rate: StreamExpect,
                  store: SimStore, values: Callable[[np.random.Generator, int], np.ndarray],
                  rng: np.random.Generator) -> None:
         self.ref, self.stream, self.rate, self.store = ref, stream, rate, store
-        self.namespace = stream["namespace"]
-        self.template = stream["key"]
-        self.tags = list(stream.get("tags") or [])
-        self.dim = int(stream["dim"])
+        self.namespace = stream.namespace
+        self.template = stream.key
+        self.tags = list(stream.tags)
+        self.dim = stream.dim
         self.values = values
         self.rng = rng
         self._block = np.zeros((0, self.dim), dtype=np.float32)
@@ -211,16 +212,15 @@ class Emitter:
         self.pending.extend(items)
 
 
-def value_maker(stream: Mapping[str, Any], plan: Mapping[str, Any]
+def value_maker(stream: StreamPlan, plan: Plan
                 ) -> Callable[[np.random.Generator, int], np.ndarray]:
     """Encodings a selector can work with: inside a binned selector's bounds, else N(0, 1)."""
-    dim = int(stream["dim"])
-    ref = f"{stream['scale']}.{stream['name']}"
-    for coupling in plan["couplings"].values():
-        sel = plan["selectors"][coupling["selector"]]
-        if coupling["from"] == ref and sel["kind"] == "binned":
-            lo = np.array([b[0] for b in sel["bounds"]], dtype=np.float64)
-            hi = np.array([b[1] for b in sel["bounds"]], dtype=np.float64)
+    dim = stream.dim
+    for coupling in plan.couplings.values():
+        sel = plan.selectors[coupling.selector]
+        if coupling.source == stream.ref and sel.kind == "binned":
+            lo = np.array([b[0] for b in sel.bounds], dtype=np.float64)
+            hi = np.array([b[1] for b in sel.bounds], dtype=np.float64)
             return lambda rng, n: (lo + (hi - lo) * rng.random((n, dim))).astype(np.float32)
     return lambda rng, n: rng.standard_normal((n, dim), dtype=np.float32)
 
@@ -228,24 +228,24 @@ def value_maker(stream: Mapping[str, Any], plan: Mapping[str, Any]
 class Producers:
     """Every stream of the plan with its emitter; starts and stops producing jobs."""
 
-    def __init__(self, engine: Engine, plan: Mapping[str, Any], store: Callable[[str], SimStore],
+    def __init__(self, engine: Engine, plan: Plan, store: Callable[[str], SimStore],
                  seed: int, items_per_hour: float) -> None:
         self.engine = engine
         self.seed = seed
         self.emitters: dict[str, Emitter] = {}
         self.by_job: dict[str, list[Emitter]] = {}
-        jobs = plan["jobs"]
-        for ref, stream in sorted(plan["streams"].items()):
-            producers = sorted(n for n, j in jobs.items() if j["scale"] == stream["scale"]
-                               and j["role"] in ("persistent", "simulation")
-                               and j["pool"] != "unused")
+        jobs = plan.jobs
+        for ref, stream in sorted(plan.streams.items()):
+            producers = sorted(n for n, j in jobs.items() if j.scale == stream.scale
+                               and j.role in (Role.PERSISTENT, Role.SIMULATION)
+                               and j.pool != Pool.UNUSED)
             if not producers:
                 continue
-            role = jobs[producers[0]]["role"]
-            count = sum(int(jobs[n]["max_concurrent"]) for n in producers)
+            role = jobs[producers[0]].role
+            count = sum(jobs[n].max_concurrent for n in producers)
             rate = stream_expect(stream, role, max(count, 1), items_per_hour)
             rng = np.random.default_rng([seed, *ref.encode()])
-            em = Emitter(ref, stream, rate, store(stream["store"]), value_maker(stream, plan),
+            em = Emitter(ref, stream, rate, store(stream.store), value_maker(stream, plan),
                          rng)
             self.emitters[ref] = em
             for n in producers:

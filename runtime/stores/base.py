@@ -10,8 +10,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 class Store(Protocol):
     """One named data store of a campaign.
 
-    Built as ``cls(config, root=workspace)`` where ``config`` is the store's entry in
-    ``plan.json`` (``backend`` plus that backend's keys). A namespace is a directory, an
+    Built as ``cls(settings, root=workspace)`` where ``settings`` is the store's ``StorePlan``
+    (``backend`` plus that backend's keys). A namespace is a directory, an
     archive or a key prefix; keys are plain names. Every method raises ``StoreError`` with the
     namespace and key on failure, and refuses names that could escape the workspace.
     """

@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
 from mummi_spec.errors import StoreError
+from mummi_spec.plan import StorePlan
 
 Buffer = bytes | bytearray | memoryview
 T = TypeVar("T")
@@ -130,13 +131,13 @@ class StoreBase:
 
     key: ClassVar[str]
 
-    def __init__(self, config: Mapping[str, Any], root: Path) -> None:
-        self.name = str(config.get("name") or self.key)
+    def __init__(self, settings: StorePlan, root: Path) -> None:
+        self.name = settings.name or self.key
         self.root = Path(root)
 
-    def _path(self, config: Mapping[str, Any]) -> Path:
+    def _path(self, settings: StorePlan) -> Path:
         """The store's directory: ``path`` relative to the workspace root, default its name."""
-        return self.root / str(config.get("path") or self.name)
+        return self.root / (settings.path or self.name)
 
     def _read(self, namespace: str, key: str) -> bytes | None:
         """The live value of an already checked key, or None when there is none."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from mummi_spec.errors import StoreError
+from mummi_spec.plan import StorePlan
 from mummi_spec.runtime.stores.common import (
     StoreBase,
     check_keys,
@@ -27,9 +28,9 @@ class FilesystemStore(StoreBase):
 
     key: ClassVar[str] = "filesystem"
 
-    def __init__(self, config: Mapping[str, Any], root: Path) -> None:
-        super().__init__(config, root)
-        self.path = self._path(config)
+    def __init__(self, settings: StorePlan, root: Path) -> None:
+        super().__init__(settings, root)
+        self.path = self._path(settings)
 
     def _dir(self, namespace: str) -> Path:
         return self.path / check_name("namespace", namespace)

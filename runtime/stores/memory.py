@@ -8,6 +8,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mummi_spec.plan import StorePlan
 from mummi_spec.runtime.stores.common import (
     StoreBase,
     check_keys,
@@ -22,8 +23,8 @@ class MemoryStore(StoreBase):
 
     key: ClassVar[str] = "memory"
 
-    def __init__(self, config: Mapping[str, Any], root: Path) -> None:
-        super().__init__(config, root)
+    def __init__(self, settings: StorePlan, root: Path) -> None:
+        super().__init__(settings, root)
         self._data: dict[str, dict[str, bytes]] = {}
         self._log: dict[str, list[str]] = {}  # every key written to a namespace, in order
         # A move is several dict operations; the manager may call from more than one thread.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar, cast
 
 from mummi_spec.errors import OptionalDependencyError, StoreError
+from mummi_spec.plan import StorePlan
 from mummi_spec.runtime.stores.common import (
     StoreBase,
     check_keys,
@@ -34,9 +35,8 @@ log = logging.getLogger("mummi.store")
 T = TypeVar("T")
 
 # A restarting server (refused connections, then LOADING while it reads its append-only
-# file) is waited for with bounded back-off, up to ``retry_for`` seconds (store config) per
+# file) is waited for with bounded back-off, up to ``retry_for`` seconds (the store's) per
 # call; other errors fail at once. BusyLoadingError is a ConnectionError.
-RETRY_FOR = 60.0
 _FIRST_DELAY = 0.1
 _MAX_DELAY = 5.0
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
@@ -73,7 +73,7 @@ return failed
 class RedisStore(StoreBase):
     """One Redis server; items of all namespaces share its keyspace under ``prefix``.
 
-    Every write to a journaled namespace (config ``journal``: the namespaces; absent, all)
+    Every write to a journaled namespace (the settings' ``journal``)
     also appends its key to the namespace's journal, the list
     ``<prefix>:<namespace>:#journal`` (no item's name can be that: an item's has '::' after
     the namespace), in the same MULTI/EXEC transaction (``move``: the same script), so no
@@ -86,19 +86,17 @@ class RedisStore(StoreBase):
 
     key: ClassVar[str] = "redis"
 
-    def __init__(self, config: Mapping[str, Any], root: Path) -> None:
-        super().__init__(config, root)
-        host = str(config.get("host") or "127.0.0.1")
-        port = int(config.get("port") or 6379)
+    def __init__(self, settings: StorePlan, root: Path) -> None:
+        super().__init__(settings, root)
+        host, port = settings.host, settings.port
         self.where = f"{host}:{port}"
-        self.prefix = str(config.get("prefix") or self.name)
-        self.retry_for = float(config.get("retry_for", RETRY_FOR))
-        # The namespaces to journal (a campaign names its candidate streams'); absent: all.
-        # A journal costs a list entry per write, worth it only where ingest reads it.
-        journal = config.get("journal")
-        self._journaled = None if journal is None else frozenset(map(str, journal))
+        self.prefix = settings.prefix or self.name
+        self.retry_for = settings.retry_for
+        # The namespaces to journal (a campaign names its candidate streams'). A journal
+        # costs a list entry per write, worth it only where ingest reads it.
+        self._journaled = frozenset(settings.journal)
         # Only the variable's name is in the plan; the password never is.
-        env = config.get("password_env")
+        env = settings.password_env
         self._secret = os.environ.get(env) if env else None
         if env and self._secret is None:
             raise StoreError(
@@ -108,7 +106,7 @@ class RedisStore(StoreBase):
         self._client = redis.Redis(
             host=host,
             port=port,
-            db=int(config.get("db") or 0),
+            db=settings.db,
             password=self._secret,
             socket_connect_timeout=5,
             socket_timeout=120,
@@ -166,7 +164,7 @@ class RedisStore(StoreBase):
         return f"{self.prefix}:{namespace}::".encode()
 
     def _journal(self, namespace: str) -> bytes | None:
-        if self._journaled is not None and namespace not in self._journaled:
+        if namespace not in self._journaled:
             return None
         return self._head(namespace)[:-1] + b"#journal"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mummi_spec.errors import StoreError
+from mummi_spec.plan import StorePlan
 from mummi_spec.runtime.stores.common import (
     StoreBase,
     check_keys,
@@ -46,9 +47,9 @@ class TaridxStore(StoreBase):
 
     key: ClassVar[str] = "taridx"
 
-    def __init__(self, config: Mapping[str, Any], root: Path) -> None:
-        super().__init__(config, root)
-        self.path = self._path(config)
+    def __init__(self, settings: StorePlan, root: Path) -> None:
+        super().__init__(settings, root)
+        self.path = self._path(settings)
         self._archives: dict[str, TarArchive] = {}
         # pytaridx handles keep file positions: one thread at a time per store.
         self._lock = threading.RLock()

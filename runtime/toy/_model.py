@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mummi_spec.errors import MummiError, UsageError
+from mummi_spec.plan import CouplingPlan, Plan, StreamPlan
 
 TERMINATED = 128 + signal.SIGTERM  # what a shell reports for a job ended by SIGTERM
 _NAP = 0.05  # longest sleep between looks at the stop flag: how promptly SIGTERM is obeyed
@@ -108,9 +109,9 @@ class StopFlag:
             time.sleep(min(left, _NAP))
 
 
-def stream_key(name: str, stream: Mapping[str, Any], *, n: int, sim: str) -> str:
+def stream_key(name: str, stream: StreamPlan, *, n: int, sim: str) -> str:
     """The key of item ``n`` of a stream, from its template (fields ``id``, ``n``, ``sim``)."""
-    template = stream["key"]
+    template = stream.key
     try:
         return str(template.format_map({"id": f"{n:06d}", "n": n, "sim": sim}))
     except (KeyError, ValueError, IndexError, AttributeError) as exc:
@@ -119,17 +120,17 @@ def stream_key(name: str, stream: Mapping[str, Any], *, n: int, sim: str) -> str
                          "the fields id, n and sim") from None
 
 
-def find_coupling(plan: Mapping[str, Any], role: str, *, name: str | None = None,
-                  job: str | None = None) -> tuple[str, dict[str, Any]]:
+def find_coupling(plan: Plan, role: str, *, name: str | None = None,
+                  job: str | None = None) -> tuple[str, CouplingPlan]:
     """The coupling a ``role`` job ("setup" or "simulation") serves: named, by job, or the sole."""
-    couplings: dict[str, dict[str, Any]] = plan["couplings"]
+    couplings = plan.couplings
     known = ", ".join(sorted(couplings)) or "none"
     if name:
         if name not in couplings:
             raise UsageError(f"no coupling {name!r} in the plan; known: {known}")
         return name, couplings[name]
     if job:
-        matches = sorted(c for c, v in couplings.items() if v.get(role) == job)
+        matches = sorted(c for c, v in couplings.items() if getattr(v, role) == job)
         if len(matches) == 1:
             return matches[0], couplings[matches[0]]
         if matches:
@@ -142,15 +143,11 @@ def find_coupling(plan: Mapping[str, Any], role: str, *, name: str | None = None
                      f"or MUMMI_JOB_TYPE, or pass --coupling (couplings: {known})")
 
 
-def success_name(plan: Mapping[str, Any], job: str, override: str | None) -> str | None:
+def success_name(plan: Plan, job: str, override: str | None) -> str | None:
     """The success file to write: ``--success-file`` if given, else the plan's, possibly none."""
     if override is not None:
         return override or None  # --success-file '' asks for none
-    try:
-        return plan["jobs"][job]["success"].get("file")  # type: ignore[no-any-return]
-    except KeyError:
-        raise UsageError(f"no job {job!r} in the plan; known: "
-                         f"{', '.join(sorted(plan['jobs']))}") from None
+    return plan.job(job).success.file
 
 
 def write_file(path: Path, data: bytes) -> None:

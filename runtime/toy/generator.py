@@ -61,8 +61,8 @@ class FeedbackReader:
 
     def __init__(self, campaign: Campaign, scale: str) -> None:
         self.campaign = campaign
-        loops = sorted(campaign.plan["feedback"].items())
-        self.loops = {name: loop["target"] for name, loop in loops if loop["to"] == scale}
+        loops = sorted(campaign.plan.feedback.items())
+        self.loops = {name: loop.target for name, loop in loops if loop.to == scale}
         self.latest: dict[str, tuple[np.ndarray, int]] = {}
         self._bad: set[str] = set()
 
@@ -71,7 +71,7 @@ class FeedbackReader:
         changed = False
         for loop, target in self.loops.items():
             try:
-                data = self.campaign.store(target["store"]).get(target["namespace"], target["key"])
+                data = self.campaign.store(target.store).get(target.namespace, target.key)
                 record = decode(data)
             except StoreError:
                 continue  # no aggregate yet
@@ -95,11 +95,11 @@ def run(plan: Path, stream_name: str, count: int, every: float, poll: float, see
     campaign = Campaign.open(plan)
     try:
         stream = campaign.stream(stream_name)
-        if stream["kind"] != "candidates":
-            raise UsageError(f"stream {stream_name!r} holds {stream['kind']}, not candidates")
-        store, namespace = campaign.store(stream["store"]), stream["namespace"]
-        model = Mixture(stream_name, int(stream["dim"]), list(stream.get("tags") or []), seed)
-        feedback = FeedbackReader(campaign, stream["scale"])
+        if stream.kind != "candidates":
+            raise UsageError(f"stream {stream_name!r} holds {stream.kind}, not candidates")
+        store, namespace = campaign.store(stream.store), stream.namespace
+        model = Mixture(stream_name, stream.dim, list(stream.tags), seed)
+        feedback = FeedbackReader(campaign, stream.scale)
         # A retry continues the same sequence: what an earlier attempt wrote stays as it was.
         existing = set(store.keys(namespace))
         per_batch = MAX_BATCH if every <= 0 else max(1, min(MAX_BATCH, int(BATCH_SECONDS / every)))

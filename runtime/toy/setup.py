@@ -37,18 +37,18 @@ def run(plan: Path, candidate: str | None, workdir: Path, fail_rate: float,
     try:
         name, coupling = find_coupling(campaign.plan, "setup", name=coupling_name or env.coupling,
                                        job=env.job_type)
-        job = env.job_type or coupling["setup"]
+        job = env.job_type or coupling.setup or ""
         success = success_name(campaign.plan, job, success_file)
         key = candidate or env.candidate
         if not key:
             raise UsageError("no candidate: pass --candidate or set MUMMI_CANDIDATE")
-        stream = campaign.stream(coupling["from"])
+        stream = campaign.stream(coupling.source)
         try:
-            data = campaign.store(stream["store"]).get(stream["namespace"], key)
-            record = decode(data, int(stream["dim"]))
+            data = campaign.store(stream.store).get(stream.namespace, key)
+            record = decode(data, stream.dim)
         except (StoreError, RecordError) as exc:
             raise ToyFailureError(f"cannot read candidate {key!r} of stream "
-                                  f"{coupling['from']!r}: {exc}") from None
+                                  f"{coupling.source!r}: {exc}") from None
 
         # Real setups take a while and sometimes fail; both are drawn from the candidate and
         # the attempt, so a run is reproducible and a retry gets a fresh chance.
@@ -62,7 +62,7 @@ def run(plan: Path, candidate: str | None, workdir: Path, fail_rate: float,
         buf = io.BytesIO()
         np.savez(buf, encoding=record.values.astype(np.float32), candidate=np.array(key))
         write_file(workdir / SYSTEM, buf.getvalue())
-        info = {"candidate": key, "coupling": name, "stream": coupling["from"], "job": job,
+        info = {"candidate": key, "coupling": name, "stream": coupling.source, "job": job,
                 "attempt": env.attempt, "tag": record.tag, "meta": record.meta,
                 "dim": int(record.values.size)}
         write_json(workdir / SYSTEM_INFO, info)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from mummi_spec.errors import UsageError
+from mummi_spec.plan import Plan
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.records import Record, encode
 from mummi_spec.runtime.stores.base import Store
@@ -49,23 +50,23 @@ class Output:
     def __init__(self, campaign: Campaign, name: str, sim: str) -> None:
         self.name, self.sim = name, sim
         self.stream = campaign.stream(name)
-        self.store: Store = campaign.store(self.stream["store"])
-        self.dim = int(self.stream["dim"])
+        self.store: Store = campaign.store(self.stream.store)
+        self.dim = self.stream.dim
         self.count = 0
 
     def put(self, values: np.ndarray, meta: Mapping[str, Any]) -> None:
         key = stream_key(self.name, self.stream, n=self.count, sim=self.sim)
-        self.store.put(self.stream["namespace"], key,
+        self.store.put(self.stream.namespace, key,
                        encode(Record(values, sim=self.sim, meta=dict(meta))))
         self.count += 1
 
 
-def binned_bounds(plan: Mapping[str, Any], stream: str, dim: int) -> np.ndarray | None:
+def binned_bounds(plan: Plan, stream: str, dim: int) -> np.ndarray | None:
     """The ``[low, high]`` rows of a binned selector reading ``stream``, if one does."""
-    for coupling in plan["couplings"].values():
-        selector = plan["selectors"].get(coupling["selector"], {})
-        if coupling["from"] == stream and selector.get("kind") == "binned":
-            bounds = np.asarray(selector.get("bounds") or [], dtype=np.float64)
+    for coupling in plan.couplings.values():
+        selector = plan.selectors.get(coupling.selector)
+        if coupling.source == stream and selector is not None and selector.kind == "binned":
+            bounds = np.asarray(selector.bounds, dtype=np.float64)
             if bounds.shape == (dim, 2):
                 return bounds
     return None
@@ -96,7 +97,7 @@ def run(plan: Path, sim: str | None, setup_dir: Path, workdir: Path, stop: str,
         # Run by hand, the job is the simulation of the coupling the setup served.
         chosen = coupling_name or env.coupling or info.get("coupling")
         job = env.job_type or find_coupling(campaign.plan, "simulation",
-                                            name=str(chosen) if chosen else None)[1]["simulation"]
+                                            name=str(chosen) if chosen else None)[1].simulation
         success = success_name(campaign.plan, job, success_file)
         outs = {name: Output(campaign, name, sim) for name in (frames, feedback) if name}
         bounds = binned_bounds(campaign.plan, frames, outs[frames].dim) if frames else None

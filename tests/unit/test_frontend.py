@@ -12,7 +12,7 @@ from mummi_spec.cli import main
 from mummi_spec.errors import SpecErrors
 from mummi_spec.frontend import NO_PROFILE, load_spec, load_spec_text
 from mummi_spec.loader import load_text
-from mummi_spec.model import parse_duration
+from mummi_spec.units import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = (ROOT / "tests" / "errors" / "unknown-selector.yaml").read_text().replace("pik", "pick")

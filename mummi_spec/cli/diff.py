@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from mummi_spec.cli._shared import Exit, chosen_profile, profile_args
 
 if TYPE_CHECKING:
     from mummi_spec.compiler.diff import CampaignDiff, Side
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 # plan.json keeps durations in seconds; the text says so.
 _DURATIONS = {"walltime", "poll", "tick", "checkpoint_every", "stop_after", "period", "every",
-              "duration", "duration_sd", "startup"}
+              "duration", "duration_sd", "startup", "retry_for"}
 _MARK = {"added": "+", "removed": "-", "changed": "~"}
 _WIDTH = 48
 
@@ -77,9 +78,8 @@ def to_text(d: CampaignDiff) -> str:
     return "\n".join([*out, ""])
 
 
-def cmd_diff(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Compare two campaigns; exit 0 when they are the same, 1 when they differ."""
-    from mummi_spec.cli import Exit, chosen_profile
     from mummi_spec.compiler.diff import diff_files
 
     both = chosen_profile(args)
@@ -93,8 +93,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return Exit.OK if d.same else Exit.DIFFERENCES
 
 
-def register(sub: Any, profile_args: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add the ``diff`` subcommand to ``sub``."""
+def register(sub: Any) -> None:
     p = sub.add_parser(
         "diff", help="what changed between two campaigns, and what it does to the build",
         description="Compare two campaigns setting by setting (defaults and profiles applied), "
@@ -108,4 +107,4 @@ def register(sub: Any, profile_args: Callable[[argparse.ArgumentParser], None]) 
                        help=f"profile for the {side} side only; '' for its base spec "
                             "(overrides --profile/--no-profile)")
     p.add_argument("--json", action="store_true", help="a JSON document instead of text")
-    p.set_defaults(func=cmd_diff)
+    p.set_defaults(func=run)

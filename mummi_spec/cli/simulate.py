@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mummi_spec.errors import UsageError
+from mummi_spec.cli._shared import Exit, chosen_profile, load_and_compile, profile_args
 
 PAPER_RATE = 100 / 60  # SC'21: "We configured our runs to submit ~100 jobs/min"
 
@@ -29,26 +27,14 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Compile the spec, run its manager in virtual time, print and write the prediction."""
-    from mummi_spec.cli import chosen_profile, print_warnings
-    from mummi_spec.compiler.compile import compile_loaded
-    from mummi_spec.frontend import load_spec
     from mummi_spec.runtime.simulate.report import metrics, to_text, write_all
     from mummi_spec.runtime.simulate.run import Options, simulate
 
-    loaded = load_spec(args.spec, profile=chosen_profile(args))
-    if args.nodes is not None:
-        m = loaded.spec.machine
-        reserved = m.reserved_manager + m.reserved_services
-        if args.nodes <= reserved:
-            raise UsageError(f"--nodes {args.nodes} leaves no node for jobs: the spec reserves "
-                             f"{reserved} (machine.reserved)")
-        spec = dataclasses.replace(loaded.spec, machine=dataclasses.replace(m, nodes=args.nodes))
-        loaded = dataclasses.replace(loaded, spec=spec)
-    compiled = compile_loaded(loaded)  # the resource plan is recomputed for --nodes
-    print_warnings(compiled.warnings, loaded.text)
-    plan = json.loads(compiled.files["plan.json"])
+    # The resource plan is recomputed for --nodes.
+    _, compiled = load_and_compile(args.spec, chosen_profile(args), nodes=args.nodes)
+    plan = compiled.plan
     options = Options(hours=args.hours, seed=args.seed, start=args.start, startup=args.startup,
                       per_second=args.throttle, items_per_hour=args.items_per_hour)
     # The manager logs every failed job; a day of a large campaign has thousands.
@@ -56,16 +42,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     result = simulate(plan, options)
     took = time.perf_counter() - began
-    out = args.output or Path(f"simulate-{plan['name']}")
+    out = args.output or Path(f"simulate-{plan.name}")
     paths = write_all(result, out)
     print(to_text(metrics(result)), end="")
     print(f"\nsimulated {args.hours:g} h in {took:.1f} s; wrote "
           + ", ".join(str(p) for p in paths.values()))
-    return 0
+    return Exit.OK
 
 
-def register(sub: Any, profile_args: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add the ``simulate`` subcommand to ``sub``."""
+def register(sub: Any) -> None:
     p = sub.add_parser(
         "simulate", help="predict occupancy and throughput in virtual time; submit nothing",
         description="Run the compiled campaign's workflow manager against a simulated machine "
@@ -95,4 +80,4 @@ def register(sub: Any, profile_args: Callable[[argparse.ArgumentParser], None]) 
                         "thinned, each item standing for several (default: 1000)")
     p.add_argument("-o", "--output", type=Path,
                    help="where the plots, CSV and summary go (default: ./simulate-<campaign>)")
-    p.set_defaults(func=cmd_simulate)
+    p.set_defaults(func=run)

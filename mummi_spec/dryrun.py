@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import PurePosixPath
 from typing import Any
 
 from mummi_spec.compiler.compile import Compiled
-from mummi_spec.model import Spec, format_hms
+from mummi_spec.model import Spec
+from mummi_spec.plan import Plan, Role
 from mummi_spec.runtime.jobs import make_request
 from mummi_spec.runtime.schedulers.base import JobRequest
 from mummi_spec.runtime.schedulers.dryrun import DryRunScheduler
+from mummi_spec.units import format_hms
 
 # Stand-ins for values the runtime only knows later; relative, so reports are portable.
 _WS = PurePosixPath("workspace")
@@ -20,25 +21,25 @@ def _workdir(job: str) -> PurePosixPath:
     return _WS / "jobs" / job / f"{job}-0001"
 
 
-def _example(plan: dict[str, Any], job: str) -> JobRequest:
-    role = plan["jobs"][job]["role"]
-    name = f"{job}-0001" if role != "persistent" else job
-    setup = next((c["setup"] for c in plan["couplings"].values()
-                  if c["simulation"] == job and c["setup"]), None)
+def _example(plan: Plan, job: str) -> JobRequest:
+    persistent = plan.job(job).role == Role.PERSISTENT
+    name = job if persistent else f"{job}-0001"
+    setup = next((c.setup for c in plan.couplings.values() if c.simulation == job and c.setup),
+                 None)
     values = {"CANDIDATE": "candidate-0001", "SIM": f"{job}-0001", "WORKSPACE": str(_WS),
               "PLAN": "build/plan.json", "PYTHON": "python3",
               "SETUP_DIR": str(_workdir(setup)) if setup else ""}
-    workdir = _workdir(job) if role != "persistent" else _WS / "jobs" / job
-    return make_request(plan, job, name=name, workdir=workdir, values=values)  # type: ignore[arg-type]
+    workdir = _WS / "jobs" / job if persistent else _workdir(job)
+    return make_request(plan, job, name=name, workdir=str(workdir), values=values)
 
 
 def submissions(compiled: Compiled) -> list[JobRequest]:
     """The persistent jobs and one instance of each dynamic job type, as the manager would send."""
-    plan = json.loads(compiled.files["plan.json"])
-    scheduler = DryRunScheduler(plan["scheduler"])
-    order = [j for j, v in plan["jobs"].items() if v["role"] == "persistent"]
-    for c in plan["couplings"].values():
-        order += [j for j in (c["setup"], c["simulation"]) if j and j not in order]
+    plan = compiled.plan
+    scheduler = DryRunScheduler(plan.scheduler)
+    order = [j for j, v in plan.jobs.items() if v.role == Role.PERSISTENT]
+    for c in plan.couplings.values():
+        order += [j for j in (c.setup, c.simulation) if j and j not in order]
     for job in order:
         scheduler.submit(_example(plan, job))
     return scheduler.submitted

@@ -1,0 +1,132 @@
+"""`mummi run`: Maestro runs the static study, whose manager step is the runtime."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mummi_spec.cli._shared import Exit, chosen_profile, load_and_compile, profile_args
+from mummi_spec.cli.steps import manager_pid
+from mummi_spec.errors import MummiError, UsageError
+
+RUN_LOG = "run.log"
+
+
+def _build_for(args: argparse.Namespace) -> Path:
+    """The build directory to run: compiled first when ``target`` is a spec."""
+    target = Path(args.target)
+    if target.is_file():
+        from mummi_spec.compiler.emit import write
+
+        loaded, compiled = load_and_compile(target, chosen_profile(args))
+        write(args.output, compiled.files)
+        print(f"compiled {target} (profile {loaded.spec.profile or 'none'}) into {args.output}/")
+        return Path(args.output)
+    if not (target / "study.yaml").is_file() or not (target / "plan.json").is_file():
+        raise UsageError(f"{target}: neither a spec file nor a build directory with study.yaml "
+                         "and plan.json; run `mummi compile spec.yaml` first or pass the spec")
+    return target
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a campaign: Maestro runs the static study; its manager step is the runtime."""
+    from mummi_spec.runtime.campaign import WORKSPACE_ENV, Campaign
+    from mummi_spec.runtime.ledger import Ledger
+    from mummi_spec.runtime.status import STATUS_FILE, read_status, render
+    from mummi_spec.runtime.workspace import claim
+
+    build = _build_for(args)
+    campaign = Campaign.open(build / "plan.json", args.workspace)
+    ws = campaign.workspace
+    ws.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(ws / "ledger.sqlite")
+    try:
+        claim(campaign, ledger)  # refuse before Maestro starts, not inside its step
+    finally:
+        ledger.close()
+    (ws / STATUS_FILE).unlink(missing_ok=True)  # only this run's manager may report an outcome
+    runs = ws / "maestro"
+    n = 1 + sum(1 for p in runs.glob("run-*")) if runs.exists() else 1
+    out = runs / f"run-{n}"
+    env = dict(os.environ, **{WORKSPACE_ENV: str(ws)})
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("USER", "mummi")  # Maestro's adapters need $USER
+    cmd = ["maestro", "run", "-fg", "-s", "1", "-y", "-o", str(out),
+           str((build / "study.yaml").resolve())]
+    print(f"running campaign {campaign.plan.name} in {ws} (Maestro study in {out})")
+    log_path = ws / RUN_LOG
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        _follow(proc, ws, lambda: _forward_stop(ws))
+    status = read_status(ws)
+    if status is None or status.get("state") not in ("complete", "stopped"):
+        raise MummiError(f"the campaign did not finish (Maestro exit {proc.returncode}); see "
+                         f"{log_path} and {ws / 'manager.log'}")
+    print(render(status), end="")
+    for name in ("summary.txt", "occupancy.png", "coverage.png"):
+        if (ws / name).exists():
+            print(f"  {ws / name}")
+    if status["state"] != "complete":
+        return Exit.INTERRUPTED
+    # Some job type's program could not be started: the work is not done.
+    return Exit.FAILED if status.get("unrunnable") else Exit.OK
+
+
+def _forward_stop(ws: Path) -> None:
+    pid = manager_pid(ws)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+
+
+def _follow(proc: subprocess.Popen[bytes], ws: Path, on_stop: Callable[[], None]) -> None:
+    """Show progress until Maestro ends; Ctrl-C or SIGTERM asks the manager to stop cleanly."""
+    from mummi_spec.runtime.status import progress_line, read_status
+
+    stopping = False
+
+    def stop(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        on_stop()
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    tty = sys.stdout.isatty()
+    last = ""
+    try:
+        while True:
+            try:
+                proc.wait(timeout=1.0)  # the display's refresh interval
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            status = read_status(ws)
+            if status is None:
+                continue
+            line = progress_line(status) + (" (stopping)" if stopping else "")
+            if tty:
+                print("\r" + line, end="", flush=True)
+            elif line.split("]", 1)[-1] != last.split("]", 1)[-1]:
+                print(line, flush=True)
+            last = line
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if tty:
+            print()
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a campaign (compiles first when given a spec)")
+    p.add_argument("target", nargs="?", default="build",
+                   help="a build directory (default: ./build) or a spec file")
+    p.add_argument("-o", "--output", type=Path, default=Path("build"),
+                   help="where a spec is compiled to (default: ./build)")
+    p.add_argument("--workspace", help="campaign workspace (default: the plan's)")
+    profile_args(p)
+    p.set_defaults(func=run)

@@ -1,0 +1,99 @@
+"""Submission: attempts the book recorded become scheduler jobs, a few at a time in parallel.
+
+A refused round backs off (1, 2, 4 ... 60 s); the refused attempts are the book's to requeue.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any
+
+from mummi_spec.errors import SchedulerError
+from mummi_spec.runtime.book import Book
+from mummi_spec.runtime.campaign import Campaign
+from mummi_spec.runtime.jobs import make_request
+from mummi_spec.runtime.ledger import JobRow
+from mummi_spec.runtime.schedulers.base import JobRequest, SchedulerAdapter
+
+log = logging.getLogger("mummi.manager")
+
+_THREADS = 4  # a few submitters hide sbatch's round trip; more only contend on slurmctld
+_MAX_BACKOFF = 60.0
+
+
+class _InlineExecutor(Executor):
+    """Runs each call at once in the caller's thread: submissions one by one, in order."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            fut.set_exception(exc)
+        return fut
+
+
+class Submitter:
+    """Hands attempts to the scheduler; ``threads=False`` submits in order, in this thread."""
+
+    def __init__(self, campaign: Campaign, scheduler: SchedulerAdapter, book: Book,
+                 now: Callable[[], float], *, threads: bool = True) -> None:
+        self.campaign = campaign
+        self.scheduler = scheduler
+        self.book = book
+        self.now = now
+        self.backoff = 1.0  # the wait after the next refused round
+        self.backoff_until = 0.0
+        self._pool: Executor = ThreadPoolExecutor(
+            _THREADS, thread_name_prefix="mummi-submit") if threads else _InlineExecutor()
+
+    def ready(self, now: float) -> bool:
+        """Whether submissions may go out now (not backing off)."""
+        return now >= self.backoff_until
+
+    def submit(self, rows: list[JobRow]) -> int:
+        """Submit the attempts; returns how many the scheduler refused."""
+        if not rows:
+            return 0
+        futures = [self._pool.submit(self.scheduler.submit, self.request(row)) for row in rows]
+        refused = 0
+        for row, fut in zip(rows, futures, strict=True):
+            try:
+                sched_id = fut.result()
+            except SchedulerError as exc:
+                log.warning("submission of %s refused: %s; backing off %.0f s", row.name, exc,
+                            self.backoff)
+                refused += 1
+                self.book.refused(row.name, str(exc), self.now())
+                continue
+            self.book.accepted(row.name, sched_id)
+        # Once per round, not per refused job: a refused batch of 500 would otherwise jump
+        # straight to the longest wait.
+        if refused:
+            self.backoff_until = self.now() + self.backoff
+            self.backoff = min(self.backoff * 2, _MAX_BACKOFF)
+        else:
+            self.backoff = 1.0
+        return refused
+
+    def request(self, row: JobRow) -> JobRequest:
+        """The job request of an attempt: its command's tokens and its ``MUMMI_*`` variables."""
+        c = self.campaign
+        ws = str(c.workspace)
+        values = {"WORKSPACE": ws, "PLAN": str(c.plan_path), "PYTHON": sys.executable,
+                  "WORKDIR": row.workdir}
+        env = {"MUMMI_WORKSPACE": ws, "MUMMI_PLAN": str(c.plan_path),
+               "MUMMI_JOB_TYPE": row.job_type, "MUMMI_ATTEMPT": str(row.attempt)}
+        if row.sim is not None:
+            sim = self.book.sims[row.sim]
+            values |= {"SIM": sim.name, "CANDIDATE": sim.candidate, "SETUP_DIR": sim.setup_dir}
+            env |= {"MUMMI_SIM": sim.name, "MUMMI_CANDIDATE": sim.candidate,
+                    "MUMMI_COUPLING": sim.coupling}
+        return make_request(c.plan, row.job_type, name=row.name, workdir=row.workdir,
+                            values=values, env=env)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
