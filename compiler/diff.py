@@ -27,6 +27,7 @@ U = TypeVar("U")
 GROUPS = ("campaign", "machine", "scheduler", "stores", "scales", "job types", "couplings",
           "selectors", "feedback")
 TOTALS = ("gpu_hours_per_day", "node_hours_per_day")
+_REDIS_ONLY = ("host", "port", "db", "password_env", "retry_for")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ def settings(loaded: Loaded, plan: Plan) -> dict[str, Any]:
         scales[st.scale]["emits"][st.name] = {
             **_without(to_data(st), "ref", "scale", "name", "every", "count"),
             "expect": {"every": st.every, "count": st.count}}
+    written = {c.name: c for c in loaded.spec.couplings}
     sch = plan.scheduler
     options = to_data(sch.flux) if sch.type == "flux" else \
         to_data(sch.local) if sch.type == "local" else dict(sch.batch)
@@ -150,14 +152,17 @@ def settings(loaded: Loaded, plan: Plan) -> dict[str, Any]:
                       "throttle": {"per_second": sch.per_second, "burst": sch.burst,
                                    "per_iteration": sch.per_iteration},
                       "poll": sch.poll, "expect": {"startup": sch.startup}},
-        "stores": {n: _without(to_data(s), "name", "prefix", "journal")
+        "stores": {n: _without(to_data(s), "name", "prefix", "journal",
+                               *(() if s.backend == "redis" else _REDIS_ONLY))
                    for n, s in plan.stores.items()},
         "scales": scales,
         "selectors": {n: _selector(s) for n, s in plan.selectors.items()},
         "couplings": {n: {**_without(to_data(c), "name", "source", "share_gpus", "share_cores",
                                      "budget", "max_simulations"),
                           "from": c.source, "share": {"gpus": c.share_gpus,
-                                                      "cores": c.share_cores}}
+                                                      "cores": c.share_cores},
+                          # unset, it follows the buffer and the slots: not a setting
+                          "max_pending": written[n].max_pending}
                       for n, c in plan.couplings.items()},
         "feedback": {n: {**_without(to_data(f), "name", "source", "weights_from"),
                          "from": f.source} for n, f in plan.feedback.items()},

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from mummi_spec.cli import main
+from mummi_spec.plan import Plan
 from mummi_spec.compiler.compile import compile_loaded
 from mummi_spec.compiler.emit import write
 from mummi_spec.errors import UsageError
@@ -95,12 +96,14 @@ def test_frontier_packs_eight_simulations_per_node():
 
 
 def test_plan_is_what_the_runtime_reads():
-    plan = json.loads(_compile("rasraf-3scale.yaml", "local").files["plan.json"])
-    assert plan["plan_version"] == 1
-    assert plan["couplings"]["macro-to-cg"]["setup"] == "createsim"
-    assert plan["feedback"]["cg-to-macro"]["weights_from"] == "patch-selector"
-    assert plan["stores"]["frames"]["backend"] == "filesystem"  # the local profile's switch
-    assert plan["selectors"]["frame-selector"]["bins"] == [18, 24, 4]
+    compiled = _compile("rasraf-3scale.yaml", "local")
+    plan = Plan.from_json(compiled.files["plan.json"])
+    assert plan == compiled.plan  # what is written is what is read back
+    assert json.loads(compiled.files["plan.json"])["plan_version"] == Plan.VERSION
+    assert plan.couplings["macro-to-cg"].setup == "createsim"
+    assert plan.feedback["cg-to-macro"].weights_from == "patch-selector"
+    assert plan.stores["frames"].backend == "filesystem"  # the local profile's switch
+    assert plan.selectors["frame-selector"].bins == (18, 24, 4)
 
 
 def test_job_templates_quote_the_stop_condition():
