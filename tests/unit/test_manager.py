@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import itertools
 import json
 import random
@@ -17,8 +17,10 @@ import pytest
 from mummi_spec.compiler.compile import compile_loaded
 from mummi_spec.errors import SchedulerError, UsageError
 from mummi_spec.frontend import load_spec_text
+from mummi_spec.plan import Plan, RetryPolicy
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.manager import Manager
+from mummi_spec.runtime.periodic import Task, guarded
 from mummi_spec.runtime.records import Record, encode
 from mummi_spec.runtime.schedulers.base import (
     TERMINAL_STATES,
@@ -26,6 +28,7 @@ from mummi_spec.runtime.schedulers.base import (
     JobState,
     JobStatus,
     SchedulerAdapter,
+    SchedulerBase,
 )
 
 COUPLING = "gen-to-cg"
@@ -61,12 +64,23 @@ manager: {tick: 1s, checkpoint_every: 10m, max_simulations: 12}
 
 
 @pytest.fixture(scope="module")
-def compiled() -> dict[str, Any]:
-    plan: dict[str, Any] = json.loads(compile_loaded(load_spec_text(SPEC)).files["plan.json"])
-    return plan
+def compiled() -> Plan:
+    return compile_loaded(load_spec_text(SPEC)).plan
 
 
-class FakeScheduler:
+def patched(plan: Plan, *, budget: int, sim_max: int, cap: int, **coupling: Any) -> Plan:
+    """``plan`` with the coupling's GPU budget, the simulations' concurrency, the campaign
+    cap and coupling settings changed, as a compiler would have resolved them."""
+    c = plan.couplings[COUPLING]
+    c = dataclasses.replace(c, budget=dataclasses.replace(c.budget, gpus=budget),
+                            max_simulations=cap, **coupling)
+    sim = dataclasses.replace(plan.jobs["cganalysis"], max_concurrent=sim_max)
+    return dataclasses.replace(
+        plan, couplings={**plan.couplings, COUPLING: c}, jobs={**plan.jobs, "cganalysis": sim},
+        manager=dataclasses.replace(plan.manager, max_simulations=cap))
+
+
+class FakeScheduler(SchedulerBase):
     """Accepts jobs and reports what the test says happened to them; sees only its own ids."""
 
     key: ClassVar[str] = "fake"
@@ -155,28 +169,27 @@ class FakeClock:
 class Rig:
     """One campaign directory; managers come and go on it as processes would."""
 
-    def __init__(self, root: Path, plan: dict[str, Any]) -> None:
+    def __init__(self, root: Path, plan: Plan) -> None:
         self.plan_path = root / "build" / "plan.json"
         self.plan_path.parent.mkdir(parents=True)
-        self.plan_path.write_text(json.dumps(plan, indent=1, sort_keys=True))
+        self.write(plan)
         self.ws = root / "ws"
         self.clock = FakeClock()
         self.managers: list[Manager] = []
 
+    def write(self, plan: Plan) -> None:
+        self.plan_path.write_text(plan.to_json())
+
+    def plan(self) -> Plan:
+        return Plan.read(self.plan_path)
+
     def manager(self, sched: FakeScheduler, *, start: bool = True) -> Manager:
-        """A new manager process on the campaign reopened from disk; with ``start``, the
-        steps ``run()`` takes before its loop."""
+        """A new manager process on the campaign reopened from disk, started unless not."""
         m = Manager(Campaign.open(self.plan_path, self.ws), sched, clock=self.clock,
                     threads=False)
         self.managers.append(m)
         if start:
-            m._check_plan()
-            m._open_selectors()
-            m._open_streams()
-            m._open_feedback()
-            m._recover()
-            m._start_persistent()
-            m._start_background()
+            m.start()
         return m
 
     def candidates(self, n: int, seed: int = 0) -> None:
@@ -188,19 +201,16 @@ class Rig:
         finally:
             c.close()
 
-    def tick(self, m: Manager, dt: float = 1.0) -> None:
+    def tick(self, m: Manager, dt: float = 1.0) -> str | None:
         """One pass of the manager's loop, ``dt`` seconds after the previous one."""
         self.clock.t += dt
-        now = self.clock.now()
-        m._run_due(now)
-        m._poll(now)
-        m._schedule(now)
+        return m.tick(self.clock.now())
 
     def crash(self, m: Manager) -> None:
         """The process dies: no shutdown, nothing cancelled, nothing checkpointed."""
-        m._pool.shutdown(wait=True)
+        m.submitter.close()
         m.ledger.close()
-        m.c.close()
+        m.campaign.close()
         self.managers.remove(m)
 
     def close(self) -> None:
@@ -209,16 +219,12 @@ class Rig:
 
 
 @pytest.fixture
-def make_rig(tmp_path: Path, compiled: dict[str, Any]) -> Iterator[Callable[..., Rig]]:
+def make_rig(tmp_path: Path, compiled: Plan) -> Iterator[Callable[..., Rig]]:
     """``make_rig(budget=..., sim_max=..., ...)`` -> a Rig for the test plan so patched."""
     rigs: list[Rig] = []
 
     def make(budget: int = 4, sim_max: int = 4, cap: int = 12, **coupling: Any) -> Rig:
-        plan = copy.deepcopy(compiled)
-        plan["resources"]["budgets"][COUPLING]["gpus"] = budget
-        plan["jobs"]["cganalysis"]["max_concurrent"] = sim_max
-        plan["couplings"][COUPLING].update(coupling)
-        plan["manager"]["max_simulations"] = cap
+        plan = patched(compiled, budget=budget, sim_max=sim_max, cap=cap, **coupling)
         rig = Rig(tmp_path / f"rig{len(rigs)}", plan)
         rigs.append(rig)
         return rig
@@ -239,8 +245,8 @@ def launch(make_rig: Callable[..., Rig], candidates: int, **plan: Any
 
 def queues(m: Manager) -> tuple[int, int, int]:
     """(waiting, setting up, ready) of the one coupling, as the manager sees them."""
-    pipe = m.pipes[COUPLING]
-    in_setup = sum(1 for lj in m.live.values() if lj.row.job_type == "createsim")
+    pipe = m.book.pipes[COUPLING]
+    in_setup = sum(1 for lj in m.book.live.values() if lj.row.job_type == "createsim")
     return len(pipe.waiting), in_setup, len(pipe.ready)
 
 
@@ -281,7 +287,8 @@ def test_gpu_budget_and_max_concurrent_hold_at_every_tick(make_rig: Callable[...
         assert sims <= 2
         assert gpus <= 3
         most = {"sims": max(most["sims"], sims), "gpus": max(most["gpus"], gpus)}
-        if set(sim_states(m).values()) <= {"done", "failed"} and m.pipes[COUPLING].selected == 12:
+        done = set(sim_states(m).values()) <= {"done", "failed"}
+        if done and m.book.pipes[COUPLING].selected == 12:
             break
     else:
         pytest.fail(f"the campaign did not finish: {sim_states(m)}")
@@ -302,7 +309,7 @@ def test_setups_fill_the_ready_buffer_and_stop(make_rig: Callable[..., Rig]) -> 
         assert queues(m) == (0, 0, 2)  # exactly the buffer, nothing more being set up
     assert len(sched.live("cganalysis")) == 2
     assert len(sched.requests) == submitted
-    assert m.pipes[COUPLING].selected == 4  # two running, two ready: no selection beyond
+    assert m.book.pipes[COUPLING].selected == 4  # two running, two ready: no selection beyond
 
 
 def test_max_pending_bounds_selections_ahead(make_rig: Callable[..., Rig]) -> None:
@@ -316,7 +323,7 @@ def test_max_pending_bounds_selections_ahead(make_rig: Callable[..., Rig]) -> No
         assert pending <= 3
         highest = max(highest, pending)
     assert highest == 3
-    assert m.pipes[COUPLING].selected > 3  # selection went on as sims left the queues
+    assert m.book.pipes[COUPLING].selected > 3  # selection went on as sims left the queues
 
 
 def test_a_failing_setup_is_retried_to_its_limit_then_the_sim_fails(
@@ -337,7 +344,7 @@ def test_a_failing_setup_is_retried_to_its_limit_then_the_sim_fails(
     assert jobs == [(f"{sim.sim}.createsim.1", "timedout"), (f"{sim.sim}.createsim.2", "failed"),
                     (f"{sim.sim}.createsim.3", "failed")]
     assert sched.live("createsim") == []
-    assert m.pipes[COUPLING].selected == 1
+    assert m.book.pipes[COUPLING].selected == 1
 
 
 def test_a_refused_submission_backs_off_and_costs_the_sim_nothing(
@@ -349,9 +356,9 @@ def test_a_refused_submission_backs_off_and_costs_the_sim_nothing(
     (refused,) = sched.refused
     sim = refused.split(".")[0]
     assert sim_states(m)[sim] == "selected"
-    assert m.pipes[COUPLING].waiting == [sim]
+    assert m.book.pipes[COUPLING].waiting == [sim]
     assert next(j for j in m.ledger.jobs() if j.name == refused).state == "lost"
-    assert m.backoff_until == rig.clock.now() + 1.0
+    assert m.submitter.backoff_until == rig.clock.now() + 1.0
     submitted = len(sched.requests)
     for _ in range(3):
         rig.tick(m, dt=0.25)
@@ -359,9 +366,9 @@ def test_a_refused_submission_backs_off_and_costs_the_sim_nothing(
     rig.tick(m, dt=0.25)
     # A new attempt (its own name and directory) but not a charged one: the sim carries on.
     assert sched.names()[-1] == refused.replace(".1", ".2")
-    assert m.history[(sim, "createsim")] == []
+    assert m.book.history[(sim, "createsim")] == []
     finish(rig, m, sched)
-    assert m.backoff == 1.0  # reset by the first accepted submission
+    assert m.submitter.backoff == 1.0  # reset by the first accepted submission
     assert [j.attempt for j in m.ledger.jobs() if j.sim == sim][:2] == [1, 2]
 
 
@@ -393,7 +400,7 @@ def finish(rig: Rig, m: Manager, sched: FakeScheduler) -> None:
     for _ in range(100):
         sched.complete_all()
         rig.tick(m)
-        pipe = m.pipes[COUPLING]
+        pipe = m.book.pipes[COUPLING]
         if set(sim_states(m).values()) == {"done"} and pipe.selected == pipe.cap:
             return
     pytest.fail(f"the campaign did not finish: {sim_states(m)}")
@@ -419,7 +426,8 @@ def test_after_a_crash_unseen_jobs_are_resubmitted_and_nothing_is_selected_twice
         return f"{head}.{int(n) + 1}"
 
     assert {bump(n) for n in in_flight} <= set(new.names())
-    assert all(m.history[(j.sim or "", j.job_type)].count("lost") == 0 for j in m.ledger.jobs())
+    history = m.book.history
+    assert all(history[(j.sim or "", j.job_type)].count("lost") == 0 for j in m.ledger.jobs())
     finish(rig, m, new)
     assert_each_candidate_once(m)
     assert len(m.ledger.sims()) == 6
@@ -432,7 +440,7 @@ def test_after_a_crash_jobs_the_scheduler_still_sees_are_tracked_not_resubmitted
     in_flight = drive_to_a_mixed_state(rig, m, sched)
     rig.crash(m)
     m = rig.manager(sched)
-    assert sorted(m.live) == sorted(in_flight)
+    assert sorted(m.book.live) == sorted(in_flight)
     assert m.ledger.jobs(["lost"]) == []
     finish(rig, m, sched)
     names = sched.names()
@@ -482,10 +490,10 @@ def test_a_crash_during_submission_is_resubmitted(make_rig: Callable[..., Rig],
 def test_selections_after_the_last_checkpoint_are_not_repeated(
         make_rig: Callable[..., Rig]) -> None:
     rig, sched, m = launch(make_rig, 12, cap=12)
-    m._run_due(rig.clock.now())  # ingest
+    m.periodic.run_due(rig.clock.now())  # ingest
     m.checkpoint()
     rig.tick(m)  # selects after the checkpoint
-    assert 0 < m.pipes[COUPLING].selected < 12
+    assert 0 < m.book.pipes[COUPLING].selected < 12
     rig.crash(m)
     m = rig.manager(sched)
     finish(rig, m, sched)
@@ -498,13 +506,13 @@ def test_a_workspace_refuses_a_different_plan(make_rig: Callable[..., Rig]) -> N
     rig.crash(m)
     rig.manager(FakeScheduler())  # the same plan resumes
     rig.close()
-    plan = json.loads(rig.plan_path.read_text())
-    plan["manager"]["max_simulations"] += 1
-    rig.plan_path.write_text(json.dumps(plan))
+    plan = rig.plan()
+    rig.write(dataclasses.replace(plan, manager=dataclasses.replace(
+        plan.manager, max_simulations=(plan.manager.max_simulations or 0) + 1)))
     m = rig.manager(FakeScheduler(), start=False)
     digest = m.ledger.meta("plan_sha256")
     with pytest.raises(UsageError, match=r"different plan\.json"):
-        m._check_plan()
+        m.start()
     assert m.ledger.meta("plan_sha256") == digest  # still the plan that started it
 
 
@@ -534,9 +542,10 @@ def test_run_completes_on_the_fake_scheduler(make_rig: Callable[..., Rig]) -> No
 def test_a_timed_out_simulation_is_retried_and_no_gpu_waits_a_tick(
         make_rig: Callable[..., Rig]) -> None:
     rig = make_rig(budget=2, sim_max=2, cap=4, ready_buffer=1)
-    plan = json.loads(rig.plan_path.read_text())
-    plan["jobs"]["cganalysis"]["retry"] = {"limit": 1, "on": ["failed", "timedout"]}
-    rig.plan_path.write_text(json.dumps(plan))
+    plan = rig.plan()
+    sim = dataclasses.replace(plan.jobs["cganalysis"],
+                              retry=RetryPolicy(1, ("failed", "timedout")))
+    rig.write(dataclasses.replace(plan, jobs={**plan.jobs, "cganalysis": sim}))
     rig.candidates(10)
     sched = FakeScheduler()
     m = rig.manager(sched)
@@ -548,7 +557,7 @@ def test_a_timed_out_simulation_is_retried_and_no_gpu_waits_a_tick(
         for i in sched.live("createsim"):
             sched.end(i)
         rig.tick(m)
-    assert m.pipes[COUPLING].waiting  # work is waiting for a GPU
+    assert m.book.pipes[COUPLING].waiting  # work is waiting for a GPU
     hung = sched.live("cganalysis")[0]
     sim = sched.requests[hung].name.split(".")[0]
     for attempt in (1, 2):
@@ -561,7 +570,7 @@ def test_a_timed_out_simulation_is_retried_and_no_gpu_waits_a_tick(
     assert hung == ""  # the limit allowed one retry
     (row,) = (s for s in m.ledger.sims() if s.sim == sim)
     assert (row.state, row.reason) == ("failed", "cganalysis: timedout")
-    assert m.history[(sim, "cganalysis")] == ["timedout", "timedout"]
+    assert m.book.history[(sim, "cganalysis")] == ["timedout", "timedout"]
 
 
 def test_a_failing_periodic_task_is_logged_once_per_period_traceback_only_for_bugs(
@@ -575,8 +584,8 @@ def test_a_failing_periodic_task_is_logged_once_per_period_traceback_only_for_bu
         raise KeyError("oops")
 
     with caplog.at_level("WARNING", logger="mummi"):
-        Manager._guarded("feedback rdfs", outage)
-        Manager._guarded("ingest cg", bug)
+        guarded(Task("feedback rdfs", 1.0, outage))
+        guarded(Task("ingest cg", 1.0, bug))
     known, unknown = caplog.records
     assert known.levelname == "WARNING" and known.exc_info is None
     assert "feedback rdfs failed: redis store 127.0.0.1:1: connection refused" in known.message
