@@ -4,6 +4,7 @@ the simulated machine, scheduler and expectations on their own."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -14,11 +15,13 @@ from mummi_spec.cli import main
 from mummi_spec.compiler.compile import compile_loaded
 from mummi_spec.errors import UsageError
 from mummi_spec.frontend import NO_PROFILE, load_spec_text
+from mummi_spec.plan import Expectation, JobPlan, JobResources, Pool, Role, StreamPlan
 from mummi_spec.runtime.schedulers.base import JobRequest, JobState
 from mummi_spec.runtime.simulate.expect import JobExpect, job_expect, stream_expect, uniform
 from mummi_spec.runtime.simulate.run import check_machine
 from mummi_spec.runtime.simulate.scheduler import SimulatedScheduler
 from mummi_spec.runtime.simulate.world import Engine, Machine, Producers
+from tests import plans
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "rasraf-3scale.yaml"
@@ -112,8 +115,9 @@ def test_startup_delay_comes_from_the_spec() -> None:
 
 
 def test_a_job_wider_than_the_machine_is_refused() -> None:
-    plan = {"jobs": {"big": {"pool": "persistent", "resources": {"nodes": 150, "gpus": 0,
-                                                                 "cores": 3600}}}}
+    big = plans.job("big", role=Role.PERSISTENT, pool=Pool.PERSISTENT,
+                    resources=JobResources(nodes=150, tasks=150, cores_per_task=24))
+    plan = plans.plan(jobs=[big])
     with pytest.raises(UsageError, match=re.escape(
             "job type 'big' needs 150 node(s) with 0 GPU(s) and 24 core(s) each; the machine "
             "has 100 compute")):
@@ -141,27 +145,26 @@ def test_multi_node_jobs_take_whole_shares_of_several_nodes() -> None:
     assert m.busy_cores == 72
 
 
-def _scheduler(plan_jobs: dict[str, dict[str, object]], rate: float | None = 2.0,
+def _scheduler(plan_jobs: list[JobPlan], rate: float | None = 2.0,
                nodes: int = 2) -> tuple[SimulatedScheduler, Engine, Machine]:
     engine = Engine()
     machine = Machine(engine, nodes, 42, 6, 3.0)
-    plan = {"jobs": plan_jobs, "streams": {}, "couplings": {}, "selectors": {}}
+    plan = plans.plan(jobs=plan_jobs, scheduler=plans.scheduler(per_second=rate))
     producers = Producers(engine, plan, lambda name: None, 0, 1000.0)  # type: ignore[arg-type,return-value]
-    sched = SimulatedScheduler({"max_submit_per_second": rate}, engine=engine, machine=machine,
-                               plan=plan, producers=producers, startup=5.0)
+    sched = SimulatedScheduler(plan, engine=engine, machine=machine, producers=producers,
+                               startup=5.0)
     return sched, engine, machine
 
 
-def _job(duration: float, walltime: float = 3600.0, failure_rate: float = 0.0
-         ) -> dict[str, object]:
-    return {"role": "simulation", "scale": "s", "pool": "gpu", "walltime": walltime,
-            "max_concurrent": 1,
-            "expect": {"duration": duration, "duration_sd": 0.0, "failure_rate": failure_rate}}
+def _job(name: str, duration: float, walltime: float = 3600.0, failure_rate: float = 0.0
+         ) -> JobPlan:
+    return plans.job(name, walltime=walltime, resources=JobResources(gpus=1),
+                     expect=Expectation(duration, 0.0, failure_rate))
 
 
 def test_simulated_scheduler_throttles_starts_ends_and_cancels_in_virtual_time() -> None:
-    sched, engine, machine = _scheduler({"ok": _job(100.0), "long": _job(7200.0),
-                                         "bad": _job(100.0, failure_rate=1.0)})
+    sched, engine, machine = _scheduler([_job("ok", 100.0), _job("long", 7200.0),
+                                         _job("bad", 100.0, failure_rate=1.0)])
 
     def submit(name: str, job_type: str) -> str:
         return sched.submit(JobRequest(name, job_type, "true", Path("w"), gpus=1,
@@ -189,7 +192,7 @@ def test_simulated_scheduler_throttles_starts_ends_and_cancels_in_virtual_time()
 
 
 def test_jobs_longer_than_their_walltime_are_killed_at_it() -> None:
-    sched, engine, _ = _scheduler({"slow": _job(7200.0, walltime=3600.0)}, rate=None)
+    sched, engine, _ = _scheduler([_job("slow", 7200.0, walltime=3600.0)], rate=None)
     job_id = sched.submit(JobRequest("slow", "slow", "true", Path("w"), gpus=1))
     engine.advance(3600.0 + 5.0 - 1.0)
     assert sched.status([job_id])[job_id].state == JobState.RUNNING
@@ -198,7 +201,7 @@ def test_jobs_longer_than_their_walltime_are_killed_at_it() -> None:
 
 
 def test_jobs_wait_for_free_gpus() -> None:
-    sched, engine, machine = _scheduler({"ok": _job(100.0)}, rate=None, nodes=1)
+    sched, engine, machine = _scheduler([_job("ok", 100.0)], rate=None, nodes=1)
     ids = [sched.submit(JobRequest(f"j{i}", "ok", "true", Path("w"), gpus=1)) for i in range(8)]
     engine.advance(10.0)
     assert machine.busy_gpus == 6 and sched.waiting == 2
@@ -212,18 +215,23 @@ def test_expected_durations_are_truncated_normals_with_paper_defaults() -> None:
     draws = [e.duration(uniform(0, "job", i)) for i in range(4000)]
     assert min(draws) >= 0.05 * 5400
     assert abs(sum(draws) / len(draws) - 5400) < 100
-    assert job_expect("createsim", {"role": "setup", "walltime": 14400, "expect": {}}).mean \
-        == 1.5 * 3600
-    assert job_expect("backmapping", {"role": "setup", "walltime": 14400}).mean == 2 * 3600
-    assert math.isinf(job_expect("x", {"role": "persistent", "walltime": 60}).mean)
+    setup = plans.job(role=Role.SETUP, walltime=14400.0)
+    assert job_expect("createsim", setup).mean == 1.5 * 3600
+    assert job_expect("backmapping", setup).mean == 2 * 3600
+    assert math.isinf(job_expect("x", plans.job(role=Role.PERSISTENT, walltime=60.0)).mean)
     assert uniform(3, "a") == uniform(3, "a") != uniform(4, "a")
 
 
+def _stream(every: float | None, count: int) -> StreamPlan:
+    return dataclasses.replace(plans.stream("s.x", "data", "x", "{id}", 3), every=every,
+                               count=count)
+
+
 def test_fast_streams_are_thinned_to_the_item_budget() -> None:
-    frames = stream_expect({"every": 240.0, "count": 1}, "simulation", 4112, 1000.0)
+    frames = stream_expect(_stream(240.0, 1), Role.SIMULATION, 4112, 1000.0)
     assert frames.stands_for == pytest.approx(4112 * 15 / 1000)
     assert 4112 * frames.count * 3600 / frames.every == pytest.approx(1000.0)
-    patches = stream_expect({"every": 90.0, "count": 330}, "persistent", 1, 1000.0)
+    patches = stream_expect(_stream(90.0, 330), Role.PERSISTENT, 1, 1000.0)
     assert patches.every == 90.0 and patches.count == 25
-    slow = stream_expect({"every": None, "count": 1}, "persistent", 1, 1e6)
+    slow = stream_expect(_stream(None, 1), Role.PERSISTENT, 1, 1e6)
     assert (slow.every, slow.count, slow.stands_for) == (90.0, 330, 1.0)  # SC'21's snapshots
