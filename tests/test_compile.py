@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from mummi_spec.cli import main
-from mummi_spec.plan import Plan
 from mummi_spec.compiler.compile import compile_loaded
 from mummi_spec.compiler.emit import write
 from mummi_spec.errors import UsageError
 from mummi_spec.frontend import NO_PROFILE, load_spec
+from mummi_spec.plan import Plan
 from tests.conftest import SPECS
 from tests.golden import assert_matches_golden
 
