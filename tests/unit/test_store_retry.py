@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ import pytest
 import redis
 
 from mummi_spec.errors import StoreError
+from mummi_spec.plan import StorePlan
 from mummi_spec.runtime import feedback
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.feedback import CONSUMED_SUFFIX, FeedbackLoop
@@ -19,6 +21,7 @@ from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.records import Record, decode, encode
 from mummi_spec.runtime.stores import redis as redis_store
 from mummi_spec.runtime.stores.redis import RedisStore
+from tests import plans
 
 pytestmark = pytest.mark.redis
 LOST = redis.ConnectionError("Connection closed by server.")
@@ -31,13 +34,14 @@ def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def config(redis_server: dict[str, Any]) -> dict[str, Any]:
-    return {"backend": "redis", "name": "fb", "host": redis_server["host"],
-            "port": redis_server["port"], "prefix": f"test-{uuid.uuid4().hex}"}
+def config(redis_server: dict[str, Any]) -> StorePlan:
+    # "ns" is journaled: its writes are MULTI/EXEC transactions (a pipeline), the others MSETs.
+    return plans.store("redis", "fb", prefix=f"test-{uuid.uuid4().hex}", journal=("ns",),
+                       **redis_server)
 
 
 @pytest.fixture
-def store(config: dict[str, Any], tmp_path: Path) -> Iterator[RedisStore]:
+def store(config: StorePlan, tmp_path: Path) -> Iterator[RedisStore]:
     s = RedisStore(config, tmp_path)
     yield s
     s.purge()
@@ -89,8 +93,8 @@ def test_a_move_retried_still_reports_keys_that_were_never_there(
 
 
 def test_the_wait_is_bounded_and_the_error_names_server_and_cause(
-        config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = RedisStore({**config, "retry_for": 0.05}, tmp_path)
+        config: StorePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = RedisStore(dataclasses.replace(config, retry_for=0.05), tmp_path)
     monkeypatch.setattr(store._client, "mget", flaky(store._client.mget, 10**6))
     with pytest.raises(StoreError) as err:
         store.get_many("ns", ["k"])
@@ -114,15 +118,11 @@ def test_other_errors_are_not_retried(store: RedisStore, monkeypatch: pytest.Mon
 
 
 def test_feedback_through_lost_connections_counts_each_item_once(
-        config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = {
-        "stores": {"fb": config},
-        "streams": {"cg.rdfs": {"kind": "feedback", "store": "fb", "namespace": "rdfs",
-                                "key": "rdf_{sim}_{n:04d}", "dim": 2}},
-        "feedback": {"loop": {"from": "cg.rdfs", "to": "macro", "aggregate": "mean",
-                              "period": 1.0, "target": {"store": "fb", "namespace": "model",
-                                                        "key": "rdf"}}},
-    }
+        config: StorePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = plans.plan(
+        stores=[config],
+        streams=[plans.stream("cg.rdfs", "fb", "rdfs", "rdf_{sim}_{n:04d}", 2, kind="feedback")],
+        feedback=[plans.feedback("loop", "cg.rdfs", ("fb", "model", "rdf"), to="macro")])
     campaign = Campaign(plan, tmp_path / "plan.json", tmp_path / "ws")
     ledger = Ledger(tmp_path / "ws" / "ledger.sqlite")
     store = campaign.store("fb")
@@ -137,7 +137,7 @@ def test_feedback_through_lost_connections_counts_each_item_once(
         monkeypatch.setattr(client, "scan", flaky(client.scan, 2, after=True))
         monkeypatch.setattr(client, "mget", flaky(client.mget, 1))
         monkeypatch.setattr(store, "_move", flaky(store._move, 1, after=True))
-        monkeypatch.setattr(client, "pipeline", flaky(client.pipeline, 2))
+        monkeypatch.setattr(client, "mset", flaky(client.mset, 2))  # the report
         result = loop.iterate()
         assert (result.consumed, result.total) == (6, 6)
         assert store.keys("rdfs") == [] and len(store.keys("rdfs" + CONSUMED_SUFFIX)) == 6

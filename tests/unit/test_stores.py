@@ -14,6 +14,7 @@ from mummi_spec.errors import StoreError
 from mummi_spec.runtime.registry import STORES
 from mummi_spec.runtime.stores.base import Store
 from mummi_spec.runtime.stores.redis import RedisStore
+from tests import plans
 
 BACKENDS = [
     "filesystem",
@@ -31,12 +32,10 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path):
     opened: list[Store] = []
 
     def open_(backend: str, **extra: object) -> Store:
-        config: dict[str, object] = {"backend": backend, "name": "data", **extra}
         if backend == "redis":
-            settings = request.getfixturevalue("redis_server")
-            config.setdefault("prefix", f"test-{uuid.uuid4().hex}")
-            config.update(host=settings["host"], port=settings["port"])
-        store = STORES.get(backend)(config, tmp_path)
+            server = request.getfixturevalue("redis_server")
+            extra = {"prefix": f"test-{uuid.uuid4().hex}", **extra, **server}
+        store = STORES.get(backend)(plans.store(backend, **extra), root=tmp_path)
         opened.append(store)
         return store
 
@@ -224,8 +223,8 @@ def test_data_outlives_the_store_object(backend: str, open_store) -> None:
 
 
 def test_filesystem_layout_and_no_temporary_leftovers(tmp_path: Path) -> None:
-    store = STORES.get("filesystem")({"backend": "filesystem", "name": "fb", "path": "feedback"},
-                                     tmp_path)
+    store = STORES.get("filesystem")(plans.store("filesystem", "fb", path="feedback"),
+                                     root=tmp_path)
     store.put("rdfs", "a.npz", b"x")
     store.move("rdfs", ["a.npz"], "processed")
     assert (tmp_path / "feedback" / "processed" / "a.npz").read_bytes() == b"x"
@@ -244,17 +243,18 @@ def test_redis_unreachable_names_host_and_port_not_password(
 ) -> None:
     monkeypatch.setenv("MUMMI_TEST_REDIS_PW", "s3cret-pw")
     port = _free_port()
-    config = {"backend": "redis", "name": "fb", "port": port, "password_env": "MUMMI_TEST_REDIS_PW",
-              "retry_for": 0}  # no waiting for a server that never comes (test_store_retry.py)
+    # retry_for=0: no waiting for a server that never comes (test_store_retry.py)
+    config = plans.store("redis", "fb", port=port, password_env="MUMMI_TEST_REDIS_PW",
+                         retry_for=0)
     with pytest.raises(StoreError, match=f"127.0.0.1:{port}") as err:
-        STORES.get("redis")(config, tmp_path)
+        STORES.get("redis")(config, root=tmp_path)
     assert "s3cret-pw" not in str(err.value)
 
 
 def test_redis_password_variable_must_be_set(tmp_path: Path) -> None:
-    config = {"backend": "redis", "name": "fb", "password_env": "MUMMI_TEST_UNSET_VARIABLE"}
+    config = plans.store("redis", "fb", password_env="MUMMI_TEST_UNSET_VARIABLE")
     with pytest.raises(StoreError, match="MUMMI_TEST_UNSET_VARIABLE"):
-        STORES.get("redis")(config, tmp_path)
+        STORES.get("redis")(config, root=tmp_path)
 
 
 @pytest.mark.redis

@@ -10,18 +10,21 @@ import pytest
 from mummi_spec.runtime.registry import STORES
 from mummi_spec.runtime.stores.base import Journaled, Store
 from mummi_spec.runtime.stores.redis import RedisStore
+from tests import plans
+from tests.conftest import SPECS
 
 JOURNALED = ["taridx", "memory", pytest.param("redis", marks=pytest.mark.redis)]
+# Redis journals only the namespaces its settings name (a campaign's candidate streams).
+NAMESPACES = ("ns", "ns2", "done")
 
 
 @pytest.fixture(params=JOURNALED)
 def store(request: pytest.FixtureRequest, tmp_path: Path):
-    config: dict[str, object] = {"backend": request.param, "name": "data"}
+    extra: dict[str, object] = {}
     if request.param == "redis":
-        settings = request.getfixturevalue("redis_server")
-        config.update(host=settings["host"], port=settings["port"],
-                      prefix=f"test-{uuid.uuid4().hex}")
-    opened = STORES.get(request.param)(config, tmp_path)
+        extra = {**request.getfixturevalue("redis_server"), "journal": NAMESPACES,
+                 "prefix": f"test-{uuid.uuid4().hex}"}
+    opened = STORES.get(request.param)(plans.store(request.param, **extra), root=tmp_path)
     yield opened
     if isinstance(opened, RedisStore):
         opened.purge()
@@ -29,7 +32,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path):
 
 
 def test_the_filesystem_store_has_no_journal(tmp_path: Path) -> None:
-    store = STORES.get("filesystem")({"backend": "filesystem", "name": "data"}, tmp_path)
+    store = STORES.get("filesystem")(plans.store("filesystem"), root=tmp_path)
     assert not isinstance(store, Journaled)
 
 
@@ -78,11 +81,11 @@ def test_a_new_store_object_starts_from_the_beginning(store: Store, tmp_path: Pa
         pytest.skip("a memory store's items die with it")
     store.put_many("ns", {"a": b"1", "b": b"2"})
     store.close()
-    config = {"backend": store.key, "name": "data"}
+    extra: dict[str, object] = {}
     if isinstance(store, RedisStore):
-        config.update(host=store.where.split(":")[0], port=int(store.where.split(":")[1]),
-                      prefix=store.prefix)
-    again = STORES.get(store.key)(config, tmp_path)
+        host, port = store.where.split(":")
+        extra = {"host": host, "port": int(port), "prefix": store.prefix, "journal": NAMESPACES}
+    again = STORES.get(store.key)(plans.store(store.key, **extra), root=tmp_path)
     try:
         assert isinstance(again, Journaled)
         assert sorted(again.keys_after("ns", "*", None)[0]) == ["a", "b"]
@@ -93,8 +96,8 @@ def test_a_new_store_object_starts_from_the_beginning(store: Store, tmp_path: Pa
 @pytest.mark.redis
 def test_redis_journals_each_put_exactly_once_in_its_transaction(redis_server, tmp_path: Path
                                                                   ) -> None:
-    config = {"backend": "redis", "name": "data", "prefix": f"test-{uuid.uuid4().hex}",
-              **redis_server}
+    config = plans.store("redis", prefix=f"test-{uuid.uuid4().hex}", journal=("ns",),
+                         **redis_server)
     store = RedisStore(config, tmp_path)
     opened = []
     real = store._client.pipeline
@@ -125,9 +128,8 @@ def test_redis_journals_each_put_exactly_once_in_its_transaction(redis_server, t
 @pytest.mark.redis
 def test_redis_journals_only_the_namespaces_it_is_told(redis_server: dict[str, object],
                                                        tmp_path: Path) -> None:
-    store = RedisStore({"backend": "redis", "name": "data", "host": redis_server["host"],
-                        "port": redis_server["port"], "prefix": f"test-{uuid.uuid4().hex}",
-                        "journal": ["cands"]}, tmp_path)
+    store = RedisStore(plans.store("redis", prefix=f"test-{uuid.uuid4().hex}",
+                                   journal=("cands",), **redis_server), tmp_path)
     try:
         store.put_many("cands", {"c1": b"1"})
         store.put_many("fb", {"f1": b"1", "f2": b"2"})
@@ -146,21 +148,28 @@ def test_redis_journals_only_the_namespaces_it_is_told(redis_server: dict[str, o
 
 def test_a_campaign_journals_its_candidate_namespaces(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from mummi_spec.compiler.compile import compile_loaded
+    from mummi_spec.frontend import NO_PROFILE, load_spec_text
+    from mummi_spec.plan import Plan, StorePlan
     from mummi_spec.runtime import campaign as campaign_module
 
-    plan = {"stores": {"data": {"backend": "memory", "name": "data"}},
-            "streams": {"a.c": {"kind": "candidates", "store": "data", "namespace": "cands"},
-                        "b.f": {"kind": "feedback", "store": "data", "namespace": "fb"}}}
-    seen: list[dict[str, object]] = []
+    # One store holding a candidate stream (latent) and a feedback stream (feedback).
+    text = (SPECS / "mini.yaml").read_text().replace(
+        "store: feedback\n        key: \"fb_", "store: latent\n        key: \"fb_")
+    compiled = compile_loaded(load_spec_text(text, "mini.yaml", profile=NO_PROFILE))
+    plan = Plan.from_json(compiled.files["plan.json"])
+    assert {s.namespace: s.store for s in plan.streams.values()} == {
+        "latent": "latent", "feedback": "latent"}
+    seen: list[StorePlan] = []
 
-    class Stores:  # the registry, recording the configuration each store is opened with
+    class Stores:  # the registry, recording the settings each store is opened with
         @staticmethod
         def get(name: str) -> object:
-            def make(config: dict[str, object], root: Path) -> object:
-                seen.append(dict(config))
-                return STORES.get(name)(config, root)
+            def make(settings: StorePlan, root: Path) -> object:
+                seen.append(settings)
+                return STORES.get("memory")(settings, root)
             return make
 
     monkeypatch.setattr(campaign_module, "STORES", Stores)
-    campaign_module.Campaign(plan, tmp_path / "plan.json", tmp_path / "ws").store("data")
-    assert seen == [{"backend": "memory", "name": "data", "journal": ["cands"]}]
+    campaign_module.Campaign(plan, tmp_path / "plan.json", tmp_path / "ws").store("latent")
+    assert [(s.name, s.journal) for s in seen] == [("latent", ("latent",))]

@@ -17,8 +17,9 @@ import pytest
 
 from mummi_spec.errors import StoreError
 from mummi_spec.runtime.stores.taridx import TaridxStore
+from tests import plans
 
-CONFIG = {"backend": "taridx", "name": "archives"}
+CONFIG = plans.store("taridx", "archives")
 
 
 @pytest.fixture
@@ -47,6 +48,7 @@ def _helper(tmp_path: Path, body: str) -> subprocess.Popen[str]:
         import hashlib, sys
         from pathlib import Path
         from mummi_spec.errors import StoreError
+        from mummi_spec.plan import StorePlan
         from mummi_spec.runtime.stores.taridx import TaridxStore
         store = TaridxStore({CONFIG!r}, Path({str(tmp_path)!r}))
         """
