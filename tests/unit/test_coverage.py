@@ -7,18 +7,19 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mummi_spec.plan import SelectorPlan
 from mummi_spec.runtime.registry import SELECTORS
 from mummi_spec.runtime.report import coverage_distance, covering_radius
 from mummi_spec.runtime.toy.generator import Mixture
+from tests import plans
 
 # The mini campaign's local profile: 400 candidates in 8-D, 12 simulations.
 DIM, CANDIDATES, PICKS = 8, 400, 12
 MODEL_SEEDS = range(5)
 RANDOM_SEEDS = range(5)
-MINI_SAMPLER = {"kind": "farthest_point", "dim": DIM, "k": 10, "index": {"type": "exact"},
-                "warmup": {"min_candidates": 10, "random_first": 2}}
-CLASSIC = {"kind": "farthest_point", "dim": DIM, "k": 1, "index": {"type": "exact"}}
-RANDOM = {"kind": "random", "dim": DIM}
+MINI_SAMPLER = plans.selector("farthest_point", DIM, k=10, min_candidates=10, random_first=2)
+CLASSIC = plans.selector("farthest_point", DIM, k=1)
+RANDOM = plans.selector("random", DIM)
 
 
 def nearest(candidates: np.ndarray, selected: np.ndarray) -> np.ndarray:
@@ -47,16 +48,16 @@ def toy_candidates(seed: int) -> tuple[list[str], np.ndarray]:
     return [f"structure_{i:06d}" for i in range(CANDIDATES)], points.astype(np.float64)
 
 
-def pick(config: dict[str, Any], seed: int, ids: list[str], points: np.ndarray, n: int
+def pick(config: SelectorPlan, seed: int, ids: list[str], points: np.ndarray, n: int
          ) -> np.ndarray:
-    selector = SELECTORS.get(config["kind"])(config, seed=seed)
+    selector = SELECTORS.get(config.kind)(config, seed=seed)
     selector.add(ids, points)
     chosen = selector.select(n)
     assert len(chosen) == n
     return points[[ids.index(c) for c in chosen]]
 
 
-def compare(config: dict[str, Any], n: int, score: Any) -> tuple[float, float, float]:
+def compare(config: SelectorPlan, n: int, score: Any) -> tuple[float, float, float]:
     """(farthest-point's mean score, random's mean score, share of pairs farthest-point wins),
     over every model seed paired with every random seed."""
     fp, rnd = [], []
@@ -85,7 +86,7 @@ def test_farthest_point_covers_the_toy_distribution_within_a_smaller_radius(n: i
                    "in the dense cluster cores, while farthest-point spends picks on the tails")
 @pytest.mark.parametrize("config", [MINI_SAMPLER, CLASSIC], ids=["mini-sampler", "k1"])
 def test_farthest_point_has_a_lower_mean_coverage_distance_than_random(
-        config: dict[str, Any]) -> None:
+        config: SelectorPlan) -> None:
     fp, rnd, wins = compare(config, PICKS, coverage_distance)
     assert fp < rnd
     assert wins > 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,19 +10,22 @@ import numpy as np
 import pytest
 
 from mummi_spec.errors import SelectorError
+from mummi_spec.plan import IndexPlan, SelectorPlan
 from mummi_spec.runtime.registry import SELECTORS
 from mummi_spec.runtime.selectors.base import AddResult, Selector, SelectorStats
+from tests import plans
+from tests.plans import queues
 
-CONFIGS: dict[str, dict[str, Any]] = {
-    "random": {"kind": "random", "dim": 3},
-    "binned": {"kind": "binned", "dim": 3, "bins": [4, 4, 4], "bounds": [[0, 1]] * 3},
-    "farthest_point": {"kind": "farthest_point", "dim": 3},
+CONFIGS: dict[str, SelectorPlan] = {
+    "random": plans.selector("random"),
+    "binned": plans.selector("binned", bins=(4, 4, 4), bounds=((0.0, 1.0),) * 3),
+    "farthest_point": plans.selector("farthest_point"),
 }
 KINDS = sorted(CONFIGS)
 
 
 def make(kind: str, seed: int = 0, **extra: Any) -> Any:
-    return SELECTORS.get(kind)({**CONFIGS[kind], **extra}, seed=seed)
+    return SELECTORS.get(kind)(dataclasses.replace(CONFIGS[kind], **extra), seed=seed)
 
 
 def ids(prefix: str, n: int) -> list[str]:
@@ -160,7 +164,7 @@ def test_unreadable_checkpoints_raise_naming_the_path_and_keep_state(
     sel.add(ids("c", 30), cloud(30))
     missing, garbage, other = tmp_path / "missing.npz", tmp_path / "bad.npz", tmp_path / "o.npz"
     garbage.write_bytes(b"PK\x03\x04 not really a zip")
-    make(kind, warmup={"min_candidates": 3}).save(other)  # another config
+    make(kind, min_candidates=3).save(other)  # another config
     for path in (missing, garbage, other):
         with pytest.raises(SelectorError, match=str(path)):
             sel.load(path)
@@ -169,7 +173,7 @@ def test_unreadable_checkpoints_raise_naming_the_path_and_keep_state(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_warmup_waits_for_min_candidates_ever_added(kind: str) -> None:
-    sel = make(kind, warmup={"min_candidates": 50})
+    sel = make(kind, min_candidates=50)
     sel.add(ids("a", 30), cloud(30))
     assert sel.select(5) == []
     sel.add(ids("b", 20), cloud(20, seed=1))
@@ -190,21 +194,23 @@ def test_weights_cover_the_selected_and_normalise_to_mean_one(kind: str) -> None
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_config_typos_and_wrong_kind_are_refused(kind: str) -> None:
+def test_bad_settings_and_wrong_kind_are_refused(kind: str) -> None:
     cls = SELECTORS.get(kind)
-    with pytest.raises(SelectorError, match="bogus"):
-        cls({**CONFIGS[kind], "bogus": 1})
     with pytest.raises(SelectorError, match="kind"):
-        cls({**CONFIGS[kind], "kind": "nope"})
-    with pytest.raises(SelectorError, match="dim"):
-        cls({k: v for k, v in CONFIGS[kind].items() if k != "dim"})
-    with pytest.raises(SelectorError, match="random_first"):
-        cls({**CONFIGS[kind], "warmup": {"random_first": -1}})
+        cls(dataclasses.replace(CONFIGS[kind], kind="nope"))
+    with pytest.raises(SelectorError, match="'dim' must be an integer >= 1"):
+        cls(dataclasses.replace(CONFIGS[kind], dim=0))
+    with pytest.raises(SelectorError, match="'random_first' must be an integer >= 0"):
+        cls(dataclasses.replace(CONFIGS[kind], random_first=-1))
+    with pytest.raises(SelectorError, match="'min_candidates'"):
+        cls(dataclasses.replace(CONFIGS[kind], min_candidates=1.5))
+    with pytest.raises(SelectorError, match="'seed'"):
+        cls(CONFIGS[kind], seed=-1)
 
 
 # ------------------------------------------------------------------ farthest point
 def fp(seed: int = 0, **cfg: Any) -> Any:
-    return SELECTORS.get("farthest_point")({"kind": "farthest_point", **cfg}, seed=seed)
+    return SELECTORS.get("farthest_point")(plans.selector("farthest_point", **cfg), seed=seed)
 
 
 def brute_force_ranks(cands: np.ndarray, selected: np.ndarray, k: int) -> np.ndarray:
@@ -214,7 +220,7 @@ def brute_force_ranks(cands: np.ndarray, selected: np.ndarray, k: int) -> np.nda
 
 def test_fp_incremental_ranks_equal_a_brute_force_recomputation() -> None:
     rng = np.random.default_rng(3)
-    sel = fp(seed=2, dim=4, k=5, queues={"a": {"ratio": 0.7}, "b": {"ratio": 0.3}})
+    sel = fp(seed=2, dim=4, k=5, queues=queues(a=0.7, b=0.3))
     where: dict[str, np.ndarray] = {}
 
     def add(prefix: str, n: int) -> None:
@@ -253,14 +259,13 @@ def test_fp_picks_within_a_batch_are_sequential_not_batch_greedy() -> None:
 
 
 def test_fp_queue_ratios_are_approached_and_ratio_zero_never_selected() -> None:
-    queues = {"lipid": {"ratio": 0.1}, "mono": {"ratio": 0.5}, "dimer": {"ratio": 0.4},
-              "invalid": {"ratio": 0.0}}
-    sel = fp(dim=3, queues=queues)
-    for name in queues:
+    ratios = {"lipid": 0.1, "mono": 0.5, "dimer": 0.4, "invalid": 0.0}
+    sel = fp(dim=3, queues=queues(**ratios))
+    for name in ratios:
         sel.add(ids(name, 100), cloud(100, seed=len(name)), tags=[name] * 100)
     for _ in range(10):
         sel.select(10)
-    counts = {name: sel.stats().per_queue[name][1] for name in queues}
+    counts = {name: sel.stats().per_queue[name][1] for name in ratios}
     assert counts == {"lipid": 10, "mono": 50, "dimer": 40, "invalid": 0}
     # An exhausted queue gives its share away instead of stalling the batch.
     drain(sel)
@@ -269,13 +274,13 @@ def test_fp_queue_ratios_are_approached_and_ratio_zero_never_selected() -> None:
 
 
 def test_fp_untagged_candidates_need_a_single_queue() -> None:
-    sel = fp(dim=3, queues={"a": {"ratio": 1.0}, "b": {"ratio": 1.0}})
+    sel = fp(dim=3, queues=queues(a=1.0, b=1.0))
     result = sel.add(["x"], cloud(1))
     assert result.accepted == 0 and "several queues (a, b)" in result.rejected[0][1]
 
 
 def test_fp_capacity_discards_the_least_novel_tail() -> None:
-    sel = fp(dim=2, queues={"q": {"ratio": 1.0, "capacity": 50}})
+    sel = fp(dim=2, queues=queues(q=(1.0, 50)))
     points = cloud(100, seed=4, dim=2)
     sel.add(ids("c", 100), points, tags=["q"] * 100)
     first = sel.select(1)
@@ -299,7 +304,7 @@ def test_fp_weights_count_the_voronoi_cell_on_a_hand_example() -> None:
 
 def test_fp_ivf_index_trains_once_enough_points_and_survives_a_checkpoint(tmp_path: Path) -> None:
     # nprobe == nlist searches every cell, so IVF must agree with brute force exactly.
-    ivf = {"type": "ivf", "nlist": 4, "nprobe": 4}
+    ivf = IndexPlan("ivf", nlist=4, nprobe=4)
     sel = fp(dim=3, k=3, index=ivf)
     points = cloud(600, seed=8)
     sel.add(ids("c", 600), points)
@@ -322,7 +327,7 @@ def test_fp_random_first_picks_ignore_ranks() -> None:
     rng = np.random.default_rng(0)
     blob = np.vstack([rng.normal(0.0, 0.1, (999, 2)), [[50.0, 50.0]]])
     names = [*ids("b", 999), "outlier"]
-    greedy, warm = fp(dim=2), fp(dim=2, warmup={"random_first": 10})
+    greedy, warm = fp(dim=2), fp(dim=2, random_first=10)
     for sel in (greedy, warm):
         sel.add(names, blob)
     assert "outlier" in greedy.select(2)
@@ -340,7 +345,7 @@ def test_fp_covers_a_clustered_space_better_than_random() -> None:
     index = {name: i for i, name in enumerate(names)}
 
     def coverage(kind: str) -> tuple[float, float, float]:
-        sel = SELECTORS.get(kind)({"kind": kind, "dim": 4}, seed=1)
+        sel = SELECTORS.get(kind)(plans.selector(kind, dim=4), seed=1)
         sel.add(names, points)
         chosen = [index[i] for i in sel.select(50)]
         nearest = np.sqrt(((points[:, None] - points[chosen][None]) ** 2).sum(-1)).min(1)
@@ -358,19 +363,23 @@ def test_fp_covers_a_clustered_space_better_than_random() -> None:
 
 def test_fp_config_errors() -> None:
     with pytest.raises(SelectorError, match="index type"):
-        fp(dim=2, index={"type": "hnsw"})
+        fp(dim=2, index=IndexPlan("hnsw"))
     with pytest.raises(SelectorError, match="ratio > 0"):
-        fp(dim=2, queues={"a": {"ratio": 0.0}})
-    with pytest.raises(SelectorError, match="capacity"):
-        fp(dim=2, queues={"a": {"ratio": 1.0, "capacity": 0}})
-    with pytest.raises(SelectorError, match="cap"):
-        fp(dim=2, queues={"a": {"ratio": 1.0, "cap": 5}})
+        fp(dim=2, queues=queues(a=0.0))
+    with pytest.raises(SelectorError, match=r"'queues\.a\.capacity' must be an integer >= 1"):
+        fp(dim=2, queues=queues(a=(1.0, 0)))
+    with pytest.raises(SelectorError, match=r"'queues\.a\.ratio'"):
+        fp(dim=2, queues=queues(a=-1.0))
+    with pytest.raises(SelectorError, match="'k' must be an integer >= 1"):
+        fp(dim=2, k=0)
+    with pytest.raises(SelectorError, match=r"'index\.nprobe'"):
+        fp(dim=2, index=IndexPlan("ivf", nprobe=0))
 
 
 # ------------------------------------------------------------------------ binned
 def binned(novelty: float = 0.5, seed: int = 0, **cfg: Any) -> Any:
-    config = {"kind": "binned", "dim": 2, "bins": [4, 4], "bounds": [[0, 4], [0, 4]],
-              "novelty": novelty, **cfg}
+    config = plans.selector("binned", dim=2, **{
+        "bins": (4, 4), "bounds": ((0.0, 4.0), (0.0, 4.0)), "novelty": novelty, **cfg})
     return SELECTORS.get("binned")(config, seed=seed)
 
 
@@ -427,7 +436,7 @@ def test_binned_points_outside_the_bounds_go_to_the_edge_bins() -> None:
 
 
 def test_binned_random_first_draws_in_proportion_to_candidates() -> None:
-    greedy, warm = binned(1.0), binned(1.0, warmup={"random_first": 20})
+    greedy, warm = binned(1.0), binned(1.0, random_first=20)
     counts = {(0, 0): 990, (3, 3): 10}
     where = fill(greedy, counts)
     fill(warm, counts)
@@ -444,8 +453,8 @@ def test_binned_weights_share_a_bin_among_its_selections() -> None:
 
 @pytest.mark.parametrize(
     ("bad", "message"),
-    [({"bins": [4]}, "bins"), ({"bounds": [[0, 4], [4, 4]]}, "low < high"),
-     ({"novelty": 1.5}, "novelty"), ({"bins": [4, 0]}, "bins")],
+    [({"bins": (4,)}, "bins"), ({"bounds": ((0.0, 4.0), (4.0, 4.0))}, "low < high"),
+     ({"novelty": 1.5}, "novelty"), ({"bins": (4, 0)}, "bins")],
 )
 def test_binned_config_errors(bad: dict[str, Any], message: str) -> None:
     with pytest.raises(SelectorError, match=message):
