@@ -12,6 +12,7 @@ import pytest
 from maestrowf.abstracts.enums import State
 
 from mummi_spec.errors import OptionalDependencyError, SchedulerError
+from mummi_spec.plan import FluxOptions
 from mummi_spec.runtime.registry import SCHEDULERS
 from mummi_spec.runtime.schedulers import flux as flux_adapter
 from mummi_spec.runtime.schedulers import slurm as slurm_adapter
@@ -24,6 +25,7 @@ from mummi_spec.runtime.schedulers.base import (
     SchedulerAdapter,
 )
 from mummi_spec.runtime.schedulers.lsf import render_batch_script
+from tests import plans
 
 ADAPTERS = [
     pytest.param("local", id="local"),
@@ -45,7 +47,7 @@ NASTY = """$(touch pwned); `touch pwned2` ; echo 'single' "double" \\ and  space
 def scheduler(request: pytest.FixtureRequest):
     if request.param == "slurm":
         request.getfixturevalue("slurm_cluster")
-    adapter = SCHEDULERS.get(request.param)({})
+    adapter = SCHEDULERS.get(request.param)(plans.scheduler(request.param))
     yield adapter
     adapter.close()
 
@@ -136,7 +138,7 @@ def test_unknown_ids_are_unknown(scheduler):
 
 def test_local_jobs_run_concurrently(tmp_path):
     """Four jobs that each wait for the others' marker files can only finish together."""
-    adapter = SCHEDULERS.get("local")({"max_workers": 8})
+    adapter = SCHEDULERS.get("local")(plans.local(max_workers=8))
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     script = ("touch {me}; for i in $(seq 200); do "
@@ -150,7 +152,7 @@ def test_local_jobs_run_concurrently(tmp_path):
 
 
 def test_local_pending_job_cancelled_before_start(tmp_path):
-    adapter = SCHEDULERS.get("local")({"max_workers": 1})
+    adapter = SCHEDULERS.get("local")(plans.local(max_workers=1))
     first = adapter.submit(job(tmp_path, "blocker", "sleep 300"))
     queued = adapter.submit(job(tmp_path, "queued", "touch ran"))
     assert adapter.status([queued])[queued].state is JobState.PENDING
@@ -162,7 +164,7 @@ def test_local_pending_job_cancelled_before_start(tmp_path):
 
 
 def test_local_cancel_kills_the_whole_process_group(tmp_path):
-    adapter = SCHEDULERS.get("local")({})
+    adapter = SCHEDULERS.get("local")(plans.local())
     job_id = adapter.submit(job(tmp_path, "tree", "sleep 300 & echo $! > child.pid; wait"))
     child = tmp_path / "tree" / "child.pid"
     deadline = time.monotonic() + 10
@@ -177,7 +179,7 @@ def test_local_cancel_kills_the_whole_process_group(tmp_path):
 
 
 def test_local_strips_launcher_token(tmp_path):
-    adapter = SCHEDULERS.get("local")({})
+    adapter = SCHEDULERS.get("local")(plans.local())
     job_id = adapter.submit(job(tmp_path, "launch", "$(LAUNCHER) echo ran > out.txt"))
     assert wait_terminal(adapter, [job_id])[job_id].state is JobState.COMPLETED
     assert (tmp_path / "launch" / "out.txt").read_text() == "ran\n"
@@ -185,7 +187,7 @@ def test_local_strips_launcher_token(tmp_path):
 
 
 def test_dryrun_records_requests_and_starts_nothing(tmp_path):
-    adapter = SCHEDULERS.get("dryrun")({})
+    adapter = SCHEDULERS.get("dryrun")(plans.scheduler("dryrun"))
     request = job(tmp_path, "dry", "exit 1")
     job_id = adapter.submit(request)
     assert adapter.submitted == [request]
@@ -274,9 +276,9 @@ def test_unthrottled_and_invalid_rates():
 
 
 def test_throttle_applies_through_an_adapter(tmp_path):
-    adapter = SCHEDULERS.get("dryrun")({"max_submit_per_second": 50})
-    assert adapter.options["max_submit_per_second"] == 50  # dry runs ignore the throttle
-    local = SCHEDULERS.get("local")({"max_submit_per_second": 50})
+    adapter = SCHEDULERS.get("dryrun")(plans.scheduler("dryrun", per_second=50))
+    assert adapter.settings.per_second == 50  # dry runs ignore the throttle
+    local = SCHEDULERS.get("local")(plans.scheduler("local", per_second=50))
     start = time.monotonic()
     ids = [local.submit(job(tmp_path, f"t{i}", "true")) for i in range(6)]
     assert time.monotonic() - start >= 5 / 50
@@ -292,11 +294,11 @@ def test_walltime_format():
 @pytest.mark.parametrize("key", ["bank", "queue", "qos", "reservation", "host"])
 def test_slurm_options_cannot_inject_script_lines(key):
     with pytest.raises(SchedulerError, match=key):
-        SCHEDULERS.get("slurm")({key: "x\n#SBATCH --uid=0"})
+        SCHEDULERS.get("slurm")(plans.scheduler("slurm", **{key: "x\n#SBATCH --uid=0"}))
 
 
 def test_slurm_refuses_workdirs_its_shell_command_would_misread(tmp_path):
-    adapter = SCHEDULERS.get("slurm")({})
+    adapter = SCHEDULERS.get("slurm")(plans.scheduler("slurm"))
     with pytest.raises(SchedulerError, match="work directory"):
         adapter.submit(JobRequest("w", "t", "true", tmp_path / "a b; touch pwned"))
     assert not list(tmp_path.rglob("pwned"))
@@ -308,8 +310,9 @@ def test_slurm_refuses_workdirs_its_shell_command_would_misread(tmp_path):
 def test_lsf_script_is_rendered_deterministically():
     request = JobRequest("cg_sim-1", "cg sim", "$(LAUNCHER) ./cg --frame 'a b'", Path("/w"),
                          tasks=2, cores_per_task=3, gpus=1, walltime=5400, env={"A": "x y"})
-    text = render_batch_script(request, {"bank": "chem", "queue": "pbatch"})
-    assert text == render_batch_script(request, {"bank": "chem", "queue": "pbatch"})
+    settings = plans.scheduler("lsf", bank="chem", queue="pbatch")
+    text = render_batch_script(request, settings)
+    assert text == render_batch_script(request, settings)
     assert text.splitlines()[:8] == [
         "#!/bin/bash", "#BSUB -nnodes 1", "#BSUB -q pbatch", "#BSUB -G chem", "#BSUB -W 01:30",
         "#BSUB -J cg_sim-1", "#BSUB -o cg_sim-1.%J.out", "#BSUB -e cg_sim-1.%J.err"]
@@ -318,14 +321,16 @@ def test_lsf_script_is_rendered_deterministically():
 
 
 def test_lsf_header_drops_empty_directives():
-    text = render_batch_script(JobRequest("j", "t", "true", Path("/w")), {})
-    assert "#BSUB -G" not in text and "#BSUB -q batch" in text
+    # No bank, no queue: no directive, so LSF's own default queue takes the job.
+    text = render_batch_script(JobRequest("j", "t", "true", Path("/w")), plans.scheduler("lsf"))
+    assert "#BSUB -G" not in text and "#BSUB -q" not in text
+    assert "#BSUB -J j" in text
 
 
 @pytest.mark.skipif(shutil.which("bsub") is not None, reason="LSF is installed here")
 def test_lsf_submit_says_bsub_is_missing(tmp_path):
     with pytest.raises(SchedulerError, match="bsub not found"):
-        SCHEDULERS.get("lsf")({}).submit(job(tmp_path, "l", "true"))
+        SCHEDULERS.get("lsf")(plans.scheduler("lsf")).submit(job(tmp_path, "l", "true"))
 
 
 # --- Flux (jobspec on a fake flux module; the real thing only where flux-core exists) --------
@@ -395,7 +400,7 @@ def test_flux_module_imports_without_flux():
 def test_flux_needs_flux_core(monkeypatch):
     monkeypatch.setitem(sys.modules, "flux", None)  # as if flux-python were absent
     with pytest.raises(OptionalDependencyError, match="libflux-core"):
-        SCHEDULERS.get("flux")({})
+        SCHEDULERS.get("flux")(plans.scheduler("flux"))
 
 
 @pytest.mark.parametrize("nested", [True, False])
@@ -416,7 +421,7 @@ def test_flux_jobspec_maps_resources(fake_flux, tmp_path, nested):
 
 
 def test_flux_adapter_against_fake_broker(fake_flux, tmp_path):
-    adapter = SCHEDULERS.get("flux")({"urgency": 20})
+    adapter = SCHEDULERS.get("flux")(plans.scheduler("flux", flux=FluxOptions(urgency=20)))
     job_id = adapter.submit(job(tmp_path, "fx", "$(LAUNCHER) ./app", tasks=4, gpus=4,
                                 env={"K": "a b"}))
     script = (tmp_path / "fx" / "fx.flux.sh").read_text()
@@ -435,6 +440,6 @@ def test_flux_broker_round_trip(tmp_path):
         flux_adapter.import_flux()
     except OptionalDependencyError:
         pytest.skip(FLUX_MISSING)
-    adapter = SCHEDULERS.get("flux")({})
+    adapter = SCHEDULERS.get("flux")(plans.scheduler("flux"))
     job_id = adapter.submit(job(tmp_path, "real", "true"))
     assert wait_terminal(adapter, [job_id])[job_id].state is JobState.COMPLETED
