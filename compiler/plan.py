@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from mummi_spec.compiler.resources import ResourcePlan
 from mummi_spec.model import Coupling, Feedback, Job, Scheduler, Selector, Spec, Store, Stream
 from mummi_spec.plan import (
@@ -23,6 +25,7 @@ from mummi_spec.plan import (
     QueuePlan,
     RetryPolicy,
     Role,
+    Scalar,
     SchedulerPlan,
     SelectorPlan,
     StorePlan,
@@ -30,7 +33,17 @@ from mummi_spec.plan import (
     SuccessRule,
     TargetPlan,
     adapter_options,
+    from_data,
+    to_data,
 )
+
+T = TypeVar("T")
+
+
+def _options(cls: type[T], given: dict[str, Scalar]) -> T:
+    """An adapter's options: its defaults, with what the spec gives."""
+    out: T = from_data(cls, to_data(cls()) | given, "scheduler.options")
+    return out
 
 
 def _scheduler(s: Scheduler, machine: str) -> SchedulerPlan:
@@ -41,8 +54,9 @@ def _scheduler(s: Scheduler, machine: str) -> SchedulerPlan:
         host=s.host or machine or "cluster",
         qos=s.qos or None, reservation=s.reservation or None,
         batch={} if s.type in ADAPTER_OPTIONS else options,
-        flux=FluxOptions(**own) if s.type == "flux" else FluxOptions(),
-        local=LocalOptions(**own) if s.type == "local" else LocalOptions(),
+        # checks.py has located any option of the wrong name or type
+        flux=_options(FluxOptions, own if s.type == "flux" else {}),
+        local=_options(LocalOptions, own if s.type == "local" else {}),
         per_second=s.per_second, burst=s.burst, per_iteration=s.per_iteration, poll=s.poll,
         startup=s.startup)
 
@@ -118,7 +132,7 @@ def build_plan(spec: Spec, rp: ResourcePlan) -> Plan:
     journals = {st.name: tuple(sorted({s.namespace for s in spec.streams()
                                        if s.store == st.name and s.kind == "candidates"}))
                 for st in spec.stores}
-    return Plan(
+    plan = Plan(
         name=spec.name, description=spec.description, profile=spec.profile,
         workspace=spec.workspace, env=dict(spec.env),
         machine=MachinePlan(m.name, m.nodes, m.walltime, m.cores, m.gpus, m.memory_gb,
@@ -140,3 +154,6 @@ def build_plan(spec: Spec, rp: ResourcePlan) -> Plan:
                             checkpoint_every=spec.manager.checkpoint_every,
                             stop_after=spec.manager.stop_after or m.walltime,
                             max_simulations=spec.manager.max_simulations))
+    # Read back through the codec: numbers take their declared types (a memory of 512 is
+    # 512.0), so the plan in hand is exactly what every reader of plan.json gets.
+    return Plan.from_data(plan.to_data())

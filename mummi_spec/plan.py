@@ -133,9 +133,10 @@ class SchedulerPlan:
     poll: float
     startup: float | None
 
-    def maestro_batch(self) -> dict[str, Scalar]:
-        """Maestro's batch block: for the study's steps, and for the jobs the runtime submits
-        through Maestro's slurm and lsf adapters, so both ask the scheduler the same way."""
+    def maestro_batch(self, *, options: bool = True) -> dict[str, Scalar]:
+        """Maestro's batch block: for the study's steps, and (without ``options``, which our
+        adapters write as directives of their own) for the jobs the runtime submits through
+        Maestro's slurm and lsf adapters, so both ask the scheduler the same way."""
         if self.type == "local":
             return {"type": "local"}
         block: dict[str, Scalar] = {"type": self.type, "host": self.host}
@@ -148,7 +149,8 @@ class SchedulerPlan:
         for key in ("qos", "reservation"):
             if getattr(self, key):
                 block[key] = getattr(self, key)
-        block.update(self.batch)
+        if options:
+            block.update(self.batch)
         return block
 
 
@@ -404,7 +406,11 @@ class Plan:
             raise PlanError(f"{where}: plan version {found!r}, this mummi reads {cls.VERSION}; "
                             "compile the spec again with this version")
         body = {k: v for k, v in data.items() if k != "plan_version"}
-        return from_data(cls, body, where)
+        try:
+            plan: Plan = from_data(cls, body, "$")
+        except PlanError as exc:
+            raise PlanError(f"{where}: {exc}") from None
+        return plan
 
     @classmethod
     def from_json(cls, text: str, where: str = "plan") -> Plan:

@@ -17,6 +17,7 @@ from mummi_spec.runtime.report import (
     plot_coverage,
     plot_occupancy,
 )
+from mummi_spec.runtime.states import SimState
 from mummi_spec.runtime.status import read_status, render
 from mummi_spec.runtime.stores.common import read_each
 
@@ -58,7 +59,7 @@ def finish(manager: Manager) -> None:
 
 def _failures(manager: Manager) -> list[str]:
     """One line per failed simulation: the counts alone do not say what to look at."""
-    failed = manager.ledger.sims(["failed"])
+    failed = manager.ledger.sims([SimState.FAILED])
     lines = [f"failed {s.sim} ({s.candidate}): {s.reason or 'no reason recorded'}"
              for s in failed[:FAILED_NAMED]]
     if len(failed) > FAILED_NAMED:

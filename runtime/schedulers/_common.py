@@ -22,6 +22,7 @@ from mummi_spec.units import format_hms
 # No leading "." (hidden files, "..") nor "-" (read as an option by sbatch and friends).
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPTION = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 # Maestro's `$(LAUNCHER)` token, optionally with a legacy `[nodes,procs]` allocation.
 _LAUNCHER = re.compile(r"\$\(LAUNCHER\)(\[[^\]]*\])?[ \t]*")
 # Values Maestro pastes into script headers and shell command lines without quoting.
@@ -99,12 +100,32 @@ def per_node(total: int, nodes: int) -> int:
 def batch_tokens(settings: SchedulerPlan) -> dict[str, Scalar]:
     """The plan's Maestro batch block for our slurm and lsf adapters. Maestro pastes the
     values unquoted into headers and command lines, so each must be one safe word."""
-    block = {k: v for k, v in settings.maestro_batch().items() if k != "type"}
+    block = {k: v for k, v in settings.maestro_batch(options=False).items() if k != "type"}
     for key, value in block.items():
-        if not _TOKEN.fullmatch(str(value)):
-            raise SchedulerError(f"scheduler setting {key!r}={value!r} may only hold letters, "
-                                 "digits and _.,:@%+=/-")
+        _check_token(key, value)
     return block
+
+
+def directives(settings: SchedulerPlan, prefix: str, dashes: str, sep: str) -> str:
+    """``scheduler.options`` as header lines of every job: ``key: value`` becomes
+    ``{prefix} {dashes}key{sep}value`` (``#SBATCH --constraint=gpu``), true a bare flag,
+    false nothing. Empty, or one line per option ending in a newline."""
+    lines = []
+    for key, value in sorted(settings.batch.items()):
+        if not _OPTION.fullmatch(key):
+            raise SchedulerError(f"scheduler option {key!r} is not a {prefix} option name")
+        if value is True:
+            lines.append(f"{prefix} {dashes}{key}\n")
+        elif value is not False:
+            _check_token(key, value)
+            lines.append(f"{prefix} {dashes}{key}{sep}{value}\n")
+    return "".join(lines)
+
+
+def _check_token(key: str, value: Scalar) -> None:
+    if not _TOKEN.fullmatch(str(value)):
+        raise SchedulerError(f"scheduler setting {key!r}={value!r} may only hold letters, "
+                             "digits and _.,:@%+=/-")
 
 
 def safe_path(path: Path) -> str:

@@ -17,6 +17,7 @@ from mummi_spec.runtime.schedulers._common import (
     batch_tokens,
     begin_submit,
     check_name,
+    directives,
     job_body,
     per_node,
 )
@@ -29,7 +30,8 @@ _EMPTY_DIRECTIVE = re.compile(r"#BSUB -\w+\s*")
 def render_batch_script(job: JobRequest, settings: SchedulerPlan) -> str:
     """The complete ``#BSUB`` script for ``job``; same input, same text (golden-testable).
 
-    The plan's batch block gives queue, bank, host and reservation (empty: no directive).
+    The plan's batch block gives queue, bank, host and reservation (empty: no directive);
+    ``scheduler.options`` add ``#BSUB -key value`` lines.
     ``$(LAUNCHER)`` becomes ``jsrun`` with one resource set per task.
     """
     check_name(job.name)
@@ -38,7 +40,7 @@ def render_batch_script(job: JobRequest, settings: SchedulerPlan) -> str:
     _, cmd, _ = adapter.get_scheduler_command(step)
     header = [line for line in adapter.get_header(step).splitlines()
               if not _EMPTY_DIRECTIVE.fullmatch(line)]
-    return "\n".join(header) + f"\n\n{cmd}\n"
+    return "\n".join(header) + "\n" + directives(settings, "#BSUB", "-", " ") + f"\n{cmd}\n"
 
 
 class LsfScheduler(SchedulerBase):

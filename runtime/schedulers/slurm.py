@@ -18,6 +18,7 @@ from mummi_spec.runtime.schedulers._common import (
     SubmitThrottle,
     batch_tokens,
     begin_submit,
+    directives,
     job_body,
 )
 from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus, SchedulerBase
@@ -75,14 +76,16 @@ class SlurmScheduler(SchedulerBase):
         # `procs` in the batch block makes the header ask --ntasks=<step procs>; without it a
         # nodes+procs step gets a single CPU under CR_Core.
         self._adapter = _maestro.adapter("slurm", **block, procs=1)
+        self._directives = directives(settings, "#SBATCH", "--", "=")
         self._throttle = SubmitThrottle.from_settings(settings)
 
     def submit(self, job: JobRequest) -> str:
         name, workdir = begin_submit(job, self._throttle, shell_safe=True)
         cwd = str(workdir)
-        # Maestro's header has no --cpus-per-task; #SBATCH lines right after it still count.
+        # Maestro's header has no --cpus-per-task nor the spec's options; #SBATCH lines right
+        # after it still count.
         extra = f"#SBATCH --cpus-per-task={job.cores_per_task}\n" if job.cores_per_task > 1 else ""
-        step = _maestro.step_for(job, extra + job_body(job))
+        step = _maestro.step_for(job, extra + self._directives + job_body(job))
         _, script, _ = self._adapter.write_script(cwd, step)
         with _maestro.captured_messages(_ADAPTER_LOGGER) as messages:
             record = self._adapter.submit(step, script, cwd)
