@@ -26,6 +26,7 @@ from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.records import Record, decode, encode
 from mummi_spec.runtime.stores.base import Store
 from mummi_spec.runtime.stores.redis import RedisStore
+from tests import plans
 
 BACKENDS = ["memory", "filesystem", "taridx", pytest.param("redis", marks=pytest.mark.redis)]
 LOOP = "cg-to-sampler"
@@ -48,18 +49,13 @@ class Rig:
 
     def __init__(self, backend: str, root: Path, redis: dict[str, Any] | None,
                  **loop: Any) -> None:
-        store: dict[str, Any] = {"backend": backend, "name": "fb"}
-        if redis is not None:
-            store |= {"prefix": f"test-{uuid.uuid4().hex}", **redis}
-        self.plan = {
-            "stores": {"fb": store},
-            "streams": {"cg.feedback": {"kind": "feedback", "store": "fb", "namespace": NS,
-                                        "key": "fb_{sim}_{n:06d}", "dim": DIM}},
-            "feedback": {LOOP: {"from": "cg.feedback", "to": "structures", "aggregate": "mean",
-                                "period": 1.0, "workers": 1, "max_items": 100_000,
-                                "target": dict(zip(("namespace", "key"), TARGET, strict=True),
-                                               store="fb"), **loop}},
-        }
+        extra = {} if redis is None else {"prefix": f"test-{uuid.uuid4().hex}", **redis}
+        self.plan = plans.plan(
+            stores=[plans.store(backend, "fb", **extra)],
+            streams=[plans.stream("cg.feedback", "fb", NS, "fb_{sim}_{n:06d}", DIM,
+                                  kind="feedback")],
+            feedback=[plans.feedback(LOOP, "cg.feedback", ("fb", *TARGET), to="structures",
+                                     **loop)])
         self.root = root
         self.campaign = Campaign(self.plan, root / "build" / "plan.json", root / "ws")
         self.ledger = Ledger(root / "ws" / "ledger.sqlite")
@@ -76,7 +72,7 @@ class Rig:
     def restart(self) -> None:
         """What a crashed manager's successor sees: the ledger and stores reopened from disk."""
         self.ledger.close()
-        if self.plan["stores"]["fb"]["backend"] != "memory":  # memory lives in this process only
+        if self.plan.store("fb").backend != "memory":  # memory lives in this process only
             self.campaign.close()
             self.campaign = Campaign(self.plan, self.campaign.plan_path, self.campaign.workspace)
         self.ledger = Ledger(self.root / "ws" / "ledger.sqlite")

@@ -14,6 +14,7 @@ from mummi_spec.runtime.ingest import Guarded, Ingest
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.records import Record, encode
 from mummi_spec.runtime.selectors.base import AddResult
+from tests import plans
 
 
 class Collect:
@@ -29,9 +30,8 @@ class Collect:
 
 class Rig:
     def __init__(self, tmp_path: Path, backend: str) -> None:
-        plan = {"stores": {"s": {"backend": backend, "name": "s"}},
-                "streams": {"cg": {"store": "s", "namespace": "cands", "key": "c_{i}",
-                                   "dim": 2}}}
+        plan = plans.plan(stores=[plans.store(backend, "s")],
+                          streams=[plans.stream("cg.cands", "s", "cands", "c_{i}", 2)])
         self.campaign = Campaign(plan, tmp_path / "plan.json", tmp_path)
         self.store = self.campaign.store("s")
         self.ledger = Ledger(tmp_path / "ledger.sqlite")
@@ -46,7 +46,7 @@ class Rig:
 
     def ingest(self, known: set[str] | None = None) -> tuple[Ingest, Collect]:
         sel = Collect()
-        return Ingest("cg", self.campaign, self.ledger, [Guarded(sel)], known or set()), sel
+        return Ingest("cg.cands", self.campaign, self.ledger, [Guarded(sel)], known or set()), sel
 
     def write(self, *ids: int) -> None:
         self.store.put_many("cands", {f"c_{i}": encode(Record(np.array([i, 0.5])))
