@@ -16,6 +16,7 @@ import pytest
 from mummi_spec.compiler.compile import compile_loaded
 from mummi_spec.compiler.emit import write
 from mummi_spec.frontend import load_spec
+from mummi_spec.plan import Plan
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.records import Record, decode, encode
 from mummi_spec.runtime.toy import cli
@@ -73,16 +74,16 @@ def raw(plan: Path, ws: Path, stream: str) -> dict[str, bytes]:
     campaign = Campaign.open(plan, workspace=ws)
     try:
         s = campaign.stream(stream)
-        store = campaign.store(s["store"])
-        keys = store.keys(s["namespace"])
-        return dict(zip(keys, store.get_many(s["namespace"], keys), strict=True))
+        store = campaign.store(s.store)
+        keys = store.keys(s.namespace)
+        return dict(zip(keys, store.get_many(s.namespace, keys), strict=True))
     finally:
         campaign.close()
 
 
 def records(plan: Path, ws: Path, stream: str) -> dict[str, Record]:
     """Every record of a stream, by key, checked against the stream's dim."""
-    dim = json.loads(plan.read_text())["streams"][stream]["dim"]
+    dim = Plan.read(plan).stream(stream).dim
     return {k: decode(v, dim) for k, v in raw(plan, ws, stream).items()}
 
 
@@ -90,9 +91,9 @@ def write_feedback(plan: Path, ws: Path, loop: str, values: np.ndarray, iteratio
     """What the manager does after aggregating: one record at the loop's target."""
     campaign = Campaign.open(plan, workspace=ws)
     try:
-        target = campaign.plan["feedback"][loop]["target"]
+        target = campaign.plan.feedback[loop].target
         record = Record(values, meta={"iteration": iteration, "items": 7})
-        campaign.store(target["store"]).put(target["namespace"], target["key"], encode(record))
+        campaign.store(target.store).put(target.namespace, target.key, encode(record))
     finally:
         campaign.close()
 
@@ -135,10 +136,10 @@ def test_generator_writes_candidates_with_keys_dim_and_meta(plans, mini_ws):
 def test_generator_gives_every_selector_queue_its_tag(plans, rasraf_ws):
     got = records(plans["rasraf"], rasraf_ws, "macro.patches")
     assert len(got) == 10 and all(r.values.shape == (9,) for r in got.values())
-    queues = json.loads(plans["rasraf"].read_text())["selectors"]["patch-selector"]["queues"]
-    wanted = {tag for tag, q in queues.items() if q["ratio"] > 0}
+    queues = Plan.read(plans["rasraf"]).selectors["patch-selector"].queues
+    wanted = {q.name for q in queues if q.ratio > 0}
     tags = {r.tag for r in got.values()}
-    assert wanted <= tags <= set(queues)
+    assert wanted <= tags <= {q.name for q in queues}
 
 
 def test_generator_follows_feedback_and_never_rewrites_on_retry(plans, tmp_path):
@@ -277,7 +278,7 @@ def test_simulate_frames_land_in_the_binned_selectors_bounds(plans, rasraf_ws, t
     frames = records(plan, rasraf_ws, "cg.frames")
     assert sorted(frames) == [f"cg7_f{n:012d}" for n in range(20)]
     values = np.stack([r.values for r in frames.values()])
-    bounds = np.array(json.loads(plan.read_text())["selectors"]["frame-selector"]["bounds"])
+    bounds = np.array(Plan.read(plan).selectors["frame-selector"].bounds)
     assert ((values >= bounds[:, 0]) & (values < bounds[:, 1])).all()
     assert len(np.unique(values, axis=0)) == 20  # the walk moves
     rdfs = records(plan, rasraf_ws, "cg.rdfs")
