@@ -12,6 +12,7 @@ from mummi_spec.runtime.schedulers import slurm as slurm_adapter
 from mummi_spec.runtime.schedulers._common import wait_terminal
 from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus
 from mummi_spec.runtime.schedulers.slurm import SlurmScheduler
+from tests import plans
 
 pytestmark = pytest.mark.slurm
 FAKE_GPUS = 4
@@ -19,7 +20,7 @@ FAKE_GPUS = 4
 
 @pytest.fixture(scope="module")
 def adapter(slurm_cluster):
-    scheduler = SlurmScheduler({"queue": slurm_cluster["partition"]})
+    scheduler = SlurmScheduler(plans.scheduler("slurm", queue=slurm_cluster["partition"]))
     yield scheduler
     scheduler.close()
 
