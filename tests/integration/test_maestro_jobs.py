@@ -45,8 +45,8 @@ def test_one_instance_of_each_job_type(build: Path, tmp_path: Path) -> None:
     gen = build / "jobs" / "generator.yaml"
     edit(gen, "--count 400 --every 0.05", "--count 3 --every 0")
     maestro(gen, tmp_path / "m-gen")
-    store = campaign.store(latent["store"])
-    assert store.keys(latent["namespace"]) == [f"structure_{i:06d}" for i in range(3)]
+    store = campaign.store(latent.store)
+    assert store.keys(latent.namespace) == [f"structure_{i:06d}" for i in range(3)]
     # The setup job, on a real candidate instead of the example value.
     setup = build / "jobs" / "createsim.yaml"
     edit(setup, '"example-candidate-0001"', '"structure_000001"')
@@ -64,4 +64,4 @@ def test_one_instance_of_each_job_type(build: Path, tmp_path: Path) -> None:
     (sim_dir,) = (tmp_path / "m-sim" / "cganalysis").iterdir()
     assert json.loads((sim_dir / "result.json").read_text())["sim"] == "cg-debug"
     fb = campaign.stream("cg.feedback")
-    assert campaign.store(fb["store"]).keys(fb["namespace"], "fb_cg-debug_*")
+    assert campaign.store(fb.store).keys(fb.namespace, "fb_cg-debug_*")

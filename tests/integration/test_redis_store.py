@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mummi_spec.runtime.stores.redis import RedisStore
+from tests import plans
 
 pytestmark = pytest.mark.redis
 
@@ -16,7 +17,9 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 def store(redis_server: dict[str, object], tmp_path: Path):
     prefix = f"itest-{uuid.uuid4().hex}"
-    config = {"backend": "redis", "name": "feedback", "prefix": prefix, **redis_server}
+    # As a campaign configures it: feedback namespaces are not journaled (ingest reads only
+    # candidate streams from a journal).
+    config = plans.store("redis", "feedback", prefix=prefix, **redis_server)
     opened = RedisStore(config, tmp_path)
     yield opened
     opened.purge()
@@ -54,4 +57,4 @@ def test_feedback_iteration_counts_exactly(store: RedisStore) -> None:
     assert store.keys("rdfs", "rdf_sim_*") == []
     assert store.keys("processed_rdfs") == sorted(items)
     assert store.get_many("processed_rdfs", sorted(items)) == [items[k] for k in sorted(items)]
-    assert store.purge() == 5_102  # every key the store made (and 2 journals), nothing else
+    assert store.purge() == 5_100  # every key the store made (no journal), nothing else
