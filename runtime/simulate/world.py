@@ -159,6 +159,8 @@ class SimStore(MemoryStore):
         """``put_many`` for the world's own items, whose key template was checked once."""
         with self._lock:
             self._data.setdefault(namespace, {}).update(items)
+            # Journaled like any write: ingest reads new candidates from the log.
+            self._log.setdefault(namespace, []).extend(items)
 
 
 class Emitter:
