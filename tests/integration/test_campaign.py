@@ -57,12 +57,12 @@ def check_campaign(cwd: Path) -> Campaign:
     """What every finished campaign must satisfy, read from its ledger and stores."""
     c = _campaign(cwd)
     ws = c.workspace
-    assert ws == (cwd / c.plan["workspace"]).resolve()  # relative to where it was compiled
+    assert ws == (cwd / c.plan.workspace).resolve()  # relative to where it was compiled
     db = _db(ws)
     plan = c.plan
     # Every selection is unique per coupling and within its share of max_simulations.
     sims = db.execute("SELECT sim, coupling, candidate, state FROM sims").fetchall()
-    assert len(sims) == plan["manager"]["max_simulations"]
+    assert len(sims) == plan.manager.max_simulations
     assert len({(cp, cand) for _, cp, cand, _ in sims}) == len(sims)
     assert Counter(s for *_, s in sims) == {"done": len(sims)}
     # No selection got two successful jobs of a type; each done sim has its simulation job.
@@ -70,24 +70,23 @@ def check_campaign(cwd: Path) -> Campaign:
         "SELECT sim, job_type FROM jobs WHERE state = 'completed' AND sim IS NOT NULL"))
     assert set(done.values()) == {1}
     for sim, coupling, _, _ in sims:
-        assert done[(sim, plan["couplings"][coupling]["simulation"])] == 1
+        assert done[(sim, plan.couplings[coupling].simulation)] == 1
     # Never more GPU jobs running than GPUs.
     busy = [r[0] for r in db.execute("SELECT busy_gpus FROM occupancy")]
-    assert max(busy) <= plan["resources"]["gpu_pool"]
+    assert max(busy) <= plan.pools.gpu_pool
     assert max(busy) >= 1
     # Feedback: every item written was consumed exactly once, nothing left live.
-    for name, loop in plan["feedback"].items():
-        stream = c.stream(loop["from"])
-        store = c.store(stream["store"])
-        ns = stream["namespace"]
+    for name, loop in plan.feedback.items():
+        stream = c.stream(loop.source)
+        store = c.store(stream.store)
+        ns = stream.namespace
         assert store.keys(ns) == []
         moved = store.keys(ns + CONSUMED_SUFFIX)
         consumed = [k for (k,) in db.execute("SELECT key FROM consumed WHERE loop = ?", (name,))]
         assert sorted(consumed) == moved and moved
         (items,) = db.execute("SELECT items FROM feedback WHERE loop = ?", (name,)).fetchone()
         assert items == len(moved)
-        target = decode(c.store(loop["target"]["store"]).get(
-            loop["target"]["namespace"], loop["target"]["key"]))
+        target = decode(c.store(loop.target.store).get(loop.target.namespace, loop.target.key))
         assert target.meta["items"] == len(moved)
     for name in ("summary.txt", "occupancy.png", "coverage.png", "status.json"):
         assert (ws / name).stat().st_size > 0
@@ -102,14 +101,14 @@ def check_campaign(cwd: Path) -> Campaign:
 def test_mini_campaign_end_to_end(mini: Path) -> None:
     c = check_campaign(mini)
     stream = c.stream("structures.latent")
-    store = c.store(stream["store"])
-    keys = store.keys(stream["namespace"])
+    store = c.store(stream.store)
+    keys = store.keys(stream.namespace)
     # The generator writes 400 over ~20 s and is stopped when the campaign completes, which on
     # a busy machine can come first: never more, and always more than were selected.
     selected = _db(c.workspace).execute("SELECT COUNT(*) FROM sims").fetchone()[0]
     assert selected < len(keys) <= 400
     # The coarse model really changed: late candidates were drawn after feedback arrived.
-    models = [decode(b).meta["model"] for b in store.get_many(stream["namespace"], keys)]
+    models = [decode(b).meta["model"] for b in store.get_many(stream.namespace, keys)]
     assert max(models) >= 1 and min(models) == 0
     db = _db(c.workspace)
     # createsim fails 10 % of the time in the toy: failures were retried, not fatal.
@@ -131,7 +130,7 @@ def test_rasraf_all_three_scales(rasraf: Path) -> None:
     cg_sims = {s for (s,) in db.execute("SELECT sim FROM sims WHERE coupling = 'macro-to-cg'")}
     assert all(f.split("_f")[0] in cg_sims for f in frames)
     # Patches were routed to the tagged queues; the 'invalid' queue (ratio 0) is never chosen.
-    tags = {decode(c.store("patches").get(c.stream("macro.patches")["namespace"], cand)).tag
+    tags = {decode(c.store("patches").get(c.stream("macro.patches").namespace, cand)).tag
             for (cand,) in db.execute(
                 "SELECT candidate FROM sims WHERE coupling = 'macro-to-cg'")}
     assert "invalid" not in tags
