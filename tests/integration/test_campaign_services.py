@@ -19,7 +19,7 @@ def test_mini_campaign_on_slurm(slurm_cluster: dict[str, str],
     cwd = run_spec(tmp_path_factory, "mini.yaml", MUMMI_SCHEDULER="slurm",
                    MUMMI_QUEUE=slurm_cluster["partition"])
     c = check_campaign(cwd)
-    assert c.plan["scheduler"]["type"] == "slurm"
+    assert c.plan.scheduler.type == "slurm"
     db = sqlite3.connect(c.workspace / "ledger.sqlite")
     ids = [i for (i,) in db.execute("SELECT sched_id FROM jobs WHERE state = 'completed'")]
     assert ids and all(i.isdigit() for i in ids)  # Slurm job ids, not local ones
@@ -51,11 +51,11 @@ def test_rasraf_feedback_through_redis(redis_server: dict[str, object], redis_db
                    MUMMI_REDIS_PORT=str(redis_server["port"]), MUMMI_REDIS_DB=str(REDIS_DB),
                    MUMMI_REDIS_PASSWORD="")
     c = check_campaign(cwd)  # includes: every RDF consumed exactly once, none left live
-    assert c.plan["stores"]["rdfs"]["backend"] == "redis"
+    assert c.plan.stores["rdfs"].backend == "redis"
     keys = [k.decode() for k in redis_db.scan_iter("rdfs:*")]
     # Write journals are kept for candidate streams only: no one reads a feedback journal.
     assert not [k for k in keys if k.endswith(":#journal")]
     items = keys
     assert items and all(k.startswith("rdfs:rdfs-consumed::rdf_sim_cg-") for k in items)
     # The password's variable name is in the plan, never a password.
-    assert c.plan["stores"]["rdfs"]["password_env"] == "MUMMI_REDIS_PASSWORD"
+    assert c.plan.stores["rdfs"].password_env == "MUMMI_REDIS_PASSWORD"
