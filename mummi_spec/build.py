@@ -35,6 +35,10 @@ def _num(value: Any, default: float) -> float:
     return float(value) if ok else default
 
 
+def _opt_num(value: Any) -> float | None:
+    return None if value is None else _num(value, 0.0)
+
+
 def _items(data: Any, key: str) -> list[tuple[str, dict[str, Any]]]:
     section = data.get(key) if isinstance(data, dict) else None
     if not isinstance(section, dict):
@@ -85,7 +89,8 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
             name=name, scale=scale, role=str(b.get("role", "")),
             command=str(b.get("command", "")), walltime=_dur(b.get("walltime"), 0.0) or 0.0,
             resources=m.Resources(_int(r.get("nodes"), 1), _int(r.get("tasks"), 1),
-                                  _int(r.get("cores_per_task"), 1), _int(r.get("gpus"), 0)),
+                                  _int(r.get("cores_per_task"), 1), _int(r.get("gpus"), 0),
+                                  _opt_num(r.get("memory_gb"))),
             description=str(b.get("description", "")), stop=str(b.get("stop", "")),
             retry_limit=_int(retry.get("limit"), 2),
             retry_on=tuple(retry.get("on", ("failed", "timedout", "lost"))),
@@ -166,7 +171,9 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
         name=str(mach.get("name", "")), nodes=_int(mach.get("nodes"), 0),
         walltime=_dur(mach.get("walltime"), 86400.0) or 86400.0,
         cores=max(_int(node.get("cores"), 1), 1), gpus=_int(node.get("gpus"), 0),
-        memory_gb=node.get("memory_gb"), reserved_manager=_int(res.get("manager"), 1),
+        memory_gb=_opt_num(node.get("memory_gb")),
+        oversubscribe=max(_int(node.get("oversubscribe"), 1), 1),
+        reserved_manager=_int(res.get("manager"), 1),
         reserved_services=_int(res.get("services"), 0), loc=loc(("machine",), key=True))
     sch = _dict(data.get("scheduler"))
     thr = _dict(sch.get("throttle"))

@@ -21,6 +21,7 @@ class Resources:
     tasks: int = 1
     cores_per_task: int = 1
     gpus: int = 0
+    memory_gb: float | None = None
 
     @property
     def cores(self) -> int:
@@ -195,6 +196,7 @@ class Machine:
     cores: int
     gpus: int = 0
     memory_gb: float | None = None
+    oversubscribe: int = 1
     reserved_manager: int = 1
     reserved_services: int = 0
     loc: SourceLocation = _loc()

@@ -63,6 +63,7 @@ class MachinePlan:
     cores: int
     gpus: int
     memory_gb: float | None
+    oversubscribe: int  # jobs share each core this many times
     reserved_manager: int
     reserved_services: int
 
@@ -72,10 +73,11 @@ class PoolsPlan:
     """The allocation divided: what the budgets and concurrency figures come from."""
 
     compute_nodes: int
-    gpu_pool: int
-    cpu_pool: int
-    cores_per_gpu: float
-    core_pool: float  # every core a job can hold: the GPU jobs' plus the CPU-only pool
+    gpu_pool: int  # GPUs the couplings' GPU jobs can use at once
+    cpu_pool: int  # cores the couplings' CPU-only jobs can use at once
+    cores_per_gpu: float  # what every GPU job holds beside each GPU, at most
+    gpus_held: int  # the most GPUs jobs hold at once, persistent ones included
+    cores_held: float  # the most cores jobs hold at once, persistent ones included
     busy_gpus: int
     idle_gpus: int
     gpu_hours_per_day: float

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from mummi_spec.plan import Plan
@@ -23,6 +24,33 @@ def render_command(command: str, values: Mapping[str, str]) -> str:
         return shell_quote(str(values[token]))
 
     return SUBSTITUTED.sub(repl, command)
+
+
+@dataclass(frozen=True, slots=True)
+class Selected:
+    """The selection an attempt works on (spawned jobs only)."""
+
+    sim: str
+    candidate: str
+    coupling: str
+    setup_dir: str = ""
+
+
+def attempt_request(plan: Plan, job_type: str, *, name: str, attempt: int,
+                    workdir: str | Path, workspace: str | Path, plan_path: str | Path,
+                    python: str, selected: Selected | None = None) -> JobRequest:
+    """The request of one attempt: its command's tokens and the ``MUMMI_*`` variables every
+    job has (docs/applications.md lists them), beside the campaign's and the job type's."""
+    values = {"WORKSPACE": str(workspace), "PLAN": str(plan_path), "PYTHON": python,
+              "WORKDIR": str(workdir)}
+    env = {"MUMMI_WORKSPACE": str(workspace), "MUMMI_PLAN": str(plan_path),
+           "MUMMI_JOB_TYPE": job_type, "MUMMI_ATTEMPT": str(attempt)}
+    if selected is not None:
+        values |= {"SIM": selected.sim, "CANDIDATE": selected.candidate,
+                   "SETUP_DIR": selected.setup_dir}
+        env |= {"MUMMI_SIM": selected.sim, "MUMMI_CANDIDATE": selected.candidate,
+                "MUMMI_COUPLING": selected.coupling}
+    return make_request(plan, job_type, name=name, workdir=workdir, values=values, env=env)
 
 
 def make_request(plan: Plan, job_type: str, *, name: str, workdir: str | Path,

@@ -285,7 +285,7 @@ class Manager:
                          for n in self.loops},
             "busy": {"gpus": gpus, "cores": cores},
             "unrunnable": dict(sorted(book.unrunnable.items())),
-            "pool": {"gpus": pools.gpu_pool, "cores": pools.core_pool},
+            "pool": {"gpus": pools.gpus_held, "cores": pools.cores_held},
         }
         if self.why:
             out["why"] = self.why

@@ -14,7 +14,7 @@ from typing import Any
 from mummi_spec.errors import SchedulerError
 from mummi_spec.runtime.book import Book
 from mummi_spec.runtime.campaign import Campaign
-from mummi_spec.runtime.jobs import make_request
+from mummi_spec.runtime.jobs import Selected, attempt_request
 from mummi_spec.runtime.ledger import JobRow
 from mummi_spec.runtime.schedulers.base import JobRequest, SchedulerAdapter
 
@@ -80,20 +80,16 @@ class Submitter:
         return refused
 
     def request(self, row: JobRow) -> JobRequest:
-        """The job request of an attempt: its command's tokens and its ``MUMMI_*`` variables."""
-        c = self.campaign
-        ws = str(c.workspace)
-        values = {"WORKSPACE": ws, "PLAN": str(c.plan_path), "PYTHON": sys.executable,
-                  "WORKDIR": row.workdir}
-        env = {"MUMMI_WORKSPACE": ws, "MUMMI_PLAN": str(c.plan_path),
-               "MUMMI_JOB_TYPE": row.job_type, "MUMMI_ATTEMPT": str(row.attempt)}
+        """The job request of an attempt."""
+        selected = None
         if row.sim is not None:
             sim = self.book.sims[row.sim]
-            values |= {"SIM": sim.name, "CANDIDATE": sim.candidate, "SETUP_DIR": sim.setup_dir}
-            env |= {"MUMMI_SIM": sim.name, "MUMMI_CANDIDATE": sim.candidate,
-                    "MUMMI_COUPLING": sim.coupling}
-        return make_request(c.plan, row.job_type, name=row.name, workdir=row.workdir,
-                            values=values, env=env)
+            selected = Selected(sim.name, sim.candidate, sim.coupling, sim.setup_dir)
+        c = self.campaign
+        return attempt_request(c.plan, row.job_type, name=row.name, attempt=row.attempt,
+                               workdir=row.workdir, workspace=c.workspace,
+                               plan_path=c.plan_path, python=sys.executable,
+                               selected=selected)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -50,7 +50,7 @@ def finish(manager: Manager) -> None:
     (ws / "summary.txt").write_text(text, encoding="utf-8")
     pools = manager.plan.pools
     try:
-        plot_occupancy(manager.ledger.occupancy(), pools.gpu_pool, pools.core_pool,
+        plot_occupancy(manager.ledger.occupancy(), pools.gpus_held, pools.cores_held,
                        ws / "occupancy.png")
         plot_coverage(streams, ws / "coverage.png")
     except Exception:

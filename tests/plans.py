@@ -106,8 +106,10 @@ def plan(*, stores: Iterable[StorePlan] = (), streams: Iterable[StreamPlan] = ()
     """A plan of these pieces on a one-node machine; other sections as ``kw``."""
     bare = Plan(
         name="test", description="", profile=None, workspace="ws", env={},
-        machine=MachinePlan("laptop", 1, 3600.0, 4, 1, None, 0, 0), scheduler=SCHEDULER,
-        pools=PoolsPlan(1, 1, 3, 1.0, 4.0, 1, 0, 24.0, 24.0),
+        machine=MachinePlan("laptop", 1, 3600.0, 4, 1, None, 1, 0, 0), scheduler=SCHEDULER,
+        pools=PoolsPlan(compute_nodes=1, gpu_pool=1, cpu_pool=3, cores_per_gpu=1.0, gpus_held=1,
+                        cores_held=4.0, busy_gpus=1, idle_gpus=0, gpu_hours_per_day=24.0,
+                        node_hours_per_day=24.0),
         stores={s.name: s for s in stores}, jobs={j.name: j for j in jobs},
         streams={s.ref: s for s in streams}, selectors={s.name: s for s in selectors},
         couplings={c.name: c for c in couplings}, feedback={f.name: f for f in feedback},

@@ -73,16 +73,21 @@ def test_artefacts_carry_no_absolute_paths_or_timestamps(tmp_path):
 def test_summit_concurrency_checks_by_hand():
     """1000 Summit nodes - 1 manager - 20 Redis = 979 compute nodes of 42 cores and 6 GPUs.
 
-    GPU pool 979 x 6 = 5874: CG gets 0.7 -> 4111.8, AA 0.3 -> 1762.2; the spare GPU goes to
-    the larger remainder (CG), so 4112 + 1762 = 5874 GPUs busy. GPU jobs hold 3 cores per GPU,
-    5874 x 3 = 17622; cores 979 x 42 = 41118, minus those and the continuum's 3600 ranks,
-    leave a CPU-only pool of 19896; half each: createsim 9948 // 24 = 414, backmapping
-    9948 // 18 = 552.
+    The continuum takes 24 cores on each of 150 nodes, leaving 18 there: enough for 6 GPU jobs
+    of 3 cores, none for a setup. GPU pool 979 x 6 = 5874: CG gets 0.7 -> 4111.8, AA 0.3 ->
+    1762.2; the spare GPU goes to the larger remainder (CG), so 4112 + 1762 = 5874 GPUs busy.
+    The other 829 nodes keep 42 - 6 x 3 = 24 cores for setups (CPU-only pool 829 x 24 =
+    19896), one setup per node whatever its size (24 or 18 cores); half the nodes each:
+    414.5 + 414.5, the spare node to the first name by the largest remainder (cg-to-aa's
+    backmapping). Pooled cores would have said 9948 // 18 = 552 backmappings: no node holds
+    an 18-core backmapping beside a 24-core createsim.
     """
     rp = _compile("rasraf-3scale.yaml", NO_PROFILE).resources
     assert (rp.compute_nodes, rp.gpu_pool, rp.cpu_pool) == (979, 5874, 19896)
+    assert [(g.count, g.gpu_slots, g.cpu_cores) for g in rp.groups] == [(829, 6, 24),
+                                                                          (150, 6, 0)]
     got = {j.name: j.max_concurrent for j in rp.jobs}
-    assert got == {"continuum": 1, "createsim": 414, "cg": 4112, "backmapping": 552, "aa": 1762}
+    assert got == {"continuum": 1, "createsim": 414, "cg": 4112, "backmapping": 415, "aa": 1762}
     assert (rp.busy_gpus, rp.idle_gpus) == (5874, 0)
     assert rp.gpu_hours_per_day == 5874 * 24
 

@@ -88,8 +88,11 @@ def test_changed_settings_are_grouped_and_located_in_both_specs(tmp_path):
     # Groups in report order: stores, job types, couplings, selectors.
     assert [c.group for c in d.changes] == ["stores", "job types", "job types", "couplings",
                                             "selectors"]
-    # Twice the cores per setup -> fewer setups; two GPUs per sim -> half as many sims.
-    assert {s.name: (s.old, s.new) for s in d.concurrency} == {"setup": (53, 31),
+    # Two GPUs per sim -> half as many sims; twice the cores per setup -> fewer setups. By
+    # hand, node by node (9 compute nodes of 32 cores and 4 GPUs; gen holds 4 cores on one):
+    # before, sims hold 2 cores per GPU, leaving 20 + 8 x 24 cores: 5 + 8 x 6 = 53 setups of
+    # 4 cores; after, 1 core per GPU leaves 24 + 8 x 28: 3 + 8 x 3 = 27 setups of 8 cores.
+    assert {s.name: (s.old, s.new) for s in d.concurrency} == {"setup": (53, 27),
                                                                 "sim": (36, 18)}
     assert {s.name: (s.old, s.new) for s in d.totals} == {
         "gpu_hours_per_day": (864.0, 864.0), "node_hours_per_day": (240.0, 240.0)}
@@ -116,7 +119,7 @@ def test_text_report(tmp_path, capsys):
     assert lines[i + 1:i + 3] == ["  ~ couplings.macro-to-micro.ready_buffer: 8 → 4",
                                   f"      {BASE}:79 → {new}:81"]
     assert '  ~ stores.models.backend: "filesystem" → "taridx"' in lines
-    assert "    setup  53 → 31" in lines and "    sim    36 → 18" in lines
+    assert "    setup  53 → 27" in lines and "    sim    36 → 18" in lines
     assert "  GPU-hours/day: 864 → 864 (unchanged)" in lines
     assert lines[-1] == ("  compiled artefacts that differ: jobs/setup.yaml, jobs/sim.yaml, "
                          "manifest.json, plan.json")

@@ -106,7 +106,9 @@ def test_bad_spec_exits_2_with_the_place(tmp_path: Path, capsys: pytest.CaptureF
 
 
 @pytest.mark.parametrize(("nodes", "message"), [
-    ("100", "rasraf-3scale.yaml:24:9: error: at full GPU occupancy"),  # the resource plan's
+    # the resource plan's: the continuum's 150 nodes do not fit in 100 - 21 reserved
+    ("100", "rasraf-3scale.yaml:46:7: error: persistent job 'continuum' needs 150 node(s) "
+            "with 0 GPU(s) and 24 core(s) free; 79 of the 79 compute nodes have room"),
     ("21", "--nodes 21 leaves no node for jobs"),
 ])
 def test_a_machine_too_small_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -168,7 +168,8 @@ def _simulate(plan: Plan, options: Options, tmp: Path) -> Result:
     ws.mkdir()
     m, pools = plan.machine, plan.pools
     engine = Engine()
-    machine = Machine(engine, pools.compute_nodes, m.cores, m.gpus, pools.cores_per_gpu)
+    machine = Machine(engine, pools.compute_nodes, m.cores * m.oversubscribe, m.gpus,
+                      pools.cores_per_gpu)
     check_machine(plan, machine)
     campaign = SimCampaign(plan, plan_path, ws)
     producers = Producers(engine, plan, campaign.store, options.seed, options.items_per_hour)

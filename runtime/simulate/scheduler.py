@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from mummi_spec.plan import Plan
+from mummi_spec.plan import Plan, Role
 from mummi_spec.runtime.schedulers._common import SubmitThrottle, check_name
 from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus, SchedulerBase
 from mummi_spec.runtime.simulate.expect import JobExpect, job_expect, uniform
@@ -33,7 +33,7 @@ class SimJob:
     name: str
     job_type: str
     sim: str | None
-    shape: tuple[int, int, int]  # nodes, GPUs per node, cores per node
+    shape: tuple[int, int, int, bool]  # nodes, GPUs per node, cores per node, persistent
     submitted: float
     status: JobStatus = _PENDING
     nodes: list[int] = field(default_factory=list)
@@ -65,8 +65,9 @@ class SimulatedScheduler(SchedulerBase):
         self.throttle = SubmitThrottle(plan.scheduler.per_second, plan.scheduler.burst,
                                        clock=lambda: engine.now, sleep=engine.sleep)
         self.expect: dict[str, JobExpect] = {n: job_expect(n, j) for n, j in plan.jobs.items()}
+        self.persistent = frozenset(n for n, j in plan.jobs.items() if j.role == Role.PERSISTENT)
         self.jobs: dict[str, SimJob] = {}
-        self._queues: dict[tuple[int, int, int], deque[SimJob]] = {}
+        self._queues: dict[tuple[int, int, int, bool], deque[SimJob]] = {}
         self.running: Counter[str] = Counter()
         self.started: Counter[str] = Counter()
         self.ended: dict[str, Counter[str]] = {}
@@ -79,7 +80,8 @@ class SimulatedScheduler(SchedulerBase):
         self.throttle.acquire()
         job_id = f"sim-{len(self.jobs) + 1}"
         nodes = max(job.nodes, 1)
-        shape = (nodes, -(-job.gpus // nodes), -(-job.tasks * job.cores_per_task // nodes))
+        shape = (nodes, -(-job.gpus // nodes), -(-job.tasks * job.cores_per_task // nodes),
+                 job.job_type in self.persistent)
         rec = SimJob(job_id, job.name, job.job_type, job.env.get("MUMMI_SIM"), shape,
                      self.engine.now)
         self.jobs[job_id] = rec
@@ -166,7 +168,7 @@ class SimulatedScheduler(SchedulerBase):
 
     def _finish(self, rec: SimJob, outcome: JobStatus) -> None:
         if rec.status is _RUNNING:
-            _, gpus, cores = rec.shape
+            _, gpus, cores, _ = rec.shape
             self.machine.release(rec.nodes, gpus, cores)
             self.running[rec.job_type] -= 1
             self.producers.stop(rec.id)

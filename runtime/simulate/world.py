@@ -78,22 +78,27 @@ class Machine:
         """Whether an empty machine could hold the job."""
         return nodes <= self.nodes and gpus <= self.gpus and cores <= self.cores
 
-    def _keys(self, gpus: int, cores: int) -> list[tuple[int, int]]:
+    def _keys(self, gpus: int, cores: int, keep_for_gpus: bool) -> list[tuple[int, int]]:
         keep = self.cores_per_gpu
         keys = []
         for fg, fc in self._buckets:
             if fg < gpus or fc < cores:
                 continue
-            if not gpus and fc - cores < math.ceil((fg - gpus) * keep):
+            if keep_for_gpus and not gpus and fc - cores < math.ceil((fg - gpus) * keep):
                 continue  # would leave free GPUs without their cores
             keys.append((fg, fc))
         # Tightest first: fewest GPUs left, then fewest cores left.
         keys.sort()
         return keys
 
-    def place(self, nodes: int, gpus: int, cores: int) -> list[int] | None:
-        """Take ``gpus`` and ``cores`` on each of ``nodes`` nodes, or ``None`` if they are busy."""
-        keys = self._keys(gpus, cores)
+    def place(self, nodes: int, gpus: int, cores: int, persistent: bool = False
+              ) -> list[int] | None:
+        """Take ``gpus`` and ``cores`` on each of ``nodes`` nodes, or ``None`` if they are busy.
+
+        A persistent job is placed as the compiler places it, before anything else: it may
+        leave a node's GPUs without the cores to feed them.
+        """
+        keys = self._keys(gpus, cores, keep_for_gpus=not persistent)
         if not keys:
             return None
         if nodes == 1:
