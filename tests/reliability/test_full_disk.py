@@ -16,6 +16,7 @@ from mummi_spec.errors import MummiError, StoreError
 from mummi_spec.runtime.stores import tararchive
 from mummi_spec.runtime.stores.filesystem import FilesystemStore
 from mummi_spec.runtime.stores.taridx import TaridxStore
+from tests import plans
 
 NS = "frames"
 FILLER = 48 << 10  # freed after the failure, as an operator would free space
@@ -69,7 +70,7 @@ def assert_archive_holds(tar: Path, written: dict[str, bytes]) -> None:
 
 def test_taridx_on_a_full_disk_fails_clearly_and_keeps_every_earlier_item(
         small_disk: Path) -> None:
-    store = TaridxStore({"backend": "taridx", "name": "data", "path": "arch"}, small_disk)
+    store = TaridxStore(plans.store("taridx", path="arch"), small_disk)
     tar = small_disk / "arch" / f"{NS}.tar"
     written, err = fill(store)
     assert isinstance(err, MummiError) and written
@@ -83,7 +84,7 @@ def test_taridx_on_a_full_disk_fails_clearly_and_keeps_every_earlier_item(
     store.close()
     (small_disk / "filler").unlink()
     # A new process sees every earlier item, and writes on.
-    store = TaridxStore({"backend": "taridx", "name": "data", "path": "arch"}, small_disk)
+    store = TaridxStore(plans.store("taridx", path="arch"), small_disk)
     assert store.keys(NS) == sorted(written)
     store.put(NS, "after", b"space again")
     store.close()
@@ -92,8 +93,7 @@ def test_taridx_on_a_full_disk_fails_clearly_and_keeps_every_earlier_item(
 
 def test_filesystem_on_a_full_disk_fails_clearly_and_leaves_no_partial_file(
         small_disk: Path) -> None:
-    store = FilesystemStore({"backend": "filesystem", "name": "data", "path": "files"},
-                            small_disk)
+    store = FilesystemStore(plans.store("filesystem", path="files"), small_disk)
     written, err = fill(store)
     assert isinstance(err, MummiError) and written
     assert str(err).startswith("filesystem store 'data': cannot write key ")
@@ -111,7 +111,7 @@ def test_a_taridx_write_failing_at_any_step_leaves_a_readable_archive(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     """Each step of a member's write failing as on a full disk (an injected ENOSPC: a real
     tmpfs fills during the data, nearly always), then the next write on a freed disk."""
-    store = TaridxStore({"backend": "taridx", "name": "data"}, tmp_path)
+    store = TaridxStore(plans.store("taridx"), tmp_path)
     store.put(NS, "before", b"kept")
     full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     writes = [0]
