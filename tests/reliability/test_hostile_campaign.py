@@ -68,7 +68,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Campaign]:
     c = Campaign.open(cwd / "build" / "plan.json")
     assert len(RUNNABLE) <= 16 and len(UNSAFE) >= 4
     # Written as files, past the store's checks, as a foreign generator could.
-    latent = c.workspace / "latent" / c.stream("structures.latent")["namespace"]
+    latent = c.workspace / "latent" / c.stream("structures.latent").namespace
     latent.mkdir(parents=True)
     for i, key in enumerate(RUNNABLE):
         (latent / key).write_bytes(encode(Record(_corner(i))))
@@ -76,7 +76,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Campaign]:
         (latent / key).write_bytes(encode(Record(_corner(i))))
     for key, (data, _) in BAD_RECORDS.items():
         (latent / key).write_bytes(data)
-    feedback = c.workspace / "feedback" / c.stream("cg.feedback")["namespace"]
+    feedback = c.workspace / "feedback" / c.stream("cg.feedback").namespace
     feedback.mkdir(parents=True)
     (feedback / BAD_FEEDBACK).write_bytes(b"half a frame")
     proc = run_cli("run", "build", cwd=cwd)
@@ -128,8 +128,8 @@ def test_unsafe_ids_and_bad_records_are_rejected_once_with_a_reason(
 def test_unreadable_feedback_item_is_set_aside(campaign: tuple[Path, Campaign]) -> None:
     _, c = campaign
     stream = c.stream("cg.feedback")
-    store = c.store(stream["store"])
-    assert store.keys(stream["namespace"] + REJECTED_SUFFIX) == [BAD_FEEDBACK]
+    store = c.store(stream.store)
+    assert store.keys(stream.namespace + REJECTED_SUFFIX) == [BAD_FEEDBACK]
     assert "unreadable item" in (c.workspace / "manager.log").read_text()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import uuid
 from collections.abc import Iterator
@@ -13,6 +13,7 @@ import pytest
 
 from mummi_spec.compiler.compile import compile_loaded
 from mummi_spec.frontend import load_spec
+from mummi_spec.plan import Plan
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.ingest import Guarded, Ingest
 from mummi_spec.runtime.ledger import Ledger
@@ -29,10 +30,11 @@ PATHLIKE = {"structure_../../etc/passwd": "path separator", "structure_a/b": "pa
 
 @pytest.fixture
 def redis_campaign(tmp_path: Path, redis_server: dict[str, object]) -> Iterator[Campaign]:
-    plan = json.loads(compile_loaded(load_spec(SPECS / "mini.yaml")).files["plan.json"])
-    prefix = f"hostile-{uuid.uuid4().hex[:8]}"
-    plan["stores"]["latent"] = {"name": "latent", "backend": "redis", "prefix": prefix,
-                                "host": redis_server["host"], "port": redis_server["port"]}
+    plan = Plan.from_json(compile_loaded(load_spec(SPECS / "mini.yaml")).files["plan.json"])
+    latent = dataclasses.replace(
+        plan.stores["latent"], backend="redis", prefix=f"hostile-{uuid.uuid4().hex[:8]}",
+        host=str(redis_server["host"]), port=int(redis_server["port"]))
+    plan = dataclasses.replace(plan, stores={**plan.stores, "latent": latent})
     c = Campaign(plan, tmp_path / "plan.json", tmp_path / "ws")
     c.workspace.mkdir()
     store = c.store("latent")
@@ -48,12 +50,12 @@ def test_path_like_ids_are_rejected_once_and_safe_ones_accepted(
         caplog: pytest.LogCaptureFixture) -> None:
     c = redis_campaign
     stream = c.stream("structures.latent")
-    cfg = c.plan["selectors"]["sampler"]
+    cfg = c.plan.selectors["sampler"]
     ledger = Ledger(c.workspace / "ledger.sqlite")
     ingest = Ingest("structures.latent", c, ledger,
-                    [Guarded(SELECTORS.get(cfg["kind"])(cfg, seed=0))], ())
+                    [Guarded(SELECTORS.get(cfg.kind)(cfg, seed=0))], ())
     client = redis.Redis(host=str(redis_server["host"]), port=int(redis_server["port"]))
-    head = f"{c.plan['stores']['latent']['prefix']}:{stream['namespace']}::"
+    head = f"{c.plan.stores['latent'].prefix}:{stream.namespace}::"
     good = encode(Record(np.ones(8)))
     # Past the store's checks, as a foreign writer could.
     client.mset({f"{head}{key}": good for key in [*PATHLIKE, "structure_ok; $(x)"]})
