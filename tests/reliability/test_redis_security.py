@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -13,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from mummi_spec.compiler.compile import compile_loaded
 from mummi_spec.errors import SpecErrors, StoreError
-from mummi_spec.frontend import load_spec_text
+from mummi_spec.frontend import load_spec, load_spec_text
+from mummi_spec.plan import Plan, PlanError
 from mummi_spec.runtime.stores.redis import RedisStore
+from tests import plans
 from tests.conftest import ROOT, SPECS
 
 redis = pytest.importorskip("redis")
@@ -73,8 +77,7 @@ def locked_redis() -> Iterator[tuple[int, str]]:
 
 
 def _store(port: int, **config: object) -> RedisStore:
-    return RedisStore({"name": "fb", "backend": "redis", "port": port, **config},
-                      root=Path("/nonexistent"))
+    return RedisStore(plans.store("redis", "fb", port=port, **config), root=Path("/nonexistent"))
 
 
 def _bind(client: redis.Redis) -> set[str]:
@@ -133,8 +136,14 @@ def test_unset_password_variable_is_a_clear_error(locked_redis: tuple[int, str],
 def test_a_password_written_in_the_plan_is_never_used(locked_redis: tuple[int, str],
                                                        caplog: pytest.LogCaptureFixture) -> None:
     port, password = locked_redis
+    data = json.loads(compile_loaded(load_spec(SPECS / "mini.yaml")).files["plan.json"])
+    data["stores"]["feedback"].update(backend="redis", port=port, password=password)
+    with pytest.raises(PlanError, match=r"unknown key\(s\) password") as refused:
+        Plan.from_data(data)  # a plan.json edited by hand to hold one is not read at all
+    assert password not in str(refused.value)
+    # A store whose settings name no password_env connects with none.
     with pytest.raises(StoreError, match="Authentication") as err:
-        _store(port, password=password)
+        _store(port)
     assert password not in str(err.value)
     assert "retrying" not in caplog.text  # refused at once: waiting cannot cure it
 
