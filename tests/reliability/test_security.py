@@ -10,6 +10,7 @@ import pytest
 from maestrowf.abstracts.enums import SubmissionCode
 
 from mummi_spec.errors import SchedulerError, StoreError
+from mummi_spec.plan import JobResources
 from mummi_spec.runtime.jobs import make_request
 from mummi_spec.runtime.registry import SCHEDULERS
 from mummi_spec.runtime.schedulers._common import (
@@ -22,6 +23,7 @@ from mummi_spec.runtime.schedulers._common import (
 from mummi_spec.runtime.schedulers.base import JobRequest, JobState
 from mummi_spec.runtime.schedulers.lsf import render_batch_script
 from mummi_spec.runtime.stores.common import check_name as check_store_name
+from tests import plans
 from tests.reliability.hostile import HOSTILE, canaries
 
 # Every data-bearing token, then the same value through the environment, NUL-separated so
@@ -32,9 +34,9 @@ OUT = "out.bin"
 
 
 def _request(value: str, workdir: Path) -> JobRequest:
-    plan = {"jobs": {"createsim": {
-        "command": COMMAND, "stop": value, "walltime": 60,
-        "resources": {"nodes": 1, "tasks": 1, "cores_per_task": 1, "gpus": 0}}}}
+    plan = plans.plan(jobs=[plans.job("createsim", COMMAND, stop=value, walltime=60.0,
+                                      resources=JobResources(nodes=1, tasks=1,
+                                                             cores_per_task=1, gpus=0))])
     request = make_request(plan, "createsim", name="cg-000001.createsim.1", workdir=workdir,
                            values={"CANDIDATE": value, "SIM": value, "SETUP_DIR": value})
     return JobRequest(**{**{f: getattr(request, f) for f in request.__slots__},
@@ -61,7 +63,7 @@ def test_rendered_body_passes_each_value_as_one_literal_word(value: str, tmp_pat
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_local_adapter_runs_hostile_values_literally(value: str, tmp_path: Path) -> None:
-    local = SCHEDULERS.get("local")({})
+    local = SCHEDULERS.get("local")(plans.local())
     try:
         job_id = local.submit(_request(value, tmp_path / "job"))
         assert wait_terminal(local, [job_id])[job_id].state is JobState.COMPLETED
@@ -74,7 +76,7 @@ def test_local_adapter_runs_hostile_values_literally(value: str, tmp_path: Path)
 @pytest.mark.parametrize("value", HOSTILE)
 def test_slurm_batch_script_quotes_hostile_values(value: str, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    slurm = SCHEDULERS.get("slurm")({})
+    slurm = SCHEDULERS.get("slurm")(plans.scheduler("slurm"))
     written: list[str] = []
 
     def keep(_step: object, script: str, _cwd: str) -> object:  # sbatch is never called
@@ -95,7 +97,7 @@ def test_slurm_batch_script_quotes_hostile_values(value: str, tmp_path: Path,
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_lsf_batch_script_quotes_hostile_values(value: str, tmp_path: Path) -> None:
-    text = render_batch_script(_request(value, tmp_path), {})
+    text = render_batch_script(_request(value, tmp_path), plans.scheduler("lsf"))
     assert "jsrun" not in text
     _bash(text, tmp_path)
     assert _words(tmp_path) == [value] * 5
