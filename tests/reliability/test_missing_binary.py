@@ -7,6 +7,7 @@ names the job type and the program. Selections not yet run stay queued for a res
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from pathlib import Path
@@ -16,9 +17,12 @@ import pytest
 from mummi_spec.compiler.compile import compile_loaded
 from mummi_spec.compiler.emit import write
 from mummi_spec.frontend import load_spec_text
+from mummi_spec.plan import RetryPolicy, SuccessRule
 from mummi_spec.runtime import tracker
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.schedulers.base import JobState, JobStatus
+from mummi_spec.runtime.states import AttemptState
+from tests import plans
 from tests.conftest import SPECS
 from tests.integration.test_campaign import run_cli
 
@@ -102,20 +106,23 @@ def test_the_summary_names_the_job_type_and_its_program(
 
 # --- the tracker's rules alone -----------------------------------------------------------
 
-JOB = {"command": "$(LAUNCHER)[1,2] /opt/app/bin/createsims --x", "retry": {"limit": 5}}
+JOB = plans.job("createsim", "$(LAUNCHER)[1,2] /opt/app/bin/createsims --x",
+                retry=RetryPolicy(limit=5))
 
 
 @pytest.mark.parametrize(("code", "words"), [(127, "command not found"),
                                              (126, "cannot be executed")])
 def test_exit_126_and_127_name_the_program_and_are_never_retried(code: int, words: str) -> None:
     state, reason = tracker.outcome(JOB, JobStatus(JobState.FAILED, code), Path("/w"))
-    assert state == "failed" and words in reason and "'/opt/app/bin/createsims'" in reason
+    assert state is AttemptState.FAILED
+    assert words in reason and "'/opt/app/bin/createsims'" in reason
     assert not tracker.should_retry(JOB, state, [], code)
     assert tracker.should_retry(JOB, state, [], 1)  # an ordinary failure still is
 
 
 def test_a_job_that_declares_127_a_success_is_not_unrunnable() -> None:
-    job = {**JOB, "success": {"exit_codes": [0, 127]}}
-    assert tracker.outcome(job, JobStatus(JobState.COMPLETED, 127), Path("/w"))[0] == "completed"
+    job = dataclasses.replace(JOB, success=SuccessRule(exit_codes=(0, 127)))
+    assert tracker.outcome(job, JobStatus(JobState.COMPLETED, 127), Path("/w"))[0] is \
+        AttemptState.COMPLETED
     assert not tracker.not_runnable(job, 127)
-    assert tracker.should_retry(job, "failed", [], 127)
+    assert tracker.should_retry(job, AttemptState.FAILED, [], 127)
