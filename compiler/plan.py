@@ -77,7 +77,7 @@ def _job(job: Job, rp: ResourcePlan) -> JobPlan:
         retry=RetryPolicy(job.retry_limit, tuple(sorted(job.retry_on))),
         success=SuccessRule(tuple(job.success_codes), job.success_file),
         expect=Expectation(job.duration, job.duration_sd, job.failure_rate),
-        env=dict(job.env), coupling=placed.coupling if placed else None,
+        checkpoints=job.checkpoints, env=dict(job.env), coupling=placed.coupling if placed else None,
         pool=Pool(placed.pool) if placed else Pool.UNUSED,
         max_concurrent=placed.max_concurrent if placed else 0,
         spawned_by=placed.spawned_by if placed else "no coupling spawns it")
@@ -152,8 +152,9 @@ def build_plan(spec: Spec, rp: ResourcePlan) -> Plan:
         feedback={f.name: _feedback(spec, f) for f in spec.feedback},
         manager=ManagerPlan(tick=spec.manager.tick,
                             checkpoint_every=spec.manager.checkpoint_every,
-                            stop_after=spec.manager.stop_after or m.walltime,
-                            max_simulations=spec.manager.max_simulations))
+                            stop_after=spec.manager.stop_after,
+                            max_simulations=spec.manager.max_simulations,
+                            allocation=m.walltime))
     # Read back through the codec: numbers take their declared types (a memory of 512 is
     # 512.0), so the plan in hand is exactly what every reader of plan.json gets.
     return Plan.from_data(plan.to_data())

@@ -57,7 +57,7 @@ def _job_cmd(job: Job) -> tuple[str, dict[str, str]]:
             return f"$({token})"
         return {"WORKDIR": "$(WORKSPACE)", "WORKSPACE": "$(CAMPAIGN_WORKSPACE)",
                 "PLAN": "$(SPECROOT)/../plan.json", "PYTHON": "$(PYTHON)",
-                "STOP": shlex.quote(job.stop)}[token]
+                "STOP": shlex.quote(job.stop), "RESTART": "0"}[token]
 
     return SUBSTITUTED.sub(repl, job.command), dict(sorted(used.items()))
 

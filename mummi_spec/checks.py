@@ -247,7 +247,8 @@ def _fit(spec: Spec, smap: SourceMap) -> list[SpecError]:
             out.append(SpecError(
                 f"job '{job.name}' walltime {format_hms(job.walltime)} is longer than the "
                 f"allocation ({format_hms(mach.walltime)})", smap.locate((*p, "walltime")),
-                hint="shorten it, or lengthen machine.walltime"))
+                hint="shorten it (a job that saves its state can set 'checkpoints: true' and "
+                     "continue in the next attempt), or lengthen machine.walltime"))
     return out
 
 

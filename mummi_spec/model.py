@@ -48,6 +48,7 @@ class Job:
     duration: float | None = None
     duration_sd: float | None = None
     failure_rate: float = 0.0
+    checkpoints: bool = False
     env: tuple[tuple[str, str], ...] = ()
     loc: SourceLocation = _loc()
 

@@ -246,6 +246,7 @@ class JobPlan:
     retry: RetryPolicy
     success: SuccessRule
     expect: Expectation
+    checkpoints: bool  # continues in the next attempt after a walltime or allocation end
     env: Mapping[str, str]
     coupling: str | None
     pool: Pool
@@ -347,8 +348,9 @@ class ManagerPlan:
 
     tick: float
     checkpoint_every: float
-    stop_after: float
+    stop_after: float | None  # campaign time after which it is complete; None: no limit
     max_simulations: int | None
+    allocation: float  # one run's allocation (machine.walltime): it stops, resumable, then
 
 
 # ----------------------------------------------------------------------------- plan

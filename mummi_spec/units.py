@@ -11,7 +11,7 @@ _AMOUNT = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 # Every $(TOKEN) a command may hold. mummi fills in all but $(LAUNCHER), which the scheduler
 # adapter expands (Maestro's token for the parallel launcher).
 TOKENS = ("CANDIDATE", "SIM", "WORKDIR", "SETUP_DIR", "WORKSPACE", "PLAN", "PYTHON", "STOP",
-          "LAUNCHER")
+          "RESTART", "LAUNCHER")
 SUBSTITUTED = re.compile(r"\$\((" + "|".join(t for t in TOKENS if t != "LAUNCHER") + r")\)")
 # $(LAUNCHER), optionally with Maestro's legacy `[nodes,procs]` allocation, and its blanks.
 LAUNCHER = re.compile(r"\$\(LAUNCHER\)(\[[^\]]*\])?[ \t]*")

@@ -81,6 +81,7 @@ class Book:
         self.by_sched_id: dict[str, str] = {}  # scheduler id -> name, of live attempts
         self.history: dict[tuple[str, str], list[AttemptState]] = defaultdict(list)
         self.attempts: Counter[tuple[str, str]] = Counter()  # highest attempt number used
+        self.ran: set[tuple[str, str]] = set()  # (sim or "", job type) an attempt of which ran
         self.persistent_retry: set[str] = set()  # persistent job types to submit again
         self.unrunnable: dict[str, str] = {}  # job type -> why its program cannot start
         self.stopping = False  # no persistent job is resubmitted once the campaign stops
@@ -155,10 +156,19 @@ class Book:
         if live is not None:
             self._requeue(live.row)
 
-    def observe(self, name: str, state: AttemptState) -> None:
+    def observe(self, name: str, state: AttemptState, now: float) -> None:
         """A live attempt is queued or running now."""
-        self.ledger.set_job(name, state)
-        self._restate(self.live[name], state=state)
+        running = state == AttemptState.RUNNING
+        self.ledger.set_job(name, state, started=now if running else None)
+        live = self.live[name]
+        if running:
+            self.ran.add((live.row.sim or "", live.row.job_type))
+        self._restate(live, state=state)
+
+    def restarts(self, row: JobRow) -> bool:
+        """Whether an earlier attempt of this job for this simulation ran (and may have left
+        the checkpoints this one continues from)."""
+        return (row.sim or "", row.job_type) in self.ran
 
     def ended(self, row: JobRow, state: AttemptState, reason: str, now: float, *,
               exit_code: int | None = None, track: bool = True) -> None:
@@ -175,7 +185,9 @@ class Book:
         history = self.history[key]
         if track and state != AttemptState.LOST:
             history.append(state)
-        if state != AttemptState.COMPLETED:
+        if tracker.continues(job, state):
+            log.info("job %s reached its walltime; the next attempt continues it", row.name)
+        elif state != AttemptState.COMPLETED:
             log.info("job %s ended %s%s", row.name, state.value, f": {reason}" if reason else "")
         if state == AttemptState.FAILED and tracker.not_runnable(job, exit_code):
             self._mark_unrunnable(row.job_type, reason)
@@ -258,6 +270,8 @@ class Book:
         for j in self.ledger.jobs():
             key = (j.sim or "", j.job_type)
             self.attempts[key] = max(self.attempts[key], j.attempt)
+            if j.started:
+                self.ran.add(key)
             if j.state not in LIVE_ATTEMPTS:
                 self.history[key].append(j.state)
             latest[(j.sim, j.job_type)] = j

@@ -38,13 +38,15 @@ class Selected:
 
 def attempt_request(plan: Plan, job_type: str, *, name: str, attempt: int,
                     workdir: str | Path, workspace: str | Path, plan_path: str | Path,
-                    python: str, selected: Selected | None = None) -> JobRequest:
+                    python: str, selected: Selected | None = None, restart: bool = False
+                    ) -> JobRequest:
     """The request of one attempt: its command's tokens and the ``MUMMI_*`` variables every
     job has (docs/applications.md lists them), beside the campaign's and the job type's."""
+    flag = "1" if restart else "0"
     values = {"WORKSPACE": str(workspace), "PLAN": str(plan_path), "PYTHON": python,
-              "WORKDIR": str(workdir)}
+              "WORKDIR": str(workdir), "RESTART": flag}
     env = {"MUMMI_WORKSPACE": str(workspace), "MUMMI_PLAN": str(plan_path),
-           "MUMMI_JOB_TYPE": job_type, "MUMMI_ATTEMPT": str(attempt)}
+           "MUMMI_JOB_TYPE": job_type, "MUMMI_ATTEMPT": str(attempt), "MUMMI_RESTART": flag}
     if selected is not None:
         values |= {"SIM": selected.sim, "CANDIDATE": selected.candidate,
                    "SETUP_DIR": selected.setup_dir}

@@ -14,7 +14,7 @@ from typing import Any
 from mummi_spec.errors import LedgerError
 from mummi_spec.runtime.states import AttemptState, SimState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS sims (
 CREATE TABLE IF NOT EXISTS jobs (
     name TEXT PRIMARY KEY, job_type TEXT NOT NULL, sim TEXT, attempt INTEGER NOT NULL,
     state TEXT NOT NULL, sched_id TEXT, exit_code INTEGER, reason TEXT, workdir TEXT NOT NULL,
-    gpus INTEGER NOT NULL, cores INTEGER NOT NULL, submitted_at REAL, ended_at REAL);
+    gpus INTEGER NOT NULL, cores INTEGER NOT NULL, submitted_at REAL, started_at REAL,
+    ended_at REAL);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE TABLE IF NOT EXISTS consumed (
     loop TEXT NOT NULL, key TEXT NOT NULL, iteration INTEGER NOT NULL,
@@ -57,6 +58,7 @@ class JobRow:
     cores: int
     exit_code: int | None = None
     reason: str | None = None
+    started: bool = False  # the scheduler started it (it may have left checkpoints)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,22 +183,25 @@ class Ledger:
 
     def set_job(self, name: str, state: AttemptState, *, sched_id: str | None = None,
                 exit_code: int | None = None, reason: str | None = None,
-                t: float | None = None) -> None:
+                t: float | None = None, started: float | None = None) -> None:
+        """A new state; ``t`` is when it ended, ``started`` when the scheduler started it."""
         with self.transaction() as db:
             db.execute("UPDATE jobs SET state = ?, sched_id = COALESCE(?, sched_id),"
                        " exit_code = COALESCE(?, exit_code), reason = COALESCE(?, reason),"
-                       " ended_at = COALESCE(?, ended_at) WHERE name = ?",
-                       (state, sched_id, exit_code, reason, t, name))
+                       " ended_at = COALESCE(?, ended_at),"
+                       " started_at = COALESCE(started_at, ?) WHERE name = ?",
+                       (state, sched_id, exit_code, reason, t, started, name))
 
     def jobs(self, states: Sequence[AttemptState] | None = None) -> list[JobRow]:
         sql = ("SELECT name, job_type, sim, attempt, state, sched_id, workdir, gpus, cores,"
-               " exit_code, reason FROM jobs")
+               " exit_code, reason, started_at IS NOT NULL FROM jobs")
         args: tuple[str, ...] = ()
         if states is not None:
             sql += f" WHERE state IN ({','.join('?' * len(states))})"
             args = tuple(states)
-        return [JobRow(n, t, s, a, AttemptState(st), *rest)
-                for n, t, s, a, st, *rest in self._rows(sql + " ORDER BY rowid", args)]
+        return [JobRow(n, t, s, a, AttemptState(st), i, w, g, c, x, why, bool(started))
+                for n, t, s, a, st, i, w, g, c, x, why, started
+                in self._rows(sql + " ORDER BY rowid", args)]
 
     # -------------------------------------------------------------- feedback
     def consumed(self, loop: str, keys: Sequence[str]) -> set[str]:

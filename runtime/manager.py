@@ -29,8 +29,14 @@ from mummi_spec.runtime.schedulers.base import SchedulerAdapter
 from mummi_spec.runtime.status import write_status
 from mummi_spec.runtime.submitter import Submitter
 from mummi_spec.runtime.workspace import claim
+from mummi_spec.units import format_hms
 
 log = logging.getLogger("mummi.manager")
+
+# A run stops this long before its allocation ends (2 %, at most a minute), so that the
+# checkpoint and the last feedback pass are done before the scheduler kills the manager.
+ALLOCATION_MARGIN = 60.0
+ALLOCATION_SHARE = 0.02
 
 
 class Clock:
@@ -56,11 +62,13 @@ class Manager:
     ``threads=False`` runs everything in the calling thread: ingest and feedback when due,
     submissions one after another in order (a virtual clock needs one thread of control).
     ``status_every``: seconds of clock time between ``status.json`` writes (0: each tick).
+    ``allocation_margin``: how long before its allocation's end a run stops (default 2 %, at
+    most a minute; a virtual clock needs none).
     """
 
     def __init__(self, campaign: Campaign, scheduler: SchedulerAdapter, *,
                  clock: Clock | None = None, threads: bool = True,
-                 status_every: float = 0.0) -> None:
+                 status_every: float = 0.0, allocation_margin: float | None = None) -> None:
         self.campaign = campaign
         self.plan = campaign.plan
         self.ws = campaign.workspace
@@ -79,7 +87,12 @@ class Manager:
         self.periodic = Periodic([], threads=threads)
         self.stop_requested = threading.Event()
         self.why = ""  # why the campaign ended, once it has
-        self.t0 = 0.0
+        self.allocation_ended = False
+        allocation = self.plan.manager.allocation
+        self.margin = min(ALLOCATION_MARGIN, ALLOCATION_SHARE * allocation) \
+            if allocation_margin is None else allocation_margin
+        self.t0 = 0.0  # when the campaign started (its first run)
+        self.run_start = 0.0  # when this run, in its allocation, started
         self.last_checkpoint = 0.0
         self.status_every = status_every
         self.last_status = -math.inf
@@ -94,6 +107,7 @@ class Manager:
         if self.ledger.meta("started") is None:
             self.ledger.set_meta("started", repr(now))
         self.t0 = float(self.ledger.meta("started") or now)
+        self.run_start = now
         self._open_selectors()
         self._open_streams()
         self._open_feedback()
@@ -106,22 +120,30 @@ class Manager:
         self.last_checkpoint = now
 
     def tick(self, now: float) -> str | None:
-        """One pass: due tasks, poll, decide and submit, observe. Returns ``"complete"``
-        once the campaign has ended (``why`` says why), else None."""
+        """One pass: due tasks, poll, decide and submit, observe. Returns ``"complete"`` once
+        the campaign has ended, ``"stopped"`` when this run's allocation ends (``why`` says
+        which), else None."""
         self.periodic.run_due(now)
         self.poller.poll(now)
         self._schedule(now)
         self._observe(now)
         if now - self.last_checkpoint >= self.plan.manager.checkpoint_every:
             self.checkpoint()
+        mp = self.plan.manager
         why = self.policy.finished()
-        if why is None and now - self.t0 >= self.plan.manager.stop_after:
-            why = f"manager.stop_after ({self.plan.manager.stop_after:g} s) reached"
-        if why is None:
-            return None
-        self.why = why
-        log.info("campaign complete: %s", why)
-        return "complete"
+        if why is None and mp.stop_after is not None and now - self.t0 >= mp.stop_after:
+            why = f"manager.stop_after ({format_hms(mp.stop_after)}) was reached"
+        if why is not None:
+            self.why = why
+            log.info("campaign complete: %s", why)
+            return "complete"
+        if now - self.run_start >= mp.allocation - self.margin:
+            self.why = (f"its allocation ({format_hms(mp.allocation)}) ended; `mummi run` "
+                        "again continues the campaign")
+            self.allocation_ended = True
+            log.info("stopping: %s", self.why)
+            return "stopped"
+        return None
 
     def run(self) -> str:
         """``start``, ``tick`` every ``manager.tick`` until the end or a stop, ``stop``."""
@@ -129,8 +151,9 @@ class Manager:
         outcome = "stopped"
         try:
             while not self.stop_requested.is_set():
-                if self.tick(self.clock.now()) is not None:
-                    outcome = "complete"
+                ended = self.tick(self.clock.now())
+                if ended is not None:
+                    outcome = ended
                     break
                 self.clock.sleep(self.plan.manager.tick)
         finally:
@@ -289,6 +312,8 @@ class Manager:
         }
         if self.why:
             out["why"] = self.why
+        if self.allocation_ended:
+            out["allocation_ended"] = True
         return out
 
     def checkpoint(self) -> None:

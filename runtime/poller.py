@@ -38,6 +38,6 @@ class Poller:
             if state is None or state == row.state:
                 continue
             if state in (AttemptState.QUEUED, AttemptState.RUNNING):
-                book.observe(row.name, state)
+                book.observe(row.name, state, now)
             else:
                 book.ended(row, state, reason, now, exit_code=status.exit_code)

@@ -52,11 +52,13 @@ def plot_occupancy(rows: Sequence[tuple[float, int, int, int, int]], gpu_pool: i
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
+    t = np.array([r[0] for r in rows])
+    if gpu_pool:  # a CPU-only machine has no GPU line to draw
+        if rows:
+            ax.step(t, [r[1] for r in rows], where="post", label="busy GPUs")
+        ax.axhline(gpu_pool, ls="--", lw=0.8, color="C0", label="GPU pool")
     if rows:
-        t = np.array([r[0] for r in rows])
-        ax.step(t, [r[1] for r in rows], where="post", label="busy GPUs")
-        ax.step(t, [r[2] for r in rows], where="post", label="busy cores")
-    ax.axhline(gpu_pool, ls="--", lw=0.8, color="C0", label="GPU pool")
+        ax.step(t, [r[2] for r in rows], where="post", label="busy cores", color="C1")
     ax.axhline(core_pool, ls=":", lw=0.8, color="C1", label="core pool")
     ax.set_xlabel("campaign time (s)")
     ax.set_ylabel("in use")

@@ -31,6 +31,13 @@ def _jobs_total(status: dict[str, Any], *states: str) -> int:
     return sum(c.get(s, 0) for c in status.get("jobs", {}).values() for s in states)
 
 
+def _busy(busy: dict[str, Any], pool: dict[str, Any]) -> str:
+    """Busy GPUs of the pool, or busy cores where the campaign has no GPUs."""
+    if pool.get("gpus", 0):
+        return f"GPUs {busy.get('gpus', 0)}/{pool['gpus']}"
+    return f"cores {busy.get('cores', 0)}/{pool.get('cores', 0):g}"
+
+
 def progress_line(status: dict[str, Any]) -> str:
     """One line for a live display."""
     cands = sum(v["ingested"] for v in status.get("candidates", {}).values())
@@ -44,7 +51,7 @@ def progress_line(status: dict[str, Any]) -> str:
             f"done {_jobs_total(status, 'completed')} "
             f"fail {_jobs_total(status, 'failed', 'timedout')}"
             f"  sims done {sims.get('done', 0)} failed {sims.get('failed', 0)}"
-            f"  feedback {fb}  GPUs {busy.get('gpus', 0)}/{pool.get('gpus', 0)}")
+            f"  feedback {fb}  {_busy(busy, pool)}")
 
 
 def render(status: dict[str, Any]) -> str:

@@ -89,7 +89,7 @@ class Submitter:
         return attempt_request(c.plan, row.job_type, name=row.name, attempt=row.attempt,
                                workdir=row.workdir, workspace=c.workspace,
                                plan_path=c.plan_path, python=sys.executable,
-                               selected=selected)
+                               selected=selected, restart=self.book.restarts(row))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

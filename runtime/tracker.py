@@ -71,13 +71,21 @@ def should_retry(job: JobPlan, state: AttemptState, history: Sequence[AttemptSta
     ``history`` holds the end states of the earlier attempts of the same simulation and job
     type. Only outcomes listed in ``retry.on`` are retried, and only ``retry.limit`` times; a
     job lost because the manager itself stopped does not use up the limit. A program that
-    could not be started (``NOT_RUNNABLE``) is never retried.
+    could not be started (``NOT_RUNNABLE``) is never retried. A job that ``checkpoints``
+    continues after every walltime kill, and those never count against the limit.
     """
     if state == AttemptState.FAILED and not_runnable(job, exit_code):
         return False
+    if continues(job, state):
+        return True
     if state.value not in job.retry.on:
         return False
-    return sum(1 for s in history if s in CHARGED) < job.retry.limit
+    return sum(1 for s in history if s in CHARGED and not continues(job, s)) < job.retry.limit
+
+
+def continues(job: JobPlan, state: AttemptState) -> bool:
+    """Whether an attempt that ended in ``state`` is a segment its next attempt continues."""
+    return job.checkpoints and state == AttemptState.TIMEDOUT
 
 
 def job_name(sim: str | None, job_type: str, attempt: int) -> str:

@@ -84,7 +84,8 @@ def job(name: str = "sim", command: str = "true", **kw: Any) -> JobPlan:
     """A simulation job type with the default retry and success rules unless given."""
     plain = JobPlan(name=name, scale="fine", role=Role.SIMULATION, description="",
                     command=command, walltime=3600.0, resources=JobResources(), stop="",
-                    retry=RetryPolicy(), success=SuccessRule(), expect=Expectation(), env={},
+                    retry=RetryPolicy(), success=SuccessRule(), expect=Expectation(),
+                    checkpoints=False, env={},
                     coupling=None, pool=Pool.GPU, max_concurrent=1, spawned_by="a test")
     return replace(plain, **kw)
 
@@ -113,6 +114,6 @@ def plan(*, stores: Iterable[StorePlan] = (), streams: Iterable[StreamPlan] = ()
         stores={s.name: s for s in stores}, jobs={j.name: j for j in jobs},
         streams={s.ref: s for s in streams}, selectors={s.name: s for s in selectors},
         couplings={c.name: c for c in couplings}, feedback={f.name: f for f in feedback},
-        manager=ManagerPlan(tick=0.2, checkpoint_every=10.0, stop_after=3600.0,
-                            max_simulations=None))
+        manager=ManagerPlan(tick=0.2, checkpoint_every=10.0, stop_after=None,
+                            max_simulations=None, allocation=3600.0))
     return replace(bare, **kw)

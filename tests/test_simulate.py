@@ -245,3 +245,46 @@ def test_fast_streams_are_thinned_to_the_item_budget() -> None:
     assert patches.every == 90.0 and patches.count == 25
     slow = stream_expect(_stream(None, 1), Role.PERSISTENT, 1, 1e6)
     assert (slow.every, slow.count, slow.stands_for) == (90.0, 330, 1.0)  # SC'21's snapshots
+
+
+ALLOCATIONS = """
+spec: mummi/v1
+name: long-sims
+machine: {nodes: 3, walltime: "02:00:00", node: {cores: 16, gpus: 4}}
+scheduler: {type: slurm, poll: 60s}
+stores: {data: {backend: filesystem}}
+scales:
+  coarse:
+    jobs: {model: {role: persistent, command: m, walltime: "02:00:00",
+                   resources: {cores_per_task: 4}}}
+    emits: {points: {kind: candidates, dim: 2, store: data, expect: {every: 60s, count: 10}}}
+  fine:
+    jobs:
+      sim: {role: simulation, command: s, walltime: "02:00:00", checkpoints: CHECKPOINTS,
+            resources: {gpus: 1, cores_per_task: 2}, retry: {limit: 1, on: [failed]},
+            expect: {duration: 5h, duration_sd: 0s}}
+selectors: {pick: {kind: random, dim: 2}}
+couplings:
+  c: {from: coarse.points, to: fine, selector: pick, simulation: sim, ready_buffer: 0,
+      share: {gpus: 1.0}}
+manager: {tick: 30s, max_simulations: 8}
+"""
+
+
+@pytest.mark.parametrize("checkpoints", [True, False])
+def test_simulations_longer_than_an_allocation_continue_in_the_next(checkpoints: bool) -> None:
+    from mummi_spec.runtime.simulate.run import Options, simulate
+
+    text = ALLOCATIONS.replace("CHECKPOINTS", "true" if checkpoints else "false")
+    plan = compile_loaded(load_spec_text(text, "x.yaml")).plan
+    result = simulate(plan, Options(hours=11.0, start="cold"))
+    sim = result.ended["sim"]
+    if checkpoints:
+        # 8 simulations of 5 h on 8 GPUs, each cut at the end of two 2 h allocations and
+        # continued: done in the third allocation, which ends the campaign (its cap is 8).
+        assert result.allocations == 3 and result.outcome == "complete"
+        assert sim == {"cancelled": 16, "completed": 8}
+    else:
+        # Without checkpoints every attempt starts over and is cut at its allocation's end.
+        assert result.allocations == 6  # 11 h of 2 h allocations, one after the other
+        assert sim.get("completed", 0) == 0 and sim.get("failed", 0) == 0

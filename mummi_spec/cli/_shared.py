@@ -28,6 +28,7 @@ class Exit(IntEnum):
     FAILED = 1  # the same code, for a run: the work is not done
     USER_ERROR = 2  # bad spec or arguments (argparse uses 2 as well)
     INTERNAL_ERROR = 3
+    RESUMABLE = 75  # EX_TEMPFAIL: the allocation ended before the campaign; run it again
     INTERRUPTED = 130
 
 

@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("summary.txt", "occupancy.png", "coverage.png"):
         if (ws / name).exists():
             print(f"  {ws / name}")
+    if status.get("allocation_ended"):
+        return Exit.RESUMABLE  # the allocation ended first: the next `mummi run` continues
     if status["state"] != "complete":
         return Exit.INTERRUPTED
     # Some job type's program could not be started: the work is not done.

@@ -43,6 +43,7 @@ def metrics(result: Result) -> dict[str, Any]:
     gpu_hours = float(s["gpus"][:-1] @ np.diff(s["t"])) / 3600 if len(s["t"]) > 1 else 0.0
     return {
         "campaign": result.name, "nodes": result.nodes, "hours": result.hours,
+        "allocations": result.allocations, "allocation_h": round(result.allocation / 3600, 3),
         "start": result.options.start, "seed": result.options.seed,
         "gpus": result.total_gpus, "cores": result.total_cores,
         "per_second": result.per_second, "startup_s": result.startup, "poll_s": result.poll,
@@ -78,7 +79,8 @@ def to_text(m: dict[str, Any]) -> str:
     full = "never" if m["gpus_full_h"] is None else f"{m['gpus_full_h']:.2f} h"
     out = [
         f"campaign {m['campaign']}: {m['nodes']} nodes ({m['gpus']} GPUs, {m['cores']} cores "
-        f"for jobs), {m['hours']:g} h simulated, {m['start']} start, seed {m['seed']}",
+        f"for jobs), {m['hours']:g} h simulated in {m['allocations']} allocation(s) of "
+        f"{m['allocation_h']:g} h, {m['start']} start, seed {m['seed']}",
         f"submission throttle {throttle}, start-up delay {m['startup_s']:g} s, "
         f"poll every {m['poll_s']:g} s",
         "",

@@ -71,16 +71,22 @@ class Result:
     startup: float
     poll: float
     outcome: str = ""
+    allocations: int = 1
+    allocation: float = 0.0  # seconds
 
 
 class SimCampaign(Campaign):
-    """A campaign whose stores are the simulated world's memory stores."""
+    """A campaign whose stores are the simulated world's memory stores; they outlive each
+    allocation's manager, as a real campaign's files and servers do."""
 
     def store(self, name: str) -> SimStore:
         with self._lock:
             if name not in self._stores:
                 self._stores[name] = SimStore(self.plan.store(name), root=self.workspace)
             return cast(SimStore, self._stores[name])
+
+    def close(self) -> None:
+        """Nothing to release: the world's stores live as long as the world."""
 
 
 def simulation_plan(plan: Plan, options: Options) -> Plan:
@@ -114,13 +120,14 @@ def check_machine(plan: Plan, machine: Machine) -> None:
                 f"{machine.gpus} GPUs and {machine.cores} cores: it could never start")
 
 
-def seed_warm(ledger: Ledger, plan: Plan, workspace: Path) -> tuple[dict[str, int], list[str]]:
+def seed_warm(ledger: Ledger, plan: Plan, workspace: Path
+              ) -> tuple[dict[str, int], set[tuple[str, str]]]:
     """Record what a previous allocation leaves: every GPU's simulation cut short, ready
-    buffers full. Returns the simulations carried over per coupling, and the names of the
-    jobs that will resume the cut ones."""
+    buffers full. Returns the simulations carried over per coupling, and the (simulation, job
+    type) pairs that were running (those whose job checkpoints continue part done)."""
     seq = 0
     carried: dict[str, int] = {}
-    resumed: list[str] = []
+    cut: set[tuple[str, str]] = set()
     for name, c in sorted(plan.couplings.items()):
         job = plan.job(c.simulation)
         running = job.max_concurrent
@@ -143,10 +150,10 @@ def seed_warm(ledger: Ledger, plan: Plan, workspace: Path) -> tuple[dict[str, in
             ledger.add_job(JobRow(jname, c.simulation, sim, 1, AttemptState.SUBMITTING, None,
                                   str(workspace / "runs" / sim / f"{c.simulation}.1"),
                                   res.gpus, res.cores), 0.0)
-            ledger.set_job(jname, AttemptState.CANCELLED,
+            ledger.set_job(jname, AttemptState.CANCELLED, started=0.0,
                            reason="the previous allocation ended", t=0.0)
-            resumed.append(tracker.job_name(sim, c.simulation, 2))
-    return carried, resumed
+            cut.add((sim, c.simulation))
+    return carried, cut
 
 
 def simulate(plan: Plan, options: Options) -> Result:
@@ -174,11 +181,11 @@ def _simulate(plan: Plan, options: Options, tmp: Path) -> Result:
     campaign = SimCampaign(plan, plan_path, ws)
     producers = Producers(engine, plan, campaign.store, options.seed, options.items_per_hour)
     seeded: dict[str, int] = {}
-    resumed: list[str] = []
+    cut: set[tuple[str, str]] = set()
     if options.start == "warm":
         ledger = Ledger(ws / "ledger.sqlite")
         try:
-            seeded, resumed = seed_warm(ledger, plan, ws)
+            seeded, cut = seed_warm(ledger, plan, ws)
         finally:
             ledger.close()
     startup = options.startup
@@ -186,9 +193,8 @@ def _simulate(plan: Plan, options: Options, tmp: Path) -> Result:
         startup = plan.scheduler.startup
     startup = DEFAULT_STARTUP if startup is None else float(startup)
     sched = SimulatedScheduler(plan, engine=engine, machine=machine, producers=producers,
-                               seed=options.seed, startup=startup, resumed=frozenset(resumed))
+                               seed=options.seed, startup=startup, carried=frozenset(cut))
     clock = VirtualClock(engine)
-    manager = Manager(campaign, sched, clock=clock, threads=False, status_every=STATUS_EVERY)
     job_types = sorted(n for n, j in plan.jobs.items() if j.pool != Pool.UNUSED)
     samples: list[tuple[float, int, int, int, tuple[int, ...]]] = []
 
@@ -213,7 +219,7 @@ def _simulate(plan: Plan, options: Options, tmp: Path) -> Result:
                 continue
             if not em.pending:
                 continue
-            ingest = manager.ingests.get(ref)
+            ingest = runs[-1].ingests.get(ref) if runs else None
             if ingest is None:
                 em.store.discard(em.namespace, em.pending)
                 em.pending = []
@@ -226,18 +232,24 @@ def _simulate(plan: Plan, options: Options, tmp: Path) -> Result:
 
     engine.at(0.0, sample)
     engine.after_advance(drain)
-    outcome = "stopped"
-    manager.start()
-    try:
-        while manager.tick(clock.now()) is None:
-            clock.sleep(plan.manager.tick)  # the world runs meanwhile
-        outcome = "complete"
-    finally:
-        manager.stop(outcome)
-    try:
-        feedback = {n: manager.ledger.feedback_state(n)[:2] for n in sorted(manager.loops)}
-    finally:
-        manager.ledger.close()
+    runs: list[Manager] = []  # one per allocation, each resuming from the ledger
+    ingested: Counter[str] = Counter()
+    outcome = None
+    while outcome != "complete":
+        manager = Manager(campaign, sched, clock=clock, threads=False,
+                          status_every=STATUS_EVERY, allocation_margin=0.0)
+        runs.append(manager)
+        manager.start()
+        outcome = "stopped"
+        try:
+            while (ended := manager.tick(clock.now())) is None:
+                clock.sleep(plan.manager.tick)  # the world runs meanwhile
+            outcome = ended
+        finally:
+            manager.stop(outcome)
+            ingested.update({s: i.ingested for s, i in manager.ingests.items()})
+            feedback = {n: manager.ledger.feedback_state(n)[:2] for n in sorted(manager.loops)}
+            manager.ledger.close()
     return Result(
         name=plan.name, nodes=m.nodes, hours=options.hours, options=options,
         job_types=job_types, samples=samples, total_gpus=machine.total_gpus,
@@ -247,7 +259,8 @@ def _simulate(plan: Plan, options: Options, tmp: Path) -> Result:
         seeded=seeded,
         selected={p.name: p.selected for p in manager.book.pipes.values()},
         feedback={n: (int(i), int(k)) for n, (i, k) in feedback.items()},
-        ingested={s: i.ingested for s, i in sorted(manager.ingests.items())},
+        ingested=dict(sorted(ingested.items())), allocations=len(runs),
+        allocation=plan.manager.allocation,
         stands_for={r: em.rate.stands_for for r, em in producers.emitters.items()},
         per_second=plan.scheduler.per_second, startup=startup,
         poll=plan.scheduler.poll, outcome=outcome)

@@ -46,8 +46,11 @@ class SimulatedScheduler(SchedulerBase):
     ``submit`` passes the submission throttle in virtual time (the caller blocks, as it would
     on a real throttle, while the world runs on), then the job becomes eligible after the
     start-up delay and starts when the machine has room, first come first served per job
-    shape. Its run time, failure and walltime kill come from the plan's ``expect`` blocks;
-    jobs in ``resumed`` (simulations cut by the previous allocation) run only the rest.
+    shape. Its run time, failure and walltime kill come from the plan's ``expect`` blocks.
+    A job type that ``checkpoints`` has one run time per simulation, worked off attempt by
+    attempt: a walltime kill, a cancel or the end of an allocation keeps what was done, and
+    the next attempt runs the rest. ``carried`` (simulation, job type) pairs were cut short by
+    an allocation before this one: they start part done.
     """
 
     key: ClassVar[str] = "simulated"
@@ -55,13 +58,16 @@ class SimulatedScheduler(SchedulerBase):
 
     def __init__(self, plan: Plan, *, engine: Engine, machine: Machine,
                  producers: Producers, seed: int = 0, startup: float = 0.0,
-                 resumed: frozenset[str] = frozenset()) -> None:
+                 carried: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.engine = engine
         self.machine = machine
         self.producers = producers
         self.seed = seed
         self.startup = startup
-        self.resumed = resumed
+        self.checkpoints = frozenset(n for n, j in plan.jobs.items() if j.checkpoints)
+        # (simulation, job type) -> seconds of its run time already done, for checkpoint jobs
+        self.done: dict[tuple[str, str], float] = {}
+        self._carried = set(carried)
         self.throttle = SubmitThrottle(plan.scheduler.per_second, plan.scheduler.burst,
                                        clock=lambda: engine.now, sleep=engine.sleep)
         self.expect: dict[str, JobExpect] = {n: job_expect(n, j) for n, j in plan.jobs.items()}
@@ -146,9 +152,7 @@ class SimulatedScheduler(SchedulerBase):
         self.running[rec.job_type] += 1
         self.started[rec.job_type] += 1
         exp = self.expect[rec.job_type]
-        duration = exp.duration(uniform(self.seed, rec.name, "duration"))
-        if rec.name in self.resumed:  # the part left after the previous allocation
-            duration *= uniform(self.seed, rec.name, "remaining")
+        duration = self._remaining(rec, exp)
         if uniform(self.seed, rec.name, "fails") < exp.failure_rate:
             end, outcome = now + min(duration, exp.walltime) * uniform(
                 self.seed, rec.name, "fails at"), _FAILED
@@ -166,7 +170,22 @@ class SimulatedScheduler(SchedulerBase):
         self._finish(rec, outcome)
         self._dispatch()
 
+    def _remaining(self, rec: SimJob, exp: JobExpect) -> float:
+        """The run time this attempt needs: all of a fresh draw, or what its simulation has
+        left to do if the job type checkpoints."""
+        key = (rec.sim or "", rec.job_type)
+        if rec.job_type not in self.checkpoints:
+            return exp.duration(uniform(self.seed, rec.name, "duration"))
+        total = exp.duration(uniform(self.seed, *key, "duration"))
+        if key in self._carried:  # cut short by the allocation before the simulated ones
+            self._carried.discard(key)
+            self.done[key] = total * (1.0 - uniform(self.seed, *key, "remaining"))
+        return max(total - self.done.get(key, 0.0), 0.0)
+
     def _finish(self, rec: SimJob, outcome: JobStatus) -> None:
+        if rec.status is _RUNNING and rec.job_type in self.checkpoints:
+            key = (rec.sim or "", rec.job_type)
+            self.done[key] = self.done.get(key, 0.0) + self.engine.now - (rec.started or 0.0)
         if rec.status is _RUNNING:
             _, gpus, cores, _ = rec.shape
             self.machine.release(rec.nodes, gpus, cores)

@@ -590,3 +590,39 @@ def test_a_failing_periodic_task_is_logged_once_per_period_traceback_only_for_bu
     assert known.levelname == "WARNING" and known.exc_info is None
     assert "feedback rdfs failed: redis store 127.0.0.1:1: connection refused" in known.message
     assert unknown.levelname == "ERROR" and unknown.exc_info is not None
+
+
+def test_a_checkpointing_simulation_continues_uncharged_and_is_told_it_restarts(
+        make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(budget=2, sim_max=2, cap=1, ready_buffer=1)
+    plan = rig.plan()
+    # retry.on [failed], limit 1: without checkpoints, the first timeout would fail the sim.
+    sim_job = dataclasses.replace(plan.jobs["cganalysis"], checkpoints=True)
+    rig.write(dataclasses.replace(plan, jobs={**plan.jobs, "cganalysis": sim_job}))
+    rig.candidates(5)
+    sched = FakeScheduler()
+    m = rig.manager(sched)
+    while not sched.live("cganalysis"):
+        for i in sched.live("createsim"):
+            sched.end(i)
+        rig.tick(m)
+    env = []
+    for _ in range(4):  # four allocations' worth of walltime kills
+        (i,) = sched.live("cganalysis")
+        env.append(sched.requests[i].env["MUMMI_RESTART"])
+        sched.start(i)
+        rig.tick(m)
+        sched.end(i, JobState.TIMEDOUT, None)
+        rig.tick(m)
+    (i,) = sched.live("cganalysis")
+    env.append(sched.requests[i].env["MUMMI_RESTART"])
+    sched.start(i)
+    rig.tick(m)
+    sched.end(i)
+    rig.tick(m)
+    assert env == ["0", "1", "1", "1", "1"]  # only the first attempt starts afresh
+    (sim,) = m.ledger.sims()
+    assert sim.state == "done"
+    segments = [j.state for j in m.ledger.jobs() if j.job_type == "cganalysis"]
+    assert segments == ["timedout"] * 4 + ["completed"]  # the ledger keeps every segment
+    assert all(j.started for j in m.ledger.jobs() if j.job_type == "cganalysis")
