@@ -114,7 +114,7 @@ def test_redis_killed_and_restarted_mid_feedback_loses_nothing(
     db = sqlite3.connect(ws / "ledger.sqlite")
     consumed = {k for (k,) in db.execute("SELECT key FROM consumed WHERE loop = ?", (LOOP,))}
     assert waiting <= consumed  # written before the restart, still there after it
-    assert c.plan["stores"]["rdfs"]["port"] == own_redis.port
+    assert c.plan.stores["rdfs"].port == own_redis.port
     # The simulations writing RDFs waited for Redis instead of failing.
     assert db.execute("SELECT COUNT(*) FROM jobs WHERE job_type = 'cg' AND state NOT IN "
                       "('completed', 'cancelled')").fetchone()[0] == 0
