@@ -142,7 +142,8 @@ def settings(loaded: Loaded, plan: Plan) -> dict[str, Any]:
     m = plan.machine
     return {
         "name": plan.name, "description": plan.description, "profile": plan.profile,
-        "workspace": plan.workspace, "env": dict(plan.env), "manager": to_data(plan.manager),
+        "workspace": plan.workspace, "env": dict(plan.env),
+        "manager": _without(to_data(plan.manager), "allocation"),  # machine.walltime's
         "machine": {"name": m.name, "nodes": m.nodes, "walltime": m.walltime,
                     "node": {"cores": m.cores, "gpus": m.gpus, "memory_gb": m.memory_gb},
                     "reserved": {"manager": m.reserved_manager,

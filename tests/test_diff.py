@@ -214,12 +214,13 @@ def test_profile_against_base_points_at_the_profile_lines(capsys):
                                      _line_of(RASRAF, "      name: laptop"))
     assert lines("machine.nodes") == (_line_of(RASRAF, "  nodes: 1000"),
                                       _line_of(RASRAF, "      nodes: 1"))
-    # A store's backend set by the profile; a manager value nobody wrote (its section's line).
+    # A store's backend set by the profile; options nobody wrote, the defaults of each side's
+    # scheduler, at the line of the scheduler that has them.
     assert lines("stores.frames.backend")[1] == _line_of(
         RASRAF, "      frames: {backend: filesystem}")
-    assert lines("manager.stop_after") == (
-        _line_of(RASRAF, "manager:"),
-        _line_of(RASRAF, "    manager: {tick: 0.2s, checkpoint_every: 10s, max_simulations: 12}"))
+    local = _line_of(RASRAF, "    scheduler: {type: local, throttle: {per_second: 50}, poll: 0.2s}")
+    assert lines("scheduler.options.max_workers") == (None, local)
+    assert got["scheduler.options.urgency"]["old_at"]["line"] == _line_of(RASRAF, "scheduler:")
     assert lines("profile") == (None, _line_of(RASRAF, "  local:"))
     assert got["scheduler.type"]["new"] == "local"
     # --no-profile on both sides, then --new-profile for one: the same diff.
