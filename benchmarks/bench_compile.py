@@ -25,7 +25,7 @@ from typing import Any
 from benchlib import clock, main, peak_mb, reset_peak, row, times
 
 from mummi_spec.compiler.compile import compile_loaded
-from mummi_spec.compiler.dryrun import report, to_text
+from mummi_spec.dryrun import report, to_text
 from mummi_spec.frontend import load_spec
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "rasraf-3scale.yaml"
