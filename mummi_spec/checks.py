@@ -178,6 +178,9 @@ def _selectors(spec: Spec, smap: SourceMap) -> list[SpecError]:
             if not sel.bins:
                 out.append(SpecError(f"binned selector '{sel.name}' needs 'bins'",
                                      sel.loc, hint=f"one bin count per dimension ({sel.dim})"))
+            if not sel.bounds:
+                out.append(SpecError(f"binned selector '{sel.name}' needs 'bounds'", sel.loc,
+                                     hint=f"one [low, high] pair per dimension ({sel.dim})"))
             for key, value in (("bins", sel.bins), ("bounds", sel.bounds)):
                 if value and len(value) != sel.dim:
                     out.append(SpecError(
