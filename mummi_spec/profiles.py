@@ -45,7 +45,9 @@ def _merge(base: Any, over: Any, path: JsonPath, ppath: JsonPath, smap: SourceMa
         return copy.deepcopy(over)
     out = dict(base)
     for key, value in over.items():
-        if key not in base and not _is_named_map(path) and path:
+        # New keys may fill in what the base left to its defaults (a whole `manager:` or
+        # `env:` section too), but never a new name (a scale, store, job...).
+        if key not in base and not _is_named_map(path) and (path or key not in _NAMED):
             out[key] = _merge(None, value, (*path, key), (*ppath, key), smap, errors)
             continue
         if key not in base:

@@ -74,6 +74,22 @@ def test_profile_merges_and_relocates():
     assert small.smap.locate(("machine", "nodes")).line == text.count("\n")
 
 
+def test_a_profile_may_add_sections_the_base_leaves_out_but_no_new_names():
+    assert "\nmanager:" not in BASE and "\nenv:" not in BASE
+    text = BASE + ("profiles:\n  small:\n    manager: {tick: 2s}\n    env: {OMP_NUM_THREADS: 1}\n"
+                   "    scheduler: {options: {max_workers: 3}}\n")
+    small = load_spec_text(text, "p.yaml", profile="small").spec
+    assert small.manager.tick == 2.0 and dict(small.env) == {"OMP_NUM_THREADS": "1"}
+    assert dict(small.scheduler.options) == {"max_workers": 3}
+    with pytest.raises(SpecErrors, match=r"profile overrides \$\.stores\.extra, which the base "
+                                         r"spec does not define"):
+        load_spec_text(BASE + "profiles:\n  x:\n    stores: {extra: {backend: redis}}\n",
+                       "p.yaml", profile="x")
+    with pytest.raises(SpecErrors, match=r"\$\.feedback\.again, which the base spec"):
+        load_spec_text(BASE + "profiles:\n  x:\n    feedback: {again: {period: 1m}}\n",
+                       "p.yaml", profile="x")
+
+
 def test_default_profile_applies_unless_disabled():
     text = BASE.replace("workspace: ./ws\n", "workspace: ./ws\ndefault_profile: small\n") + \
         "profiles:\n  small:\n    machine: {nodes: 2}\n"
