@@ -26,7 +26,7 @@ U = TypeVar("U")
 # (``scales.<scale>.jobs...``) and the campaign-wide settings, which have no section of their own.
 GROUPS = ("campaign", "machine", "scheduler", "stores", "scales", "job types", "couplings",
           "selectors", "feedback")
-TOTALS = ("gpu_hours_per_day", "node_hours_per_day")
+TOTALS = ("gpu_hours", "node_hours")
 _REDIS_ONLY = ("host", "port", "db", "password_env", "retry_for")
 
 
@@ -68,8 +68,10 @@ class CampaignDiff:
     new: Side
     changes: tuple[Change, ...]
     concurrency: tuple[Shift, ...]  # job types whose max_concurrent differs
-    totals: tuple[Shift, ...]  # TOTALS, always both
+    totals: tuple[Shift, ...]  # TOTALS (per allocation), always both
     artefacts: tuple[tuple[str, str], ...]  # (name, added | removed | changed)
+    warnings: tuple[tuple[str, SpecError], ...] = ()  # (added | removed, the warning)
+    allocation: Shift = Shift("allocation", None, None)  # seconds, old and new
 
     @property
     def same(self) -> bool:
@@ -95,7 +97,10 @@ class CampaignDiff:
             "consequences": {
                 "max_concurrent": {s.name: shift(s) for s in self.concurrency},
                 **{s.name: shift(s) for s in self.totals},
+                "allocation_s": shift(self.allocation),
                 "artefacts": dict(self.artefacts),
+                "warnings": [{"kind": k, "message": w.message, "at": at(w.location)}
+                             for k, w in self.warnings],
             },
         }
 
@@ -259,10 +264,15 @@ def diff_compiled(old: Loaded, old_build: Compiled, new: Loaded, new_build: Comp
     concurrency = tuple(Shift(n, oj.get(n), nj.get(n)) for n in sorted(oj.keys() | nj.keys())
                         if oj.get(n) != nj.get(n))
     totals = tuple(Shift(t, getattr(op.pools, t), getattr(np.pools, t)) for t in TOTALS)
+    before = {w.message for w in old_build.warnings}
+    after = {w.message for w in new_build.warnings}
+    warnings = tuple([("removed", w) for w in old_build.warnings if w.message not in after]
+                     + [("added", w) for w in new_build.warnings if w.message not in before])
     return CampaignDiff(Side(old.spec.file, old.spec.profile),
                         Side(new.spec.file, new.spec.profile),
                         changes(old, op, new, np), concurrency, totals,
-                        changed_artefacts(old_build.files, new_build.files))
+                        changed_artefacts(old_build.files, new_build.files), warnings,
+                        Shift("allocation", op.manager.allocation, np.manager.allocation))
 
 
 def both(fn: Callable[[T], U], items: tuple[T, T]) -> tuple[U, U]:
@@ -277,6 +287,23 @@ def both(fn: Callable[[T], U], items: tuple[T, T]) -> tuple[U, U]:
     if errors:
         raise SpecErrors({str(e): e for e in errors}.values())  # a file on both sides: once
     return out[0], out[1]
+
+
+def diff_all(old: str | Path, new: str | Path) -> tuple[CampaignDiff, dict[str, CampaignDiff],
+                                                        dict[str, str]]:
+    """The base specs' diff (what runs in production), then each profile both specs define;
+    and the profiles only one of them defines (name -> "old" or "new")."""
+    from mummi_spec import profiles
+    from mummi_spec.frontend import NO_PROFILE
+    from mummi_spec.loader import load_file
+
+    names = both(lambda path: profiles.names(load_file(path)[0]), (old, new))
+    base = diff_files(old, new, NO_PROFILE, NO_PROFILE)
+    shared = [n for n in names[0] if n in names[1]]
+    each = {n: diff_files(old, new, n, n) for n in sorted(shared)}
+    alone = {n: "old" for n in names[0] if n not in names[1]} | \
+        {n: "new" for n in names[1] if n not in names[0]}
+    return base, each, dict(sorted(alone.items()))
 
 
 def diff_files(old: str | Path, new: str | Path, old_profile: str | None = None,

@@ -82,8 +82,8 @@ class ResourcePlan:
     sim_caps: dict[str, int]  # coupling -> its part of manager.max_simulations
     busy_gpus: int
     idle_gpus: int
-    gpu_hours_per_day: float
-    node_hours_per_day: float
+    gpu_hours: float  # per allocation (machine.walltime), at the planned occupancy
+    node_hours: float  # per allocation
 
     @property
     def gpus_held(self) -> int:
@@ -274,7 +274,7 @@ def plan_resources(spec: Spec, smap: SourceMap) -> tuple[ResourcePlan, list[Spec
         persistent_cores=sum(j.resources.cores for j in persistent),
         budgets=tuple(budgets[c.name] for c in spec.couplings), jobs=tuple(jobs),
         sim_caps=_sim_caps(spec, jobs), busy_gpus=busy, idle_gpus=gpu_pool - busy,
-        gpu_hours_per_day=busy * 24.0, node_hours_per_day=mach.nodes * 24.0)
+        gpu_hours=busy * mach.walltime / 3600, node_hours=mach.nodes * mach.walltime / 3600)
     return plan, problems
 
 

@@ -12,7 +12,7 @@ from mummi_spec.plan import CouplingPlan, Plan, Role
 from mummi_spec.runtime.jobs import Selected, attempt_request
 from mummi_spec.runtime.schedulers.base import JobRequest
 from mummi_spec.runtime.schedulers.dryrun import DryRunScheduler
-from mummi_spec.units import format_hms
+from mummi_spec.units import format_hms, per_allocation
 
 
 def _candidate(plan: Plan, coupling: CouplingPlan) -> str:
@@ -75,6 +75,7 @@ def report(spec: Spec, compiled: Compiled) -> dict[str, Any]:
              if line.startswith("  - name:")]
     return {
         "spec": spec.file, "name": spec.name, "profile": spec.profile,
+        "allocation_s": spec.machine.walltime,
         "scheduler": spec.scheduler.type, "jobs": jobs,
         "resources": {
             "nodes": rp.nodes, "reserved_nodes": rp.reserved_nodes,
@@ -90,8 +91,8 @@ def report(spec: Spec, compiled: Compiled) -> dict[str, Any]:
             "cpu_pool": rp.cpu_pool,
             "budgets": {b.coupling: {"gpus": b.gpus, "cores": b.cores} for b in rp.budgets},
             "busy_gpus": rp.busy_gpus, "idle_gpus": rp.idle_gpus,
-            "gpu_hours_per_day": rp.gpu_hours_per_day,
-            "node_hours_per_day": rp.node_hours_per_day},
+            "gpu_hours": rp.gpu_hours,
+            "node_hours": rp.node_hours},
         "maestro_steps": steps,
         "submissions": [{"name": r.name, "job": r.job_type, "nodes": r.nodes, "tasks": r.tasks,
                          "cores_per_task": r.cores_per_task, "gpus": r.gpus,
@@ -103,6 +104,10 @@ def report(spec: Spec, compiled: Compiled) -> dict[str, Any]:
                  [{"from": f.source_scale, "to": f.to, "kind": "feedback", "name": f.name}
                   for f in spec.feedback],
     }
+
+
+def _hours(x: float) -> str:
+    return f"{x:,.0f}" if x >= 10 else f"{x:.2f}"
 
 
 def _group_line(g: dict[str, Any], cores_per_gpu: float) -> str:
@@ -141,8 +146,8 @@ def to_text(rep: dict[str, Any]) -> str:
             *(f"  {name}: {b['gpus']:,} GPUs, {b['cores']:,} CPU-only cores"
               for name, b in r["budgets"].items()),
             f"  busy GPUs {r['busy_gpus']}, idle {r['idle_gpus']}; "
-            f"{r['gpu_hours_per_day']:g} GPU-hours and {r['node_hours_per_day']:g} node-hours "
-            "per day",
+            f"{_hours(r['gpu_hours'])} GPU-hours and {_hours(r['node_hours'])} node-hours "
+            f"{per_allocation(rep['allocation_s'])}",
             "", "maestro study steps, in order: " + " -> ".join(rep["maestro_steps"]),
             "", "first submissions (persistent jobs, then one instance of each job type)"]
     for s in rep["submissions"]:

@@ -80,8 +80,8 @@ class PoolsPlan:
     cores_held: float  # the most cores jobs hold at once, persistent ones included
     busy_gpus: int
     idle_gpus: int
-    gpu_hours_per_day: float
-    node_hours_per_day: float
+    gpu_hours: float  # per allocation, at the planned occupancy
+    node_hours: float  # per allocation
 
 
 # -------------------------------------------------------------------------- scheduler

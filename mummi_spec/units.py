@@ -36,6 +36,13 @@ def format_hms(seconds: float) -> str:
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
+def per_allocation(seconds: float) -> str:
+    """How hours of one allocation are named: "per day" for a day, else its length."""
+    if abs(seconds - 86400.0) < 1e-6:
+        return "per day"
+    return f"per allocation ({format_hms(seconds)})"
+
+
 def program(command: str) -> str:
     """The program a command starts: its first word after ``$(LAUNCHER)``."""
     words = LAUNCHER.sub("", command.strip(), count=1).split()

@@ -89,7 +89,7 @@ def test_summit_concurrency_checks_by_hand():
     got = {j.name: j.max_concurrent for j in rp.jobs}
     assert got == {"continuum": 1, "createsim": 414, "cg": 4112, "backmapping": 415, "aa": 1762}
     assert (rp.busy_gpus, rp.idle_gpus) == (5874, 0)
-    assert rp.gpu_hours_per_day == 5874 * 24
+    assert rp.gpu_hours == 5874 * 24
 
 
 def test_frontier_packs_eight_simulations_per_node():

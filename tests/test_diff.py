@@ -64,7 +64,7 @@ def test_reordered_reformatted_copy_is_the_same(capsys):
     assert (code, err) == (0, "")
     assert "no differences" in out
     code, out, _ = _run(capsys, BASE, DIFF / "reordered.yaml", "--json")
-    doc = json.loads(out)
+    doc = json.loads(out)["base"]
     assert code == 0 and doc["same"] is True and doc["changes"] == []
 
 
@@ -95,7 +95,7 @@ def test_changed_settings_are_grouped_and_located_in_both_specs(tmp_path):
     assert {s.name: (s.old, s.new) for s in d.concurrency} == {"setup": (53, 27),
                                                                 "sim": (36, 18)}
     assert {s.name: (s.old, s.new) for s in d.totals} == {
-        "gpu_hours_per_day": (864.0, 864.0), "node_hours_per_day": (240.0, 240.0)}
+        "gpu_hours": (432.0, 432.0), "node_hours": (120.0, 120.0)}  # 36 GPUs, 10 nodes, 12 h
     assert d.artefacts == (("jobs/setup.yaml", "changed"), ("jobs/sim.yaml", "changed"),
                            ("manifest.json", "changed"), ("plan.json", "changed"))
 
@@ -120,7 +120,7 @@ def test_text_report(tmp_path, capsys):
                                   f"      {BASE}:79 → {new}:81"]
     assert '  ~ stores.models.backend: "filesystem" → "taridx"' in lines
     assert "    setup  53 → 27" in lines and "    sim    36 → 18" in lines
-    assert "  GPU-hours/day: 864 → 864 (unchanged)" in lines
+    assert "  GPU-hours per allocation (12:00:00): 432 → 432 (unchanged)" in lines
     assert lines[-1] == ("  compiled artefacts that differ: jobs/setup.yaml, jobs/sim.yaml, "
                          "manifest.json, plan.json")
 
@@ -129,8 +129,10 @@ def test_json_matches_the_text(tmp_path, capsys):
     new = _edited(tmp_path, [(e[0], e[1]) for e in EDITS])
     _, text, _ = _run(capsys, BASE, new)
     code, out, _ = _run(capsys, BASE, new, "--json")
-    doc = json.loads(out)
-    assert code == 1 and doc["same"] is False
+    whole = json.loads(out)
+    assert whole["profiles"] == {} and whole["only_in"] == {}  # base.yaml has no profile
+    doc = whole["base"]
+    assert code == 1 and doc["same"] is False and whole["same"] is False
     assert doc["old"] == {"file": str(BASE), "profile": None}
     assert len(doc["changes"]) == len(EDITS)
     for c in doc["changes"]:
@@ -142,7 +144,7 @@ def test_json_matches_the_text(tmp_path, capsys):
     cons = doc["consequences"]
     for job, shift in cons["max_concurrent"].items():
         assert re.search(rf"^    {job} +{shift['old']} → {shift['new']}$", text, re.M)
-    assert cons["gpu_hours_per_day"] == {"old": 864.0, "new": 864.0}
+    assert cons["gpu_hours"] == {"old": 432.0, "new": 432.0}  # per 12 h allocation
     assert ", ".join(cons["artefacts"]) in " ".join(text.split())  # the list may wrap
     assert set(cons["artefacts"].values()) == {"changed"}
 
@@ -266,3 +268,28 @@ def test_no_profile_is_the_front_ends_spelling():
     assert NO_PROFILE == ""
     d = diff_files(RASRAF, RASRAF, NO_PROFILE, "local")
     assert (d.old.profile, d.new.profile) == (None, "local")
+
+
+def test_the_base_specs_are_compared_first_then_each_profile(tmp_path, capsys):
+    # Only the base changes (60 % of the GPUs instead of all) and the local profile sets its
+    # own share: comparing the default profiles alone said the campaigns were the same.
+    text = (ROOT / "specs" / "mini.yaml").read_text(encoding="utf-8")
+    local = "        ready_buffer: 1\n        max_pending: 4\n"
+    assert text.count(local) == 1 and text.count("share: {gpus: 1.0, cores: 1.0}") == 1
+    text = text.replace(local, local + "        share: {gpus: 1.0, cores: 1.0}\n")
+    old, new = tmp_path / "mini.yaml", tmp_path / "mini-60.yaml"
+    old.write_text(text)
+    new.write_text(text.replace("    share: {gpus: 1.0, cores: 1.0}",
+                                "    share: {gpus: 0.6, cores: 1.0}", 1))
+    code, out, err = _run(capsys, old, new)
+    assert (code, err) == (1, "")
+    assert out.startswith(f"--- {old} (base spec)\n+++ {new} (base spec)\n")
+    assert "  ~ couplings.structures-to-cg.share.gpus: 1.0 → 0.6" in out
+    # validate's warning, in the diff too: 0.6 x 496 = 297.6 -> 297 GPUs used
+    assert "  + warning: 199 of 496 GPUs stay idle with these shares" in out
+    assert "  GPU-hours per allocation (36:00:00): 17,856 → 10,692" in out  # 297 x 36 h
+    assert out.endswith("profile local: no differences between the two specs\n")
+    code, out, _ = _run(capsys, old, new, "--json")
+    doc = json.loads(out)
+    assert code == 1 and doc["same"] is False and doc["profiles"]["local"]["same"] is True
+    assert [w["kind"] for w in doc["base"]["consequences"]["warnings"]] == ["added"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mummi_spec.cli._shared import Exit, chosen_profile, profile_args
+from mummi_spec.units import per_allocation
 
 if TYPE_CHECKING:
     from mummi_spec.compiler.diff import CampaignDiff, Side
@@ -68,10 +69,13 @@ def to_text(d: CampaignDiff) -> str:
                 for s in d.concurrency]
     else:
         out.append("  max concurrent instances: unchanged for every job type")
+    per = per_allocation(d.allocation.new or d.allocation.old or 0.0)
     for s in d.totals:
-        label = s.name.replace("_per_day", "/day").replace("_", "-").replace("gpu", "GPU")
+        label = s.name.replace("_", "-").replace("gpu", "GPU")
         same = " (unchanged)" if s.old == s.new else ""
-        out.append(f"  {label}: {_number(s.old)} → {_number(s.new)}{same}")
+        out.append(f"  {label} {per}: {_number(s.old)} → {_number(s.new)}{same}")
+    for kind, w in d.warnings:
+        out.append(f"  {_MARK[kind]} warning: {w.message}  ({_at(w.location)})")
     listed = ", ".join(n if k == "changed" else f"{n} ({k})" for n, k in d.artefacts)
     out += textwrap.wrap(f"compiled artefacts that differ: {listed or 'none'}", width=100,
                          initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
@@ -80,17 +84,35 @@ def to_text(d: CampaignDiff) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Compare two campaigns; exit 0 when they are the same, 1 when they differ."""
-    from mummi_spec.compiler.diff import diff_files
+    from mummi_spec.compiler.diff import diff_all, diff_files
 
-    both = chosen_profile(args)
-    d = diff_files(args.old, args.new,
-                   both if args.old_profile is None else args.old_profile,
-                   both if args.new_profile is None else args.new_profile)
+    chosen = args.profile is not None or args.no_profile or \
+        args.old_profile is not None or args.new_profile is not None
+    if chosen:
+        both = chosen_profile(args)
+        d = diff_files(args.old, args.new,
+                       both if args.old_profile is None else args.old_profile,
+                       both if args.new_profile is None else args.new_profile)
+        if args.json:
+            print(json.dumps(d.to_json(), indent=2, sort_keys=True, ensure_ascii=False))
+        else:
+            print(to_text(d), end="")
+        return Exit.OK if d.same else Exit.DIFFERENCES
+    # The base specs first: what runs in production; then each profile, saying which.
+    base, each, alone = diff_all(args.old, args.new)
+    same = base.same and all(d.same for d in each.values()) and not alone
     if args.json:
-        print(json.dumps(d.to_json(), indent=2, sort_keys=True, ensure_ascii=False))
-    else:
-        print(to_text(d), end="")
-    return Exit.OK if d.same else Exit.DIFFERENCES
+        doc = {"same": same, "base": base.to_json(),
+               "profiles": {n: d.to_json() for n, d in each.items()}, "only_in": alone}
+        print(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False))
+        return Exit.OK if same else Exit.DIFFERENCES
+    out = [to_text(base)]
+    for name, d in each.items():
+        out.append(to_text(d) if not d.same else
+                   f"profile {name}: no differences between the two specs\n")
+    out += [f"profile {name}: only in the {side} spec\n" for name, side in alone.items()]
+    print("\n".join(out), end="")
+    return Exit.OK if same else Exit.DIFFERENCES
 
 
 def register(sub: Any) -> None:
@@ -98,7 +120,9 @@ def register(sub: Any) -> None:
         "diff", help="what changed between two campaigns, and what it does to the build",
         description="Compare two campaigns setting by setting (defaults and profiles applied), "
                     "with each change's file:line in both specs and its effect on the compiled "
-                    "campaign. Exit 0 when they are the same, 1 when they differ, 2 on error.")
+                    "campaign: the base specs first (what runs in production), then each "
+                    "profile both define, unless a profile is chosen. Exit 0 when they are the "
+                    "same, 1 when they differ, 2 on error.")
     p.add_argument("old", type=Path, help="the spec before")
     p.add_argument("new", type=Path, help="the spec after (may be the same file)")
     profile_args(p)
