@@ -151,6 +151,7 @@ def build_plan(spec: Spec, rp: ResourcePlan) -> Plan:
         selectors={sel.name: _selector(sel) for sel in spec.selectors},
         couplings={c.name: _coupling(c, rp) for c in spec.couplings},
         feedback={f.name: _feedback(spec, f) for f in spec.feedback},
+        pythonpath=spec.pythonpath,
         manager=ManagerPlan(tick=spec.manager.tick,
                             checkpoint_every=spec.manager.checkpoint_every,
                             stop_after=spec.manager.stop_after,

@@ -57,7 +57,8 @@ def _job_cmd(job: Job) -> tuple[str, dict[str, str]]:
             return f"$({token})"
         return {"WORKDIR": "$(WORKSPACE)", "WORKSPACE": "$(CAMPAIGN_WORKSPACE)",
                 "PLAN": "$(SPECROOT)/../plan.json", "PYTHON": "$(PYTHON)",
-                "STOP": shlex.quote(job.stop), "RESTART": "0"}[token]
+                "STOP": shlex.quote(job.stop), "RESTART": "0",
+                "STATE_DIR": "./example-state"}[token]
 
     return SUBSTITUTED.sub(repl, job.command), dict(sorted(used.items()))
 

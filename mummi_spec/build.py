@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -33,6 +34,12 @@ def _int(value: Any, default: int) -> int:
 def _num(value: Any, default: float) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     return float(value) if ok else default
+
+
+def _beside(spec_file: str, path: str) -> str:
+    """``path`` as written relative to the spec, made relative to where mummi runs."""
+    return path if os.path.isabs(path) else os.path.normpath(
+        os.path.join(os.path.dirname(spec_file), path))
 
 
 def _opt_num(value: Any) -> float | None:
@@ -203,4 +210,6 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
         selectors=_each(_items(data, "selectors"), selector),
         couplings=_each(_items(data, "couplings"), coupling),
         feedback=_each(_items(data, "feedback"), feedback), manager=manager,
-        profiles=tuple(data["profiles"]) if isinstance(data.get("profiles"), dict) else ())
+        profiles=tuple(data["profiles"]) if isinstance(data.get("profiles"), dict) else (),
+        pythonpath=tuple(_beside(file, str(p)) for p in data.get("pythonpath") or ()
+                         if isinstance(p, str)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 from collections.abc import Iterable
 
@@ -13,6 +14,7 @@ from mummi_spec.model import Coupling, Spec, Stream
 from mummi_spec.plan import adapter_options
 from mummi_spec.sourcemap import JsonPath, SourceMap
 from mummi_spec.units import TOKENS, format_hms
+from mummi_spec.usercode import AGGREGATE_CALL, UserCodeError, import_function, on_path
 
 _TOKEN = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)(\[[^\]]*\])?")
 
@@ -32,7 +34,7 @@ def check(spec: Spec, smap: SourceMap) -> list[SpecError]:
     """Every semantic problem (errors and warnings) in ``spec``."""
     out: list[SpecError] = []
     for fn in (_names, _references, _graph, _selectors, _fit, _shares, _commands,
-               _scheduler_options):
+               _scheduler_options, _aggregates):
         out.extend(fn(spec, smap))
     return out
 
@@ -315,4 +317,24 @@ def _scheduler_options(spec: Spec, smap: SourceMap) -> list[SpecError]:
                 f"option '{key}' of the {spec.scheduler.type} scheduler must be "
                 f"{'an integer' if want is int else 'true or false' if want is bool else 'text'}"
                 f", not {value!r}", smap.locate(path)))
+    return out
+
+
+def _aggregates(spec: Spec, smap: SourceMap) -> list[SpecError]:
+    """A ``module:function`` aggregate must import from the spec's pythonpath, and take what
+    the feedback loop gives it: found now, not an hour into the run."""
+    out: list[SpecError] = []
+    paths = [os.path.abspath(p) for p in spec.pythonpath]
+    for f in spec.feedback:
+        if ":" not in f.aggregate:
+            continue
+        with on_path(paths):
+            try:
+                import_function(f.aggregate, 3, AGGREGATE_CALL)
+            except UserCodeError as exc:
+                where = ", ".join(spec.pythonpath) or "none: add `pythonpath: [dir]`"
+                out.append(SpecError(
+                    f"feedback '{f.name}': {exc}", smap.locate(("feedback", f.name, "aggregate")),
+                    hint=f"the manager imports it from the spec's pythonpath ({where}) and "
+                         "from what the Python running mummi finds"))
     return out

@@ -41,7 +41,8 @@ def _example(plan: Plan, job: str, workspace: PurePosixPath, build: PurePosixPat
         selected = Selected(sim, _candidate(plan, coupling), coupling.name, setup_dir)
     return attempt_request(plan, job, name=name, attempt=1, workdir=str(workdir),
                            workspace=str(workspace), plan_path=str(build / "plan.json"),
-                           python=sys.executable, selected=selected)
+                           python=sys.executable, selected=selected,
+                           pythonpath=plan.pythonpath)
 
 
 def submissions(compiled: Compiled, build: str = "build") -> list[JobRequest]:

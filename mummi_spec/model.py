@@ -233,6 +233,7 @@ class Spec:
     feedback: tuple[Feedback, ...]
     manager: Manager
     profiles: tuple[str, ...] = ()
+    pythonpath: tuple[str, ...] = ()  # relative to where mummi runs, as the spec's resolve
 
     def jobs(self) -> tuple[Job, ...]:
         """Every job type, scale by scale."""

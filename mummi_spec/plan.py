@@ -375,6 +375,7 @@ class Plan:
     couplings: Mapping[str, CouplingPlan]
     feedback: Mapping[str, FeedbackPlan]
     manager: ManagerPlan
+    pythonpath: tuple[str, ...]  # relative to the directory holding the build directory
 
     # ----------------------------------------------------------------- look-ups
     def stream(self, ref: str) -> StreamPlan:

@@ -10,8 +10,8 @@ _AMOUNT = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 
 # Every $(TOKEN) a command may hold. mummi fills in all but $(LAUNCHER), which the scheduler
 # adapter expands (Maestro's token for the parallel launcher).
-TOKENS = ("CANDIDATE", "SIM", "WORKDIR", "SETUP_DIR", "WORKSPACE", "PLAN", "PYTHON", "STOP",
-          "RESTART", "LAUNCHER")
+TOKENS = ("CANDIDATE", "SIM", "WORKDIR", "SETUP_DIR", "STATE_DIR", "WORKSPACE", "PLAN", "PYTHON",
+          "STOP", "RESTART", "LAUNCHER")
 SUBSTITUTED = re.compile(r"\$\((" + "|".join(t for t in TOKENS if t != "LAUNCHER") + r")\)")
 # $(LAUNCHER), optionally with Maestro's legacy `[nodes,procs]` allocation, and its blanks.
 LAUNCHER = re.compile(r"\$\(LAUNCHER\)(\[[^\]]*\])?[ \t]*")

@@ -60,6 +60,13 @@ class Campaign:
                 self._stores[name] = STORES.get(settings.backend)(settings, root=self.workspace)
             return self._stores[name]
 
+    def python_paths(self) -> list[str]:
+        """The spec's pythonpath, absolute: relative to the directory holding the build
+        directory, as the workspace is."""
+        base = self.plan_path.parent.parent
+        return [str(p if Path(p).is_absolute() else (base / p).resolve())
+                for p in self.plan.pythonpath]
+
     def stream(self, ref: str) -> StreamPlan:
         """The plan's stream ``scale.stream``."""
         return self.plan.stream(ref)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.records import Record, decode_each, encode
 from mummi_spec.runtime.stores.common import read_each
+from mummi_spec.usercode import AGGREGATE_CALL, UserCodeError, import_function
 
 log = logging.getLogger("mummi.feedback")
 
@@ -25,7 +25,7 @@ _CHUNK = 1000
 # Iterations in a row an item may fail to read (not decode) before it is set aside.
 READ_TRIES = 3
 
-Aggregator = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Aggregator = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
 WeightsFn = Callable[[Sequence[str | None]], np.ndarray]
 
 
@@ -42,26 +42,27 @@ class IterationResult:
 
 
 def load_function(spec: str) -> Aggregator:
-    module, _, name = spec.partition(":")
+    """The ``module:function`` aggregate, checked to take (values, weights, previous)."""
     try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise FeedbackError(f"aggregate {spec!r}: cannot import ({exc})") from None
-    if not callable(fn):
-        raise FeedbackError(f"aggregate {spec!r} is not callable")
-    return fn  # type: ignore[no-any-return]
+        fn: Aggregator = import_function(spec, 3, AGGREGATE_CALL)
+    except UserCodeError as exc:
+        raise FeedbackError(f"aggregate: {exc}") from None
+    return fn
 
 
 def combine(kind: str, state: dict[str, Any], values: np.ndarray, weights: np.ndarray,
             custom: Aggregator | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """Fold a batch into the running state; return the new state and the value to report.
 
-    mean and weighted_mean are over every item ever consumed (running sums, so a restart
-    continues the same average); sum likewise. A user function sees one iteration's batch
-    as ``f(arrays, weights)`` and its result is what is reported.
+    The rule for every aggregate: what is reported is the aggregate of every item consumed
+    so far. mean and weighted_mean keep running sums (so a restart continues the same
+    average); sum likewise. A user function is called ``f(values, weights, previous)`` with
+    the new batch and the value reported before (None the first time) and returns the new
+    aggregate.
     """
     if custom is not None:
-        out = np.asarray(custom(values, weights), dtype=np.float64)
+        previous = np.asarray(state["value"], dtype=np.float64) if "value" in state else None
+        out = np.asarray(custom(values, weights, previous), dtype=np.float64)
         return {"value": out.tolist()}, out
     w = weights if kind == "weighted_mean" else np.ones(len(values))
     total = np.asarray(state.get("sum", np.zeros(values.shape[1])), dtype=np.float64)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,22 +37,34 @@ class Selected:
     setup_dir: str = ""
 
 
+def state_dir(workspace: str | Path, sim: str | None, job_type: str) -> Path:
+    """The directory every attempt of a job for one simulation shares (its checkpoints)."""
+    return Path(workspace) / "runs" / (sim or "persistent") / f"{job_type}.state"
+
+
 def attempt_request(plan: Plan, job_type: str, *, name: str, attempt: int,
                     workdir: str | Path, workspace: str | Path, plan_path: str | Path,
-                    python: str, selected: Selected | None = None, restart: bool = False
-                    ) -> JobRequest:
+                    python: str, selected: Selected | None = None, restart: bool = False,
+                    pythonpath: Sequence[str] = ()) -> JobRequest:
     """The request of one attempt: its command's tokens and the ``MUMMI_*`` variables every
     job has (docs/applications.md lists them), beside the campaign's and the job type's."""
     flag = "1" if restart else "0"
+    state = str(state_dir(workspace, selected.sim if selected else None, job_type))
     values = {"WORKSPACE": str(workspace), "PLAN": str(plan_path), "PYTHON": python,
-              "WORKDIR": str(workdir), "RESTART": flag}
+              "WORKDIR": str(workdir), "RESTART": flag, "STATE_DIR": state}
     env = {"MUMMI_WORKSPACE": str(workspace), "MUMMI_PLAN": str(plan_path),
-           "MUMMI_JOB_TYPE": job_type, "MUMMI_ATTEMPT": str(attempt), "MUMMI_RESTART": flag}
+           "MUMMI_JOB_TYPE": job_type, "MUMMI_ATTEMPT": str(attempt), "MUMMI_RESTART": flag,
+           "MUMMI_STATE_DIR": state}
     if selected is not None:
         values |= {"SIM": selected.sim, "CANDIDATE": selected.candidate,
                    "SETUP_DIR": selected.setup_dir}
         env |= {"MUMMI_SIM": selected.sim, "MUMMI_CANDIDATE": selected.candidate,
                 "MUMMI_COUPLING": selected.coupling}
+        if selected.setup_dir:
+            env["MUMMI_SETUP_DIR"] = selected.setup_dir
+    if pythonpath:  # the campaign's own code first, then what the manager was given
+        inherited = os.environ.get("PYTHONPATH")
+        env["PYTHONPATH"] = os.pathsep.join([*pythonpath, *([inherited] if inherited else [])])
     return make_request(plan, job_type, name=name, workdir=workdir, values=values, env=env)
 
 

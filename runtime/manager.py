@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -103,6 +104,8 @@ class Manager:
         """Claim the workspace, open selectors, streams and loops, resume from the ledger,
         and start the persistent jobs and the periodic tasks."""
         claim(self.campaign, self.ledger)
+        # The campaign's own code (aggregates) imports from the spec's pythonpath.
+        sys.path[:0] = [p for p in self.campaign.python_paths() if p not in sys.path]
         now = self.clock.now()
         if self.ledger.meta("started") is None:
             self.ledger.set_meta("started", repr(now))
@@ -171,6 +174,9 @@ class Manager:
         self.stop_requested.set()
         self.book.stopping = True
         self.periodic.stop()
+        # The last items of the last simulations count, and make a last iteration that the
+        # coarse model, still running, reads when SIGTERM comes (docs/applications.md).
+        self.periodic.run_all()
         now = self.clock.now()
         # Finished campaign: persistent jobs are no longer needed. Stopped campaign on a
         # scheduler that cannot re-attach: cancel, and resubmit on resume. Otherwise the jobs
@@ -180,7 +186,6 @@ class Manager:
         if ending:
             self.scheduler.cancel([lj.row.sched_id for lj in ending if lj.row.sched_id])
             self.book.cancel_live([lj.row.name for lj in ending], f"campaign {outcome}", now)
-        self.periodic.run_all()
         self.checkpoint()
         self.ledger.set_meta("outcome", outcome)
         write_status(self.ws, self.snapshot(outcome))

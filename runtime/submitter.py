@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from mummi_spec.errors import SchedulerError
@@ -45,6 +46,7 @@ class Submitter:
         self.scheduler = scheduler
         self.book = book
         self.now = now
+        self._paths = campaign.python_paths()
         self.backoff = 1.0  # the wait after the next refused round
         self.backoff_until = 0.0
         self._pool: Executor = ThreadPoolExecutor(
@@ -58,7 +60,10 @@ class Submitter:
         """Submit the attempts; returns how many the scheduler refused."""
         if not rows:
             return 0
-        futures = [self._pool.submit(self.scheduler.submit, self.request(row)) for row in rows]
+        requests = [self.request(row) for row in rows]
+        for req in requests:  # every attempt finds its job's state directory there
+            Path(req.env["MUMMI_STATE_DIR"]).mkdir(parents=True, exist_ok=True)
+        futures = [self._pool.submit(self.scheduler.submit, req) for req in requests]
         refused = 0
         for row, fut in zip(rows, futures, strict=True):
             try:
@@ -89,7 +94,8 @@ class Submitter:
         return attempt_request(c.plan, row.job_type, name=row.name, attempt=row.attempt,
                                workdir=row.workdir, workspace=c.workspace,
                                plan_path=c.plan_path, python=sys.executable,
-                               selected=selected, restart=self.book.restarts(row))
+                               selected=selected, restart=self.book.restarts(row),
+                               pythonpath=self._paths)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

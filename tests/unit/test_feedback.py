@@ -38,10 +38,16 @@ ITEMS = {"a": [1.0, 2.0, 3.0], "b": [3.0, 4.0, 5.0], "c": [8.0, 0.0, -4.0]}
 WEIGHTS = {"a": 1.0, "b": 2.0, "c": 1.0}
 
 
-def spread(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """A user aggregate (``module:function``): the range of one batch, per dimension."""
+def peak(values: np.ndarray, weights: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """A user aggregate (``module:function``): the largest value of every item so far."""
     assert len(weights) == len(values)
-    return values.max(axis=0) - values.min(axis=0)
+    batch = values.max(axis=0)
+    return batch if previous is None else np.maximum(batch, previous)
+
+
+def per_batch(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The old two-argument form: it cannot see what the target held."""
+    return values.mean(axis=0)
 
 
 class Rig:
@@ -135,7 +141,7 @@ def assert_reported(rig: Rig, iteration: int, items: int, value: np.ndarray) -> 
     ("mean", [4.0, 2.0, 4.0 / 3.0]),
     ("weighted_mean", [3.75, 2.5, 2.25]),
     ("sum", [12.0, 6.0, 4.0]),
-    (f"{__name__}:spread", [7.0, 4.0, 9.0]),
+    (f"{__name__}:peak", [8.0, 4.0, 5.0]),
 ])
 def test_aggregate_values(make: Callable[..., Rig], aggregate: str, expected: list[float]
                           ) -> None:
@@ -152,6 +158,23 @@ def test_aggregate_values(make: Callable[..., Rig], aggregate: str, expected: li
 def test_unimportable_aggregate_is_a_feedback_error(make: Callable[..., Rig]) -> None:
     with pytest.raises(FeedbackError, match="no_such_module"):
         make(aggregate="no_such_module:mean")
+    with pytest.raises(FeedbackError, match=r"must take \(values, weights, previous\)"):
+        make(aggregate=f"{__name__}:per_batch")
+
+
+def test_a_user_aggregate_holds_every_item_so_far_like_the_built_ins(
+        make: Callable[..., Rig]) -> None:
+    # One rule for every aggregate: the target is the aggregate of every item consumed so
+    # far. A user function folds each batch into what was reported before, also after a
+    # restart (the previous value comes from the ledger).
+    rig = make(aggregate=f"{__name__}:peak")
+    rig.put_items("a")
+    rig.loop.iterate()
+    assert_reported(rig, 1, 1, np.array(ITEMS["a"]))
+    rig.restart()
+    rig.put_items("c")
+    rig.loop.iterate()
+    assert_reported(rig, 2, 2, np.array([8.0, 2.0, 3.0]))
 
 
 def test_running_mean_continues_across_iterations_and_restarts(rig: Rig) -> None:

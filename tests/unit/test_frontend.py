@@ -192,3 +192,23 @@ def test_an_empty_profile_is_a_located_error_not_a_crash():
         line for line in text[end + 1:].splitlines() if not line.startswith("    "))
     with pytest.raises(SpecErrors, match=r"profiles\.local: None is not of type 'object'"):
         load_spec_text(broken, "p.yaml", env={})
+
+
+def test_a_user_aggregate_is_imported_from_the_spec_s_pythonpath(tmp_path, capsys):
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "apps" / "labfold.py").write_text(
+        "def fold(values, weights, previous):\n    return values.mean(axis=0)\n\n"
+        "def old(values, weights):\n    return values.mean(axis=0)\n")
+    text = BASE.replace("aggregate: mean", 'aggregate: "labfold:fold"') + \
+        "pythonpath: [apps]\n"
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(text)
+    elsewhere = tmp_path / "run"
+    elsewhere.mkdir()
+    assert main(["validate", str(spec)]) == 0  # relative to the spec, wherever mummi runs
+    assert load_spec(spec).spec.pythonpath == (str(tmp_path / "apps"),)
+    spec.write_text(text.replace("labfold:fold", "labfold:old"))
+    assert main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "'labfold:old' must take (values, weights, previous)" in err
+    assert f"{spec}:" in err and "Traceback" not in err
