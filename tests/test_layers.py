@@ -76,8 +76,11 @@ def _layer(module: str) -> str:
     for prefix in ("mummi_spec.runtime", "mummi_spec.compiler"):
         if module.startswith(prefix):
             return prefix.rpartition(".")[2]
-    if module in ("mummi_spec", "mummi_spec.errors", "mummi_spec.units", "mummi_spec.plan"):
+    if module in ("mummi_spec", "mummi_spec.errors", "mummi_spec.units", "mummi_spec.plan",
+                  "mummi_spec.usercode"):
         return "core"
+    if module == "mummi_spec.app":
+        return "app"
     if module in ("mummi_spec.dryrun", "mummi_spec.__main__"):
         return "commands"
     return "front end"
@@ -89,8 +92,9 @@ ALLOWED = {
     "front end": {"core"},
     "compiler": {"core", "front end"},
     "runtime": {"core"},
-    "commands": {"core", "front end", "compiler", "runtime", "cli"},
-    "cli": {"core", "front end", "compiler", "runtime", "commands"},
+    "app": {"core", "runtime"},  # what applications import: never the front end
+    "commands": {"core", "front end", "compiler", "runtime", "app", "cli"},
+    "cli": {"core", "front end", "compiler", "runtime", "app", "commands"},
 }
 
 
@@ -114,7 +118,7 @@ def test_only_main_imports_the_commands():
 def test_applications_load_neither_yaml_nor_jsonschema():
     # What a job's own code imports: the item format and the plan.
     code = ("import sys, mummi_spec.runtime.records, mummi_spec.plan, "
-            "mummi_spec.runtime.campaign; "
+            "mummi_spec.runtime.campaign, mummi_spec.app; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('yaml', 'jsonschema', 'jinja2', 'maestrowf')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
