@@ -21,6 +21,7 @@ from mummi_spec.runtime.stores.common import check_keys, check_name, read_each
 log = logging.getLogger("mummi.ingest")
 
 _CHUNK = 2000
+EXAMPLES = 3  # rejected items shown with their reason on the console and in status.json
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Ingest:
         self.known = set(known) | rejected
         self.ingested = 0
         self.rejected = len(rejected)
+        self.examples: list[tuple[str, str]] = []  # this run's first rejections, with reasons
         self._lock = threading.Lock()  # one pass at a time (the final pass may overlap a thread)
         # A journaled store lists only what is new since the cursor (kept in memory: a new
         # Ingest starts from None, a full pass the known set filters), so a key whose read
@@ -117,6 +119,7 @@ class Ingest:
                         bad[0][0], bad[0][1])
             self.ledger.reject(self.stream, bad)
             self.rejected += len(bad)
+            self.examples += bad[:EXAMPLES - len(self.examples)]
         self.known.update(refused)
         unread_keys = {k for k, _ in unread}
         self.known.update(k for k in keys if k not in unread_keys)

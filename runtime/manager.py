@@ -303,8 +303,10 @@ class Manager:
         pools = self.plan.pools
         out: dict[str, Any] = {
             "campaign": self.plan.name, "state": state, "elapsed": round(now - self.t0, 1),
-            "candidates": {s: {"ingested": i.ingested, "rejected": i.rejected}
+            "candidates": {s: {"ingested": i.ingested, "rejected": i.rejected,
+                               "examples": [list(e) for e in i.examples]}
                            for s, i in self.ingests.items()},
+            "refused": {"count": self.submitter.refused, "last": self.submitter.refusal},
             "selected": {p.name: p.selected for p in book.pipes.values()},
             "sims": dict(sorted(sims.items())),
             "jobs": {t: dict(sorted(c.items())) for t, c in sorted(jobs.items())},

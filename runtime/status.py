@@ -38,6 +38,31 @@ def _busy(busy: dict[str, Any], pool: dict[str, Any]) -> str:
     return f"cores {busy.get('cores', 0)}/{pool.get('cores', 0):g}"
 
 
+def events(status: dict[str, Any], told: set[str]) -> list[str]:
+    """What the console says once, beside the progress line: candidates rejected (the first
+    few with their reason, then the count) and a scheduler refusing (its reason, each time it
+    changes). ``told`` remembers what was said."""
+    out = []
+    for stream, v in sorted(status.get("candidates", {}).items()):
+        for key, why in v.get("examples", []):
+            news = f"rejected {stream} item {key!r}: {why}"
+            if news not in told:
+                told.add(news)
+                out.append(news)
+        count = v.get("rejected", 0)
+        # The count once it passes 10, 100, 1000...: news, not a line every second.
+        step = 10 ** (len(str(count)) - 1) if count >= 10 else 0
+        if step and f"{stream}#{step}" not in told:
+            told.add(f"{stream}#{step}")
+            out.append(f"rejected {count} {stream} items so far (every reason is in the "
+                       "ledger's rejected table)")
+    refusal = status.get("refused", {}).get("last", "")
+    if refusal and f"refused:{refusal}" not in told:
+        told.add(f"refused:{refusal}")
+        out.append(f"the scheduler refuses submissions: {refusal} (backing off, retrying)")
+    return out
+
+
 def progress_line(status: dict[str, Any]) -> str:
     """One line for a live display."""
     cands = sum(v["ingested"] for v in status.get("candidates", {}).values())

@@ -47,6 +47,8 @@ class Submitter:
         self.book = book
         self.now = now
         self._paths = campaign.python_paths()
+        self.refused = 0  # submissions refused in all
+        self.refusal = ""  # the scheduler's reason, the last time it refused
         self.backoff = 1.0  # the wait after the next refused round
         self.backoff_until = 0.0
         self._pool: Executor = ThreadPoolExecutor(
@@ -72,11 +74,13 @@ class Submitter:
                 log.warning("submission of %s refused: %s; backing off %.0f s", row.name, exc,
                             self.backoff)
                 refused += 1
+                self.refusal = str(exc)
                 self.book.refused(row.name, str(exc), self.now())
                 continue
             self.book.accepted(row.name, sched_id)
         # Once per round, not per refused job: a refused batch of 500 would otherwise jump
         # straight to the longest wait.
+        self.refused += refused
         if refused:
             self.backoff_until = self.now() + self.backoff
             self.backoff = min(self.backoff * 2, _MAX_BACKOFF)

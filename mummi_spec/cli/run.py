@@ -76,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
         return Exit.RESUMABLE  # the allocation ended first: the next `mummi run` continues
     if status["state"] != "complete":
         return Exit.INTERRUPTED
+    sims = status.get("sims", {})
+    if sims.get("failed") and not sims.get("done"):
+        print(f"mummi: every simulation failed ({sims['failed']}); their reasons are in "
+              f"{ws / 'summary.txt'}", file=sys.stderr)
+        return Exit.FAILED
     # Some job type's program could not be started: the work is not done.
     return Exit.FAILED if status.get("unrunnable") else Exit.OK
 
@@ -88,7 +93,7 @@ def _forward_stop(ws: Path) -> None:
 
 def _follow(proc: subprocess.Popen[bytes], ws: Path, on_stop: Callable[[], None]) -> None:
     """Show progress until Maestro ends; Ctrl-C or SIGTERM asks the manager to stop cleanly."""
-    from mummi_spec.runtime.status import progress_line, read_status
+    from mummi_spec.runtime.status import events, progress_line, read_status
 
     stopping = False
 
@@ -100,6 +105,7 @@ def _follow(proc: subprocess.Popen[bytes], ws: Path, on_stop: Callable[[], None]
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     tty = sys.stdout.isatty()
     last = ""
+    told: set[str] = set()
     try:
         while True:
             try:
@@ -110,6 +116,8 @@ def _follow(proc: subprocess.Popen[bytes], ws: Path, on_stop: Callable[[], None]
             status = read_status(ws)
             if status is None:
                 continue
+            for news in events(status, told):
+                print(("\r\033[K" if tty else "") + news, flush=True)
             line = progress_line(status) + (" (stopping)" if stopping else "")
             if tty:
                 print("\r" + line, end="", flush=True)
