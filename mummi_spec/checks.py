@@ -34,7 +34,7 @@ def check(spec: Spec, smap: SourceMap) -> list[SpecError]:
     """Every semantic problem (errors and warnings) in ``spec``."""
     out: list[SpecError] = []
     for fn in (_names, _references, _graph, _selectors, _fit, _shares, _commands,
-               _scheduler_options, _aggregates):
+               _scheduler_options, _aggregates, _idle_data):
         out.extend(fn(spec, smap))
     return out
 
@@ -337,4 +337,26 @@ def _aggregates(spec: Spec, smap: SourceMap) -> list[SpecError]:
                     f"feedback '{f.name}': {exc}", smap.locate(("feedback", f.name, "aggregate")),
                     hint=f"the manager imports it from the spec's pythonpath ({where}) and "
                          "from what the Python running mummi finds"))
+    return out
+
+
+def _idle_data(spec: Spec, smap: SourceMap) -> list[SpecError]:
+    """A store nothing uses, and a stream no job of its scale can write: legal, but most
+    likely a name typed twice or a job left out."""
+    out: list[SpecError] = []
+    used = {st.store for st in spec.streams()} | {f.target_store for f in spec.feedback}
+    for store in spec.stores:
+        if store.name not in used:
+            out.append(SpecWarning(f"store '{store.name}' is not used by any stream or "
+                                   "feedback target", store.loc,
+                                   hint="remove it, or name it in a stream's 'store'"))
+    writers = {s.name for s in spec.scales for j in s.jobs
+               if j.role in ("persistent", "simulation")}
+    for st in spec.streams():
+        if st.scale not in writers:
+            out.append(SpecWarning(
+                f"stream '{st.ref}' has no producer: scale '{st.scale}' has no persistent or "
+                "simulation job to write it", st.loc,
+                hint="add the job that emits it (or ignore this if a program outside the "
+                     "campaign writes it, e.g. with `mummi app emit`)"))
     return out
