@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from mummi_spec.errors import MummiError, StoreError
-from mummi_spec.plan import Plan, PlanError, StreamPlan
+from mummi_spec.plan import CouplingPlan, Plan, PlanError, StreamPlan
 from mummi_spec.runtime.campaign import Campaign, resolve_workspace
 from mummi_spec.runtime.records import Record, RecordError, decode, encode
 from mummi_spec.runtime.stores.common import check_name
@@ -146,6 +146,14 @@ class Stream:
             self.ctx.campaign.store(st.store).put_many(st.namespace, items)
         return list(items)
 
+    def keys(self) -> list[str]:
+        """The keys now live in the stream (a producer resuming skips what it wrote)."""
+        st = self.plan
+        try:
+            return self.ctx.campaign.store(st.store).keys(st.namespace)
+        except StoreError as exc:
+            raise AppError(f"stream {self.ref}: cannot list its items: {exc}") from None
+
     def read(self, key: str) -> Candidate:
         """One item of this stream by its key (a candidate's id)."""
         st = self.plan
@@ -189,23 +197,32 @@ class Context:
         self.workdir = Path(workdir) if workdir else Path.cwd()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Context:
-        """The context ``mummi run`` gives a job; ``AppError`` naming what is missing."""
-        if not environ.get("MUMMI_PLAN"):
-            raise AppError("not run by a campaign: MUMMI_PLAN is not set (the manager sets "
-                           "it for every job; to try an application alone, build "
-                           "app.Context(plan_path, job_type=..., sim=..., candidate=...))")
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **given: Any) -> Context:
+        """The context ``mummi run`` gives a job; ``AppError`` naming what is missing.
+
+        ``given`` (``plan_path`` and the constructor's keywords) wins over the environment:
+        what a command line passes to a job run by hand.
+        """
         raw = environ.get("MUMMI_ATTEMPT") or "1"
         if not raw.isdigit():
             raise AppError(f"MUMMI_ATTEMPT={raw!r} is not a whole number")
-        return cls(environ["MUMMI_PLAN"], workspace=environ.get("MUMMI_WORKSPACE") or None,
-                   job_type=environ.get("MUMMI_JOB_TYPE") or None, attempt=int(raw),
-                   restart=environ.get("MUMMI_RESTART") == "1",
-                   sim=environ.get("MUMMI_SIM") or None,
-                   candidate=environ.get("MUMMI_CANDIDATE") or None,
-                   coupling=environ.get("MUMMI_COUPLING") or None,
-                   setup_dir=environ.get("MUMMI_SETUP_DIR") or None,
-                   state_dir=environ.get("MUMMI_STATE_DIR") or None)
+        found: dict[str, Any] = {
+            "plan_path": environ.get("MUMMI_PLAN") or None,
+            "workspace": environ.get("MUMMI_WORKSPACE") or None,
+            "job_type": environ.get("MUMMI_JOB_TYPE") or None, "attempt": int(raw),
+            "restart": environ.get("MUMMI_RESTART") == "1",
+            "sim": environ.get("MUMMI_SIM") or None,
+            "candidate": environ.get("MUMMI_CANDIDATE") or None,
+            "coupling": environ.get("MUMMI_COUPLING") or None,
+            "setup_dir": environ.get("MUMMI_SETUP_DIR") or None,
+            "state_dir": environ.get("MUMMI_STATE_DIR") or None}
+        found.update({k: v for k, v in given.items() if v is not None})
+        plan_path = found.pop("plan_path")
+        if not plan_path:
+            raise AppError("not run by a campaign: MUMMI_PLAN is not set (the manager sets "
+                           "it for every job; to try an application alone, build "
+                           "app.Context(plan_path, job_type=..., sim=..., candidate=...))")
+        return cls(plan_path, **found)
 
     # ------------------------------------------------------------------ what it is
     @property
@@ -217,6 +234,11 @@ class Context:
     def stop(self) -> str:
         """The job type's stop condition (its ``stop:``), as the spec wrote it."""
         return "" if self.job_type is None else self.plan.job(self.job_type).stop
+
+    @property
+    def success_file(self) -> str | None:
+        """The file the job type's success rule wants in its work directory, written last."""
+        return None if self.job_type is None else self.plan.job(self.job_type).success.file
 
     # ------------------------------------------------------------------ data
     def stream(self, ref: str) -> Stream:
@@ -231,8 +253,7 @@ class Context:
         if not self.candidate_id:
             raise AppError("this job has no candidate: only setup and simulation jobs do "
                            "(MUMMI_CANDIDATE is set by the manager)")
-        coupling = self._coupling()
-        return self.stream(coupling.source).read(self.candidate_id)
+        return self.stream(self.coupling_plan().source).read(self.candidate_id)
 
     def target(self, loop: str) -> Target | None:
         """What feedback loop ``loop`` last reported, or None before its first iteration."""
@@ -286,15 +307,21 @@ class Context:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _coupling(self) -> Any:
+    def coupling_plan(self) -> CouplingPlan:
+        """The coupling this setup or simulation serves: named, found by job type, or the
+        only one."""
         if self.coupling:
-            return self.plan.coupling(self.coupling)
-        jobs = [c for c in self.plan.couplings.values()
-                if self.job_type in (c.setup, c.simulation)]
-        if len(jobs) != 1:
-            raise AppError("cannot tell which coupling this job serves: set MUMMI_COUPLING "
-                           "(the manager does) or give Context(coupling=...)")
-        return jobs[0]
+            try:
+                return self.plan.coupling(self.coupling)
+            except PlanError as exc:
+                raise AppError(str(exc)) from None
+        found = [c for c in self.plan.couplings.values()
+                 if self.job_type is None or self.job_type in (c.setup, c.simulation)]
+        if len(found) != 1:
+            names = ", ".join(sorted(c.name for c in found) or sorted(self.plan.couplings))
+            raise AppError(f"cannot tell which coupling this job serves (couplings: {names}): "
+                           "set MUMMI_COUPLING (the manager does) or give it as coupling")
+        return found[0]
 
 
 def context() -> Context:

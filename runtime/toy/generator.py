@@ -6,18 +6,18 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from mummi_spec.errors import StoreError, UsageError
-from mummi_spec.runtime.campaign import Campaign
-from mummi_spec.runtime.records import Record, RecordError, decode, encode
+from mummi_spec import app
+from mummi_spec.errors import UsageError
 from mummi_spec.runtime.toy._model import (
     StopFlag,
     TerminatedError,
+    job_context,
     projection,
     rng,
-    stream_key,
 )
 
 SPREAD = 3.0  # scale of the mixture centres
@@ -25,6 +25,14 @@ NOISE = 0.5  # spread of a candidate around its centre: clusters stay apart
 SHIFT = 2.0  # largest move of the centres per feedback loop and dimension
 BATCH_SECONDS = 0.5  # a batch holds at most this much pacing, so the manager sees items soon
 MAX_BATCH = 16
+
+
+class Item(NamedTuple):
+    """A candidate as the model makes it: its encoding, its queue's tag, what it came from."""
+
+    values: np.ndarray
+    tag: str | None
+    meta: dict[str, Any]
 
 
 class Mixture:
@@ -45,7 +53,7 @@ class Mixture:
         self.shift = shift
         self.iteration = max((it for _, it in aggregates.values()), default=0)
 
-    def candidate(self, i: int) -> Record:
+    def candidate(self, i: int) -> Item:
         """Candidate ``i``: noise from the seed and ``i`` alone, centre from the model."""
         centres = self.centres + self.shift
         # Components in turn, so every tag occurs as soon as there are as many candidates.
@@ -53,38 +61,36 @@ class Mixture:
             self.dim)
         # The tag is the nearest centre: a property of the point, as a real classifier's is.
         tag = self.tags[int(np.argmin(((centres - point) ** 2).sum(axis=1)))] if self.tags else None
-        return Record(point, tag=tag, meta={"n": i, "model": self.iteration})
+        return Item(point, tag, {"n": i, "model": self.iteration})
 
 
 class FeedbackReader:
-    """The latest record at every feedback target aimed at one scale."""
+    """The latest aggregate of every feedback loop aimed at one scale."""
 
-    def __init__(self, campaign: Campaign, scale: str) -> None:
-        self.campaign = campaign
-        loops = sorted(campaign.plan.feedback.items())
-        self.loops = {name: loop.target for name, loop in loops if loop.to == scale}
+    def __init__(self, ctx: app.Context, scale: str) -> None:
+        self.ctx = ctx
+        self.loops = ctx.targets_for(scale)
         self.latest: dict[str, tuple[np.ndarray, int]] = {}
         self._bad: set[str] = set()
 
     def read(self) -> bool:
         """Re-read every target; whether anything changed."""
         changed = False
-        for loop, target in self.loops.items():
+        for loop in self.loops:
             try:
-                data = self.campaign.store(target.store).get(target.namespace, target.key)
-                record = decode(data)
-            except StoreError:
-                continue  # no aggregate yet
-            except RecordError as exc:
+                target = self.ctx.target(loop)
+            except app.AppError as exc:
                 if loop not in self._bad:  # say it once, not every second
                     print(f"toy generator: ignoring feedback of loop {loop!r}: {exc}",
                           file=sys.stderr)
                     self._bad.add(loop)
                 continue
-            iteration = int(record.meta.get("iteration", 1))
+            if target is None:
+                continue  # no aggregate yet
             old = self.latest.get(loop)
-            if old is None or old[1] != iteration or not np.array_equal(old[0], record.values):
-                self.latest[loop] = (record.values, iteration)
+            if old is None or old[1] != target.iteration or \
+                    not np.array_equal(old[0], target.values):
+                self.latest[loop] = (target.values, target.iteration)
                 changed = True
         return changed
 
@@ -92,26 +98,24 @@ class FeedbackReader:
 def run(plan: Path, stream_name: str, count: int, every: float, poll: float, seed: int) -> int:
     """Write ``count`` candidates to the stream, one per ``every`` seconds; 0 when done."""
     stop = StopFlag.install()
-    campaign = Campaign.open(plan)
-    try:
-        stream = campaign.stream(stream_name)
-        if stream.kind != "candidates":
-            raise UsageError(f"stream {stream_name!r} holds {stream.kind}, not candidates")
-        store, namespace = campaign.store(stream.store), stream.namespace
-        model = Mixture(stream_name, stream.dim, list(stream.tags), seed)
-        feedback = FeedbackReader(campaign, stream.scale)
+    with job_context(plan) as ctx:
+        out = ctx.stream(stream_name)
+        if out.plan.kind != "candidates":
+            raise UsageError(f"stream {stream_name!r} holds {out.plan.kind}, not candidates")
+        model = Mixture(stream_name, out.plan.dim, list(out.plan.tags), seed)
+        feedback = FeedbackReader(ctx, out.plan.scale)
         # A retry continues the same sequence: what an earlier attempt wrote stays as it was.
-        existing = set(store.keys(namespace))
+        existing = set(out.keys())
         per_batch = MAX_BATCH if every <= 0 else max(1, min(MAX_BATCH, int(BATCH_SECONDS / every)))
-        batch: dict[str, bytes] = {}
+        batch: list[tuple[str, Item]] = []
         written = skipped = 0
         print(f"toy generator: {count} candidates to {stream_name} "
               f"({len(existing)} already there)", flush=True)
         start = next_poll = time.monotonic()
         try:
             for i in range(count):
-                key = stream_key(stream_name, stream, n=i, sim="gen")
-                if key in existing:
+                cid = f"{i:06d}"
+                if out.key(id=cid) in existing:
                     skipped += 1
                     continue
                 # Deadlines from the start, so time spent writing does not slow the pace.
@@ -121,17 +125,19 @@ def run(plan: Path, stream_name: str, count: int, every: float, poll: float, see
                         model.update(feedback.latest)
                         print(f"toy generator: model {model.iteration}", flush=True)
                     next_poll = time.monotonic() + poll
-                batch[key] = encode(model.candidate(i))
+                batch.append((cid, model.candidate(i)))
                 written += 1
                 if len(batch) >= per_batch:
-                    store.put_many(namespace, batch)
-                    batch = {}
+                    _emit(out, batch)
+                    batch = []
         except TerminatedError:
-            store.put_many(namespace, batch)  # finished records are worth keeping
+            _emit(out, batch)  # finished records are worth keeping
             raise
-        store.put_many(namespace, batch)
+        _emit(out, batch)
         print(f"toy generator: wrote {written}, skipped {skipped}", flush=True)
         return 0
-    finally:
-        campaign.close()
 
+
+def _emit(out: app.Stream, batch: list[tuple[str, Item]]) -> None:
+    out.emit_many([r.values for _, r in batch], ids=[i for i, _ in batch],
+                  tags=[r.tag for _, r in batch], metas=[r.meta for _, r in batch])

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mummi_spec.errors import StoreError, UsageError
-from mummi_spec.runtime.campaign import Campaign
-from mummi_spec.runtime.records import RecordError, decode
+from mummi_spec import app
+from mummi_spec.errors import UsageError
 from mummi_spec.runtime.toy._model import (
-    JobEnv,
     StopFlag,
     ToyFailureError,
-    find_coupling,
+    job_context,
     success_name,
     uniform,
     write_file,
@@ -32,44 +30,36 @@ def run(plan: Path, candidate: str | None, workdir: Path, fail_rate: float,
         success_file: str | None, seconds: float, coupling_name: str | None, seed: int) -> int:
     """Prepare ``workdir`` from ``candidate``; 0 on success, ``ToyFailureError`` otherwise."""
     stop = StopFlag.install()
-    env = JobEnv.read()
-    campaign = Campaign.open(plan)
-    try:
-        name, coupling = find_coupling(campaign.plan, "setup", name=coupling_name or env.coupling,
-                                       job=env.job_type)
-        job = env.job_type or coupling.setup or ""
-        success = success_name(campaign.plan, job, success_file)
-        key = candidate or env.candidate
-        if not key:
+    with job_context(plan, candidate=candidate, coupling=coupling_name) as ctx:
+        coupling = ctx.coupling_plan()
+        job = ctx.job_type or coupling.setup or ""
+        success = success_name(ctx, success_file)
+        if not ctx.candidate_id:
             raise UsageError("no candidate: pass --candidate or set MUMMI_CANDIDATE")
-        stream = campaign.stream(coupling.source)
+        key = ctx.candidate_id
         try:
-            data = campaign.store(stream.store).get(stream.namespace, key)
-            record = decode(data, stream.dim)
-        except (StoreError, RecordError) as exc:
-            raise ToyFailureError(f"cannot read candidate {key!r} of stream "
-                                  f"{coupling.source!r}: {exc}") from None
+            cand = ctx.candidate()
+        except app.AppError as exc:
+            raise ToyFailureError(str(exc)) from None
 
         # Real setups take a while and sometimes fail; both are drawn from the candidate and
         # the attempt, so a run is reproducible and a retry gets a fresh chance.
         stop.sleep_until(time.monotonic()
-                         + seconds * (2 + 2 * uniform(seed, "setup-time", key, env.attempt)) / 3)
-        if fails(seed, key, env.attempt, fail_rate):
-            raise ToyFailureError(f"setup of candidate {key!r} failed (attempt {env.attempt}, "
+                         + seconds * (2 + 2 * uniform(seed, "setup-time", key, ctx.attempt)) / 3)
+        if fails(seed, key, ctx.attempt, fail_rate):
+            raise ToyFailureError(f"setup of candidate {key!r} failed (attempt {ctx.attempt}, "
                                   f"simulated failure rate {fail_rate})")
 
         workdir.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
-        np.savez(buf, encoding=record.values.astype(np.float32), candidate=np.array(key))
+        np.savez(buf, encoding=cand.values.astype(np.float32), candidate=np.array(key))
         write_file(workdir / SYSTEM, buf.getvalue())
-        info = {"candidate": key, "coupling": name, "stream": coupling.source, "job": job,
-                "attempt": env.attempt, "tag": record.tag, "meta": record.meta,
-                "dim": int(record.values.size)}
+        info = {"candidate": key, "coupling": coupling.name, "stream": coupling.source,
+                "job": job, "attempt": ctx.attempt, "tag": cand.tag, "meta": cand.meta,
+                "dim": int(cand.values.size)}
         write_json(workdir / SYSTEM_INFO, info)
-        write_success(workdir, success, {"candidate": key, "job": job, "attempt": env.attempt})
+        write_success(workdir, success, {"candidate": key, "job": job, "attempt": ctx.attempt})
         return 0
-    finally:
-        campaign.close()
 
 
 def fails(seed: int, candidate: str, attempt: int, rate: float) -> bool:

@@ -6,24 +6,17 @@ import math
 import os
 import re
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from mummi_spec.errors import UsageError
 from mummi_spec.plan import Plan
-from mummi_spec.runtime.campaign import Campaign
-from mummi_spec.runtime.records import Record, encode
-from mummi_spec.runtime.stores.base import Store
 from mummi_spec.runtime.toy._model import (
-    JobEnv,
     StopFlag,
-    find_coupling,
+    job_context,
     projection,
     rng,
-    stream_key,
     success_name,
     uniform,
     write_json,
@@ -42,23 +35,6 @@ def steps_of(stop: str) -> int:
     """``"20 steps"`` -> 20; any other stop -> ``DEFAULT_STEPS``."""
     m = _STEPS.fullmatch(stop)
     return int(m.group(1)) if m else DEFAULT_STEPS
-
-
-class Output:
-    """One stream this simulation writes: its store, namespace, key template and dim."""
-
-    def __init__(self, campaign: Campaign, name: str, sim: str) -> None:
-        self.name, self.sim = name, sim
-        self.stream = campaign.stream(name)
-        self.store: Store = campaign.store(self.stream.store)
-        self.dim = self.stream.dim
-        self.count = 0
-
-    def put(self, values: np.ndarray, meta: Mapping[str, Any]) -> None:
-        key = stream_key(self.name, self.stream, n=self.count, sim=self.sim)
-        self.store.put(self.stream.namespace, key,
-                       encode(Record(values, sim=self.sim, meta=dict(meta))))
-        self.count += 1
 
 
 def binned_bounds(plan: Plan, stream: str, dim: int) -> np.ndarray | None:
@@ -87,26 +63,27 @@ def run(plan: Path, sim: str | None, setup_dir: Path, workdir: Path, stop: str,
     simulation does until its walltime ends it.
     """
     flag = StopFlag.install()
-    env = JobEnv.read()
-    campaign = Campaign.open(plan)
-    try:
-        sim = sim or env.sim
-        if not sim:
+    with job_context(plan, sim=sim, coupling=coupling_name) as ctx:
+        if not ctx.sim:
             raise UsageError("no simulation id: pass --sim or set MUMMI_SIM")
+        sim = ctx.sim
         encoding, info = load_system(setup_dir)
         # Run by hand, the job is the simulation of the coupling the setup served.
-        chosen = coupling_name or env.coupling or info.get("coupling")
-        job = env.job_type or find_coupling(campaign.plan, "simulation",
-                                            name=str(chosen) if chosen else None)[1].simulation
-        success = success_name(campaign.plan, job, success_file)
-        outs = {name: Output(campaign, name, sim) for name in (frames, feedback) if name}
-        bounds = binned_bounds(campaign.plan, frames, outs[frames].dim) if frames else None
+        if ctx.coupling is None and info.get("coupling"):
+            ctx.coupling = str(info["coupling"])
+        job = ctx.job_type or ctx.coupling_plan().simulation
+        ctx.job_type = job
+        success = success_name(ctx, success_file)
+        outs = {name: ctx.stream(name) for name in (frames, feedback) if name}
+        counts = dict.fromkeys(outs, 0)
+        bounds = binned_bounds(ctx.plan, frames, outs[frames].plan.dim) if frames else None
         # Fixed maps from the state to each output: frames and feedback are functions of it.
-        maps = {name: projection(out.dim, encoding.size, seed, name) for name, out in outs.items()}
+        maps = {name: projection(out.plan.dim, encoding.size, seed, name)
+                for name, out in outs.items()}
         n_steps = steps_of(stop)
-        candidate = str(env.candidate or info.get("candidate") or sim)
-        if hangs(seed, candidate, env.attempt, hang_rate):
-            print(f"toy simulate: {sim} hangs (attempt {env.attempt}, simulated hang rate "
+        candidate = str(ctx.candidate_id or info.get("candidate") or sim)
+        if hangs(seed, candidate, ctx.attempt, hang_rate):
+            print(f"toy simulate: {sim} hangs (attempt {ctx.attempt}, simulated hang rate "
                   f"{hang_rate})", flush=True)
             flag.sleep_until(math.inf)
         walk = rng(seed, "simulate", sim)
@@ -118,27 +95,27 @@ def run(plan: Path, sim: str | None, setup_dir: Path, workdir: Path, stop: str,
             flag.sleep_until(deadline)
             state += PULL * (encoding - state) + KICK * walk.standard_normal(state.size)
             if frames:
-                out = outs[frames]
                 frame = maps[frames] @ state
                 if bounds is not None:
                     # Squash into the selector's box (strictly inside: the top edge is no bin).
                     unit = 0.0005 + 0.999 * (np.tanh(frame / 3.0) + 1.0) / 2.0
                     frame = bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * unit
-                out.put(frame, {"step": step})
+                outs[frames].emit(frame, meta={"step": step})
+                counts[frames] += 1
             if feedback and (step % FEEDBACK_EVERY == 0 or step == n_steps):
                 out = outs[feedback]
                 item = maps[feedback] @ state
-                out.put(item + FEEDBACK_NOISE * walk.standard_normal(out.dim), {"step": step})
+                out.emit(item + FEEDBACK_NOISE * walk.standard_normal(out.plan.dim),
+                         meta={"step": step})
+                counts[feedback] += 1
         flag.check()
         workdir.mkdir(parents=True, exist_ok=True)
         write_json(workdir / "result.json",
                    {"sim": sim, "steps": n_steps, "candidate": info.get("candidate"),
-                    "frames": outs[frames].count if frames else 0,
-                    "feedback": outs[feedback].count if feedback else 0,
+                    "frames": counts.get(frames or "", 0),
+                    "feedback": counts.get(feedback or "", 0),
                     # The device the scheduler bound this run to, as a GPU code would log it.
                     "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
                     "state": [round(float(v), 6) for v in state]})
-        write_success(workdir, success, {"sim": sim, "job": job, "attempt": env.attempt})
+        write_success(workdir, success, {"sim": sim, "job": job, "attempt": ctx.attempt})
         return 0
-    finally:
-        campaign.close()

@@ -228,7 +228,7 @@ def test_setup_fails_clearly_on_a_missing_candidate(plans, mini_ws, tmp_path):
     proc = toy("setup", plans["mini"], mini_ws, "--candidate", "structure_999999",
                "--workdir", str(tmp_path), "--seconds", "0")
     assert proc.returncode == 1
-    assert "cannot read candidate 'structure_999999'" in proc.stderr
+    assert "stream structures.latent: cannot read 'structure_999999'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "createsims.success").exists()
 
