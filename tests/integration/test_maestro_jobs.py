@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,14 @@ from tests.conftest import SPECS
 
 
 def maestro(spec: Path, out: Path) -> None:
-    env = dict(os.environ, USER=os.environ.get("USER", "root"))
+    # As a user who activated the venv runs it: its `maestro`, and its `python3` for $(PYTHON).
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, USER=os.environ.get("USER", "root"),
+               PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("MUMMI_WORKSPACE", None)
-    proc = subprocess.run(["maestro", "run", "-fg", "-s", "1", "-y", "-o", str(out), str(spec)],
-                          cwd=spec.parent, env=env, capture_output=True, text=True, timeout=180,
-                          check=False)
+    proc = subprocess.run([str(bin_dir / "maestro"), "run", "-fg", "-s", "1", "-y", "-o", str(out),
+                           str(spec)], cwd=spec.parent, env=env, capture_output=True, text=True,
+                          timeout=180, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

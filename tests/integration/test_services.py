@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,13 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
                           check=False)
 
 
+def services(*args: str) -> subprocess.CompletedProcess[str]:
+    """``scripts/services`` with this interpreter (the project's venv), as scripts/test runs it."""
+    return run(sys.executable, str(SERVICES), *args)
+
+
 def test_status_reports_slurm_up(slurm_cluster):
-    proc = run(str(SERVICES), "status", "slurm")
+    proc = services("status", "slurm")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = dict(line.split(None, 1) for line in proc.stdout.splitlines())
     assert set(lines) == {"munge", "slurmctld", "slurmd"}
@@ -25,7 +31,7 @@ def test_status_reports_slurm_up(slurm_cluster):
 
 
 def test_second_start_changes_nothing(slurm_cluster):
-    proc = run(str(SERVICES), "start", "slurm")
+    proc = services("start", "slurm")
     assert proc.returncode == 0, proc.stderr
     assert "started" not in proc.stdout and "config changed" not in proc.stdout
 
