@@ -13,6 +13,7 @@ import numpy as np
 from mummi_spec.errors import SelectorError, StoreError
 from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
+from mummi_spec.runtime.readtries import ReadTries
 from mummi_spec.runtime.records import decode_each
 from mummi_spec.runtime.selectors.base import Selector
 from mummi_spec.runtime.stores.base import Journaled
@@ -51,10 +52,11 @@ class Ingest:
         self._lock = threading.Lock()  # one pass at a time (the final pass may overlap a thread)
         # A journaled store lists only what is new since the cursor (kept in memory: a new
         # Ingest starts from None, a full pass the known set filters), so a key whose read
-        # failed is not listed again: it waits in _retry instead.
+        # failed is not listed again: it is retried from _tries, the keys that failed to read
+        # (and, whatever the store, set aside there after READ_TRIES passes, as feedback does).
         self._journal = self.store if isinstance(self.store, Journaled) else None
         self._cursor: Any = None
-        self._retry: set[str] = set()
+        self._tries = ReadTries("passes")
 
     def run_once(self) -> int:
         """Ingest every new item; returns how many were accepted."""
@@ -73,10 +75,12 @@ class Ingest:
     def _new_keys(self) -> tuple[list[str], Any]:
         """Keys not known yet, and the cursor to keep once they are taken in."""
         if self._journal is None:
-            return [k for k in self.store.keys(self.namespace, self.glob)
-                    if k not in self.known], None
+            new = [k for k in self.store.keys(self.namespace, self.glob) if k not in self.known]
+            if self._tries:
+                self._tries.keep_only(set(new))  # the others left the directory
+            return new, None
         found, cursor = self._journal.keys_after(self.namespace, self.glob, self._cursor)
-        retry = sorted(self._retry - self.known)
+        retry = sorted(k for k in self._tries if k not in self.known)
         return [k for k in dict.fromkeys([*retry, *found]) if k not in self.known], cursor
 
     def _batch(self, keys: list[str]) -> int:
@@ -87,15 +91,8 @@ class Ingest:
         keys = [k for k in keys if k not in refused]
         records, unread, undecodable = decode_each(
             keys, read_each(self.store, self.namespace, keys), self.dim)
-        bad += undecodable
-        failed = []
-        for key, error in unread:
-            # Not known, so the next pass retries it: a full listing finds it again; a
-            # journal does not, so it waits in _retry, unless the store says it is gone.
-            if self._journal is None or self._still_there(key):
-                log.warning("ingest %s: cannot read %s (%s); will retry", self.stream, key,
-                            error)
-                failed.append(key)
+        given_up = self._unread(keys, unread)
+        bad += undecodable + given_up
         ids = [k for k, _ in records]
         tags = [r.tag for _, r in records]
         accepted = 0
@@ -113,18 +110,32 @@ class Ingest:
                 bad.extend(result.rejected)
         if bad:
             # Recorded once with its reason, never retried every pass.
-            log.warning("ingest %s: rejected %d item(s), first %s: %s", self.stream, len(bad),
+            log.warning("ingest %s: rejected %d item(s), first %r: %s", self.stream, len(bad),
                         bad[0][0], bad[0][1])
             self.ledger.reject(self.stream, bad)
             self.rejected += len(bad)
         self.known.update(refused)
-        unread_keys = {k for k, _ in unread}
-        self.known.update(k for k in keys if k not in unread_keys)
-        if self._journal is not None:
-            self._retry.difference_update(keys)
-            self._retry.update(failed)
+        later = {k for k, _ in unread}.difference(k for k, _ in given_up)
+        self.known.update(k for k in keys if k not in later)
         self.ingested += accepted
         return accepted
+
+    def _unread(self, keys: list[str], unread: list[tuple[str, StoreError]]
+                ) -> list[tuple[str, str]]:
+        """Count a failed try for each of ``keys`` the store could not read; return those
+        out of tries, with the reason, to reject. The others stay unknown, so the next pass
+        retries them (a full listing finds them again, a journal pass takes them from
+        _tries), unless the store says one is gone: it is listed again if written again."""
+        failing = [(k, e) for k, e in unread if self._journal is None or self._still_there(k)]
+        if self._tries:
+            now = {k for k, _ in failing}
+            self._tries.forget(k for k in keys if k not in now)  # read, or gone: start again
+        given_up = self._tries.failed(failing)
+        left = [(k, e) for k, e in failing if k in self._tries]
+        if left:
+            log.warning("ingest %s: cannot read %d item(s), first %r (%s); will retry",
+                        self.stream, len(left), left[0][0], left[0][1])
+        return given_up
 
     def _still_there(self, key: str) -> bool:
         """Whether an unreadable key is worth retrying: gone from the store means no (it is
