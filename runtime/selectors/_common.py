@@ -94,6 +94,8 @@ class SelectorBase:
         all_finite = np.isfinite(pts).all()  # one flat pass; the per-row form is 10x slower
         finite = np.ones(m, dtype=bool) if all_finite else np.isfinite(pts).all(axis=1)
         queue = self._route(tags, m)
+        if m == 0:  # checked, and nothing to keep: no state may change (the mean of no
+            return AddResult(0)  # points would have become the farthest-point origin: NaN)
         ok = usable & finite & (queue >= 0)
         all_ok = bool(ok.all())
         base = len(self._book)

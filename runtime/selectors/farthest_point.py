@@ -231,3 +231,7 @@ class FarthestPointSelector(SelectorBase):
         self._qsel = arrays["qsel"].astype(np.int64).reshape(nq)
         self._qcand = np.bincount(queues, minlength=nq).astype(np.int64)
         self._origin = arrays["origin"].astype(np.float32)
+        if not (np.isfinite(self._origin).all() and np.isfinite(self._cand["x"]).all()
+                and np.isfinite(self._fresh["x"]).all()):
+            # Written after an empty first add set the origin to NaN: every point is lost.
+            raise SelectorError("stored points are not finite")

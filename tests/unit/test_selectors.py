@@ -142,6 +142,48 @@ def test_checkpoint_round_trip_continues_exactly(kind: str, tmp_path: Path) -> N
     assert drain(restored) == drain(b)
 
 
+def _saved(sel: Any, path: Path) -> dict[str, np.ndarray]:
+    sel.save(path)
+    with np.load(path, allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("when", ["first", "later"])
+def test_an_empty_add_changes_nothing(kind: str, when: str, tmp_path: Path) -> None:
+    # An ingest pass whose items were all refused hands the selector an empty batch.
+    a, b = make(kind, seed=4), make(kind, seed=4)
+    if when == "later":
+        for sel in (a, b):
+            sel.add(ids("c", 30), cloud(30, seed=1))
+            sel.select(3)
+    assert a.add([], np.zeros((0, 3))) == AddResult(0)
+    for sel in (a, b):
+        sel.add(ids("d", 200), cloud(200, seed=2) * 10 + 5)
+    got, want = _saved(a, tmp_path / "a.npz"), _saved(b, tmp_path / "b.npz")
+    assert got.keys() == want.keys()
+    for name in got:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert a.select(20) == b.select(20)
+    assert a.weights() == b.weights()
+    assert sum(a.weights(normalize=False).values()) == sum(b.weights(normalize=False).values())
+    if kind == "farthest_point":
+        assert np.isfinite(list(a.ranks().values())).all()
+
+
+def test_fp_checkpoint_with_a_nan_origin_is_refused(tmp_path: Path) -> None:
+    # What an empty first add used to save: every stored point NaN, ranks never finite.
+    sel = make("farthest_point")
+    sel.add(ids("c", 20), cloud(20))
+    arrays = _saved(sel, tmp_path / "good.npz")
+    arrays["origin"] = np.full(3, np.nan, dtype=np.float32)
+    arrays["fresh_x"] = np.full_like(arrays["fresh_x"], np.nan)
+    with open(tmp_path / "nan.npz", "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(SelectorError, match="not finite"):
+        make("farthest_point").load(tmp_path / "nan.npz")
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_checkpoint_holds_no_pickles(kind: str, tmp_path: Path) -> None:
     sel = make(kind)
