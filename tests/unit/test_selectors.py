@@ -461,6 +461,69 @@ def test_binned_every_novelty_works_with_nothing_selected(novelty: float) -> Non
     assert set(where) >= set(first)
 
 
+def _shares(sel: Any) -> np.ndarray:
+    """The target share q of each bin, as the class docstring states the rule."""
+    both = sel._n + sel._s
+    occupied = both > 0
+    return ((1 - sel.novelty) * both / both.sum()
+            + sel.novelty * occupied / np.count_nonzero(occupied))
+
+
+def _follows_the_rule(sel: Any, horizons: list[int]) -> list[np.ndarray]:
+    """Pick one at a time up to each horizon; at every t, each bin holds within one pick of
+    q·t. Returns the picks per bin at each horizon."""
+    q, out = _shares(sel), []
+    for t in range(1, max(horizons) + 1):
+        assert len(sel.select(1)) == 1
+        off = np.abs(sel._s - q * t).max()
+        assert off < 1.5, (t, off)
+        if t in horizons:
+            out.append(sel._s.copy())
+    return out
+
+
+def test_binned_uniform_data_at_novelty_one_is_spread_over_every_bin_in_random_order() -> None:
+    # Every bin owed the same share: the deficit rule's ties went to the lowest bin index,
+    # so the first 100 picks all came from x < 0.1.
+    config = {"kind": "binned", "dim": 3, "bins": [10, 10, 10], "bounds": [[0, 1]] * 3,
+              "novelty": 1.0}
+    points = cloud(20_000, seed=1)
+
+    def filled(seed: int) -> Any:
+        sel = SELECTORS.get("binned")(config, seed=seed)
+        sel.add(ids("u", len(points)), points)
+        return sel
+
+    at_100, _ = _follows_the_rule(filled(2), [100, 1000])
+    slabs = np.bincount(np.flatnonzero(at_100) // 100, minlength=10)  # x-cell of each pick
+    assert slabs.max() <= 25 and slabs.min() >= 1, slabs
+    # Ties are broken by the seed: the same seed, the same picks; another, others.
+    assert filled(2).select(100) == filled(2).select(100) != filled(3).select(100)
+
+
+def test_binned_rare_bins_get_their_share_at_every_horizon() -> None:
+    # 300 bins of 1,000 candidates and 1,000 bins of 3, novelty 0.5: the small bins are owed
+    # 39 % of the picks (117 of the first 300); the deficit rule gave them none.
+    config = {"kind": "binned", "dim": 2, "bins": [50, 26], "bounds": [[0, 50], [0, 26]],
+              "novelty": 0.5}
+    sel = SELECTORS.get("binned")(config, seed=0)
+    rng = np.random.default_rng(7)
+    big = np.zeros(1300, dtype=bool)
+    big[rng.choice(1300, 300, replace=False)] = True
+    counts = np.where(big, 1000, 3)
+    cells = np.repeat(np.arange(1300), counts)
+    centres = np.column_stack([cells // 26, cells % 26]) + 0.5
+    sel.add(ids("p", len(cells)), centres)
+    q = _shares(sel)
+    small_share = q[~big].sum()
+    assert abs(small_share - 0.39) < 0.01
+    horizons = [30, 100, 300, 1000, 3000]
+    for t, per_bin in zip(horizons, _follows_the_rule(sel, horizons), strict=True):
+        expected = small_share * t
+        got = int(per_bin[~big].sum())
+        assert abs(got - expected) <= 4 * np.sqrt(expected) + 2, (t, got, expected)
+
+
 def test_binned_points_outside_the_bounds_go_to_the_edge_bins() -> None:
     sel = binned(0.5)
     inside = sel.bin_of(np.array([[0.1, 3.9], [3.9, 0.0], [2.5, 1.5]]))
