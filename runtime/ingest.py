@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +14,8 @@ from mummi_spec.errors import SelectorError, StoreError
 from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.readtries import ReadTries
-from mummi_spec.runtime.records import decode_each
-from mummi_spec.runtime.selectors.base import Selector
+from mummi_spec.runtime.records import Record, decode_each
+from mummi_spec.runtime.selectors.base import AddResult, Selector
 from mummi_spec.runtime.stores.base import Journaled
 from mummi_spec.runtime.stores.common import check_keys, check_name, read_each
 
@@ -93,12 +93,9 @@ class Ingest:
             keys, read_each(self.store, self.namespace, keys), self.dim)
         given_up = self._unread(keys, unread)
         bad += undecodable + given_up
-        ids = [k for k, _ in records]
-        tags = [r.tag for _, r in records]
+        ids, arr, use_tags = _points(records)
         accepted = 0
         if ids:
-            arr = np.vstack([r.values for _, r in records])
-            use_tags = None if all(t is None for t in tags) else tags
             for guarded in self.selectors:
                 with guarded.lock:
                     try:
@@ -119,6 +116,33 @@ class Ingest:
         self.known.update(k for k in keys if k not in later)
         self.ingested += accepted
         return accepted
+
+    def restore_selected(self, guarded: Guarded, ids: Sequence[str]) -> AddResult:
+        """Give ``guarded``'s selector, rebuilt without a usable checkpoint, the candidates
+        of this stream the ledger says it selected, as selected (``Selector.add_selected``),
+        their points read from the store: later picks keep away from them and feedback
+        weights count them. Call it before the first ``run_once``, with the ids in
+        selection order; those that cannot be read are left out, named in the result."""
+        bad = unsafe_keys(self.namespace, list(ids))
+        refused = {k for k, _ in bad}
+        keys = [k for k in ids if k not in refused]
+        accepted = 0
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i:i + _CHUNK]
+            records, unread, undecodable = decode_each(
+                chunk, read_each(self.store, self.namespace, chunk), self.dim)
+            bad += undecodable + [(k, str(e)) for k, e in unread]
+            found, arr, tags = _points(records)
+            if found:
+                with guarded.lock:
+                    result = guarded.selector.add_selected(found, arr, tags)
+                accepted += result.accepted
+                bad += result.rejected
+        if bad:
+            log.warning("ingest %s: %d selected candidate(s) could not be given back to the "
+                        "rebuilt selector, first %r: %s; it selects without them", self.stream,
+                        len(bad), bad[0][0], bad[0][1])
+        return AddResult(accepted, bad)
 
     def _unread(self, keys: list[str], unread: list[tuple[str, StoreError]]
                 ) -> list[tuple[str, str]]:
@@ -144,6 +168,17 @@ class Ingest:
             return bool(self.store.exists(self.namespace, key))
         except StoreError:
             return True
+
+
+def _points(records: list[tuple[str, Record]]
+            ) -> tuple[list[str], np.ndarray, list[str | None] | None]:
+    """Ids, stacked values and tags (None when no record has one) of decoded records."""
+    ids = [k for k, _ in records]
+    if not ids:
+        return ids, np.zeros((0, 0)), None
+    tags = [r.tag for _, r in records]
+    return ids, np.vstack([r.values for _, r in records]), \
+        None if all(t is None for t in tags) else tags
 
 
 def unsafe_keys(namespace: str, keys: list[str]) -> list[tuple[str, str]]:

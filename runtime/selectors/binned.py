@@ -97,12 +97,30 @@ class BinnedSelector(SelectorBase):
             if not self._n.any():
                 break
             b = self._random_bin() if self._rank_free() else self._neediest_bin()
-            row = self._pop(b)
-            self._n[b] -= 1
-            self._s[b] += 1
-            self._cols["bin"][row] = _TAKEN
-            self._sel_bin.append(bin=np.array([b], dtype=np.int32))
-            self._take(int(self._cols["serial"][row]))
+            self._take_row(b, self._pop(b))
+
+    def _take_row(self, b: int, row: int) -> None:
+        """Select candidate ``row`` of bin ``b`` (already out of the bin's member list)."""
+        self._n[b] -= 1
+        self._s[b] += 1
+        self._cols["bin"][row] = _TAKEN
+        self._sel_bin.append(bin=np.array([b], dtype=np.int32))
+        self._take(int(self._cols["serial"][row]))
+
+    def _accept_selected(self, serials: np.ndarray, points: np.ndarray,
+                         queue: np.ndarray) -> None:
+        b = self.bin_of(points)
+        np.add.at(self._s, b, 1)
+        self._sel_bin.append(bin=b)
+
+    def _take_candidate(self, serial: int) -> None:
+        row = int(np.flatnonzero((self._cols["serial"] == serial)
+                                 & (self._cols["bin"] != _TAKEN))[0])
+        b = int(self._cols["bin"][row])
+        if b in self._members:
+            members = self._members[b]
+            self._members[b] = members[members != row]
+        self._take_row(b, row)
 
     def _random_bin(self) -> int:
         """A bin drawn in proportion to its candidates: with a random member, a uniform pick."""

@@ -168,6 +168,20 @@ class FarthestPointSelector(SelectorBase):
         self._qcand[queue] -= 1
         self._take(serial)
 
+    def _accept_selected(self, serials: np.ndarray, points: np.ndarray,
+                         queue: np.ndarray) -> None:
+        if not self._origin.size:
+            self._origin = points.mean(axis=0, dtype=np.float64).astype(np.float32)
+        self._index.add(points - self._origin)
+        self._qsel += np.bincount(queue, minlength=len(self._qsel))
+        if self._cand.n:  # ranked against fewer points: one search, not a merge per point
+            self.rerank()
+
+    def _take_candidate(self, serial: int) -> None:
+        self._sync()
+        row = int(np.flatnonzero(self._cand["serial"] == serial)[0])
+        self._pick(row, int(self._cand["queue"][row]))
+
     def _merge(self, p: np.ndarray, label: int) -> None:
         """Fold the distance to a newly selected point ``p`` into every candidate's k-row."""
         cand = self._cand

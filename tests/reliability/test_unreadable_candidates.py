@@ -6,7 +6,6 @@ filesystem namespace, garbage appended to a taridx index, an archive cut short.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -15,51 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mummi_spec.compiler.compile import compile_loaded
-from mummi_spec.frontend import load_spec
 from mummi_spec.runtime.campaign import Campaign
-from mummi_spec.runtime.ingest import Guarded, Ingest
-from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.readtries import READ_TRIES
 from mummi_spec.runtime.records import Record, encode
-from mummi_spec.runtime.registry import SELECTORS
-from tests.conftest import SPECS
-
-STREAM = "structures.latent"
-PLAN = json.loads(compile_loaded(load_spec(SPECS / "mini.yaml")).files["plan.json"])
-
-
-class Rig:
-    """mini.yaml's candidate stream on a real store, its sampler, a ledger; restartable."""
-
-    def __init__(self, tmp_path: Path, backend: str) -> None:
-        plan = json.loads(json.dumps(PLAN))
-        plan["stores"]["latent"] = {"name": "latent", "backend": backend, "path": "latent"}
-        self.tmp_path, self.plan = tmp_path, plan
-        self.campaign = Campaign(plan, tmp_path / "plan.json", tmp_path / "ws")
-        self.store = self.campaign.store("latent")
-        self.namespace = self.campaign.stream(STREAM)["namespace"]
-        self.ledger = Ledger(tmp_path / "ws" / "ledger.sqlite")
-        self.ingest = self.start(())
-
-    def start(self, known: tuple[str, ...] | set[str]) -> Ingest:
-        """A new Ingest, as a restarted manager builds it (``known``: its checkpoint)."""
-        cfg = self.plan["selectors"]["sampler"]
-        return Ingest(STREAM, self.campaign, self.ledger,
-                      [Guarded(SELECTORS.get(cfg["kind"])(cfg, seed=0))], known)
-
-    def write(self, *ids: int) -> None:
-        self.store.put_many(self.namespace, {f"structure_{i}": encode(Record(np.full(8, i)))
-                                             for i in ids})
-
-    def rejected(self) -> dict[str, str]:
-        rows = self.ledger._rows("SELECT key, reason FROM rejected")
-        return {k.decode("utf-8", "surrogatepass") if isinstance(k, bytes) else k: why
-                for k, why in rows}
-
-    def close(self) -> None:
-        self.ledger.close()
-        self.campaign.close()
+from tests.reliability.candidates import Rig
 
 
 @pytest.fixture

@@ -184,6 +184,62 @@ def test_fp_checkpoint_with_a_nan_origin_is_refused(tmp_path: Path) -> None:
         make("farthest_point").load(tmp_path / "nan.npz")
 
 
+def _rebuild_inputs(kind: str) -> tuple[Any, list[str], np.ndarray, list[str]]:
+    """A selector that chose 40 of 300 points; the points; their ids; the chosen ids."""
+    names, pts = ids("c", 300), cloud(300, seed=3)
+    orig = make(kind, seed=1)
+    orig.add(names, pts)
+    return orig, names, pts, orig.select(40)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_selector_rebuilt_with_add_selected_goes_on_as_the_original(kind: str) -> None:
+    orig, names, pts, chosen = _rebuild_inputs(kind)
+    row = {n: i for i, n in enumerate(names)}
+    rebuilt = make(kind, seed=1)
+    assert rebuilt.add_selected(chosen, pts[[row[c] for c in chosen]]) == AddResult(40)
+    rest = [n for n in names if n not in set(chosen)]
+    rebuilt.add(rest, pts[[row[n] for n in rest]])
+    assert rebuilt.stats() == orig.stats()
+    assert rebuilt.weights() == pytest.approx(orig.weights())
+    later = rebuilt.select(30)
+    assert not set(later) & set(chosen)
+    if kind == "farthest_point":  # ranks depend only on the points selected: the same picks
+        assert later == orig.select(30)
+    if kind == "binned":  # the same counts per bin, so the same bins owed the next picks
+        orig.select(30)
+        np.testing.assert_array_equal(rebuilt._s, orig._s)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_add_selected_after_an_older_checkpoint_takes_the_candidates_once(
+        kind: str, tmp_path: Path) -> None:
+    orig, names, pts, chosen = _rebuild_inputs(kind)
+    old = make(kind, seed=1)
+    old.add(names, pts)
+    old.select(15)
+    old.save(tmp_path / "old.npz")  # the checkpoint before the last 25 picks
+    restored = make(kind, seed=1)
+    restored.load(tmp_path / "old.npz")
+    row = {n: i for i, n in enumerate(names)}
+    twice = chosen + chosen[-3:]
+    result = restored.add_selected(twice, pts[[row[c] for c in twice]])
+    assert result.accepted == 25 and result.rejected == []
+    assert restored.stats() == orig.stats()
+    assert restored.weights() == pytest.approx(orig.weights())
+    assert not set(drain(restored)) & set(chosen)
+
+
+def test_add_selected_refuses_bad_items_one_by_one() -> None:
+    sel = make("farthest_point")
+    pts = cloud(3)
+    pts[1, 0] = np.nan
+    result = sel.add_selected(["a", "b", ""], pts)
+    assert result.accepted == 1
+    assert [k for k, _ in result.rejected] == ["b", ""]
+    assert sel.stats().selected == 1 and sel.add_selected([], np.zeros((0, 3))) == AddResult(0)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_checkpoint_holds_no_pickles(kind: str, tmp_path: Path) -> None:
     sel = make(kind)
