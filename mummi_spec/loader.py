@@ -7,14 +7,97 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from mummi_spec.errors import SourceLocation, SpecErrors, SpecSyntaxError
 from mummi_spec.sourcemap import JsonPath, SourceMap
 
+# A spec needs aliases for a few repeated blocks; nine nested levels of nine aliases each
+# (under 1 KiB of text) would expand to 387 million nodes. Past this many nodes added by
+# aliases, the spec is refused at the alias that crossed the line.
+MAX_ALIASED_NODES = 10_000
+
 
 class SpecLoader(yaml.SafeLoader):
-    """SafeLoader that keeps ``1:30:00``, ``on``, ``yes``, ``017`` and dates as strings."""
+    """SafeLoader that keeps ``1:30:00``, ``on``, ``yes``, ``017`` and dates as strings.
+
+    It also bounds what aliases add (``MAX_ALIASED_NODES``) and refuses an alias inside the
+    node it names, each at the alias's own line and column.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliased_nodes = 0
+        self._open_anchors: set[str] = set()  # anchors whose node is still being composed
+        self._sizes: dict[int, int] = {}  # id(node) -> its size with aliases expanded
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        """Charge each alias its expanded size; compose everything else as PyYAML does."""
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, AliasEvent) and event.anchor in self.anchors:
+            self._charge(event)
+            return super().compose_node(parent, index)
+        anchor = event.anchor if isinstance(event, ScalarEvent | CollectionStartEvent) else None
+        if anchor is None:
+            return super().compose_node(parent, index)
+        self._open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._open_anchors.discard(anchor)
+
+    def _charge(self, alias: AliasEvent) -> None:
+        anchor, mark = str(alias.anchor), alias.start_mark
+        if anchor in self._open_anchors:
+            raise AliasError(f"alias '*{anchor}' refers to a node that contains it", mark,
+                             "an alias may only name a node that ends before it")
+        self._aliased_nodes += _expanded_size(self.anchors[anchor], self._sizes)
+        if self._aliased_nodes > MAX_ALIASED_NODES:
+            raise AliasError(
+                f"aliases expand the spec by more than {MAX_ALIASED_NODES} nodes "
+                f"(limit reached at '*{anchor}')", mark,
+                "a spec needs few aliases: write the repeated part out, or use a profile")
+
+
+class AliasError(yaml.composer.ComposerError):
+    """An alias that names its own ancestor, or one too many: carries a hint for the user."""
+
+    def __init__(self, problem: str, mark: Any, hint: str) -> None:  # a composer mark
+        super().__init__(None, None, problem, mark)
+        self.hint = hint
+
+
+def _expanded_size(node: Node, sizes: dict[int, int]) -> int:
+    # Only called on complete nodes, which hold no cycle; memoised, so linear in the text.
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    if isinstance(node, MappingNode):
+        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes)
+                       for k, v in node.value)
+    elif isinstance(node, SequenceNode):
+        size = 1 + sum(_expanded_size(v, sizes) for v in node.value)
+    else:
+        size = 1
+    sizes[id(node)] = size
+    return size
+
+
+def _shares_nodes(root: Node) -> bool:
+    # True when some node is reached twice, i.e. the text has an alias (or a cycle).
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            return True
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
+    return False
 
 
 # Drop every implicit resolver, then re-add only YAML 1.2's core bool, int, float and null:
@@ -37,7 +120,8 @@ SpecLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|nu
 
 # libyaml parses a valid spec several times faster than pure Python (most of `mummi compile`'s
 # own time); the resolvers above still decide the types. Its errors are worded differently,
-# so any failure re-parses with SpecLoader, whose messages the error tests pin down.
+# so any failure re-parses with SpecLoader, whose messages the error tests pin down. libyaml's
+# composer cannot be hooked to bound aliases, so a document that has any is left to SpecLoader.
 _FastLoader: type[Any] | None = None
 if getattr(yaml, "__with_libyaml__", False):
     class _CSpecLoader(yaml.CSafeLoader):
@@ -98,6 +182,10 @@ def _reader_error(exc: yaml.reader.ReaderError, text: str, file: str) -> SpecSyn
                            hint="remove control characters; a spec is plain UTF-8 text")
 
 
+class _AliasesError(Exception):
+    """The fast loader met an alias: SpecLoader must parse the document."""
+
+
 def load_text(text: str, file: str) -> tuple[Any, SourceMap]:
     """Parse one YAML document, recording where every key and value came from."""
     if _FastLoader is not None:
@@ -118,6 +206,8 @@ def _parse(loader_class: type[Any], text: str, file: str) -> tuple[Any, SourceMa
         if node is None:
             raise SpecErrors([SpecSyntaxError("the spec is empty", SourceLocation(file, 1, 1),
                                               hint="start with 'spec: mummi/v1'")])
+        if loader_class is not SpecLoader and _shares_nodes(node):
+            raise _AliasesError
         smap = SourceMap(file)
         errors: list[SpecSyntaxError] = []
         _walk(file, node, (), smap, errors)
@@ -128,7 +218,7 @@ def _parse(loader_class: type[Any], text: str, file: str) -> tuple[Any, SourceMa
         mark = exc.problem_mark or exc.context_mark
         loc = SourceLocation(file, mark.line + 1, mark.column + 1) if mark else None
         message = " ".join(p for p in (exc.context, exc.problem) if p)
-        hint = None
+        hint = exc.hint if isinstance(exc, AliasError) else None
         if exc.context_mark is not None and exc.problem_mark is not None and \
                 exc.context_mark.line != exc.problem_mark.line:
             hint = f"the construct began on line {exc.context_mark.line + 1}"

@@ -13,6 +13,7 @@ import numpy as np
 from mummi_spec.errors import MummiError
 from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
+from mummi_spec.runtime.readtries import ReadTries
 from mummi_spec.runtime.records import Record, decode_each, encode
 from mummi_spec.runtime.stores.common import read_each
 from mummi_spec.usercode import AGGREGATE_CALL, UserCodeError, import_function
@@ -22,8 +23,6 @@ log = logging.getLogger("mummi.feedback")
 CONSUMED_SUFFIX = "-consumed"
 REJECTED_SUFFIX = "-rejected"
 _CHUNK = 1000
-# Iterations in a row an item may fail to read (not decode) before it is set aside.
-READ_TRIES = 3
 
 Aggregator = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
 WeightsFn = Callable[[Sequence[str | None]], np.ndarray]
@@ -102,8 +101,7 @@ class FeedbackLoop:
         self.glob = key_glob(self.stream.key)
         self.workers = max(1, self.config.workers)
         self._reported = 0  # the last iteration this object wrote to the target
-        # key -> (iterations in a row it failed to read, the last error)
-        self._failed_reads: dict[str, tuple[int, str]] = {}
+        self._tries = ReadTries("iterations")  # items the store failed to read
 
     def iterate(self) -> IterationResult:
         ns = self.namespace
@@ -116,8 +114,8 @@ class FeedbackLoop:
         if not fresh:
             self._catch_up(iteration, total, state)
             return IterationResult(iteration, 0, 0, total)
-        good, values, sims, bad = self._read(fresh)
-        bad += self._give_up(fresh, good, bad)
+        good, values, sims, bad, unread = self._read(fresh)
+        bad += self._give_up(unread)
         if bad:
             log.warning("feedback %s: %d unreadable item(s), first %s: %s", self.name, len(bad),
                         bad[0][0], bad[0][1])
@@ -152,24 +150,21 @@ class FeedbackLoop:
         if iteration > self._reported:
             self.report(iteration, total, reported(self.kind, state))
 
-    def _give_up(self, listed: list[str], good: list[str], bad: list[tuple[str, str]]
-                 ) -> list[tuple[str, str]]:
-        """Keys that failed to read ``READ_TRIES`` iterations in a row, with the reason."""
-        done = set(good) | {k for k, _ in bad}
-        seen = set(listed)
-        for key in [k for k in self._failed_reads if k in done or k not in seen]:
-            del self._failed_reads[key]  # read after all, or gone from the store
-        out = [(k, f"{error} ({n} iterations in a row)")
-               for k, (n, error) in sorted(self._failed_reads.items()) if n >= READ_TRIES]
-        if self._failed_reads and len(out) < len(self._failed_reads):
+    def _give_up(self, unread: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Keys that failed to read ``READ_TRIES`` iterations in a row, with the reason.
+
+        The store could not read them (an I/O error, a server gone): they may read next
+        time, so they stay in place until then.
+        """
+        self._tries.keep_only({k for k, _ in unread})  # the others read, or left the store
+        out = self._tries.failed(unread)
+        if self._tries:
             log.warning("feedback %s: %d item(s) could not be read; trying again next "
-                        "iteration", self.name, len(self._failed_reads) - len(out))
-        for key, _ in out:
-            del self._failed_reads[key]
+                        "iteration", self.name, len(self._tries))
         return out
 
     def _read(self, keys: list[str]) -> tuple[list[str], list[np.ndarray], list[str | None],
-                                               list[tuple[str, str]]]:
+                                               list[tuple[str, str]], list[tuple[str, str]]]:
         chunks = [keys[i:i + _CHUNK] for i in range(0, len(keys), _CHUNK)]
         ns = self.namespace
         if self.workers > 1 and len(chunks) > 1:
@@ -179,13 +174,8 @@ class FeedbackLoop:
         else:
             blobs = [b for c in chunks for b in read_each(self.store, ns, c)]
         records, unread, bad = decode_each(keys, blobs, self.stream.dim)
-        for key, error in unread:
-            # The store could not read it (an I/O error, a server gone): it may read next
-            # time, so it stays in place; _give_up decides when to stop trying.
-            tries = self._failed_reads.get(key, (0, ""))[0] + 1
-            self._failed_reads[key] = (tries, str(error))
         return ([k for k, _ in records], [r.values for _, r in records],
-                [r.sim for _, r in records], bad)
+                [r.sim for _, r in records], bad, [(k, str(e)) for k, e in unread])
 
 
 def selector_weights(ledger: Ledger, lookup: Callable[[], Mapping[str, float]]) -> WeightsFn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,8 +13,9 @@ import numpy as np
 from mummi_spec.errors import SelectorError, StoreError
 from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
-from mummi_spec.runtime.records import decode_each
-from mummi_spec.runtime.selectors.base import Selector
+from mummi_spec.runtime.readtries import ReadTries
+from mummi_spec.runtime.records import Record, decode_each
+from mummi_spec.runtime.selectors.base import AddResult, Selector
 from mummi_spec.runtime.stores.base import Journaled
 from mummi_spec.runtime.stores.common import check_keys, check_name, read_each
 
@@ -53,10 +54,11 @@ class Ingest:
         self._lock = threading.Lock()  # one pass at a time (the final pass may overlap a thread)
         # A journaled store lists only what is new since the cursor (kept in memory: a new
         # Ingest starts from None, a full pass the known set filters), so a key whose read
-        # failed is not listed again: it waits in _retry instead.
+        # failed is not listed again: it is retried from _tries, the keys that failed to read
+        # (and, whatever the store, set aside there after READ_TRIES passes, as feedback does).
         self._journal = self.store if isinstance(self.store, Journaled) else None
         self._cursor: Any = None
-        self._retry: set[str] = set()
+        self._tries = ReadTries("passes")
 
     def run_once(self) -> int:
         """Ingest every new item; returns how many were accepted."""
@@ -75,10 +77,12 @@ class Ingest:
     def _new_keys(self) -> tuple[list[str], Any]:
         """Keys not known yet, and the cursor to keep once they are taken in."""
         if self._journal is None:
-            return [k for k in self.store.keys(self.namespace, self.glob)
-                    if k not in self.known], None
+            new = [k for k in self.store.keys(self.namespace, self.glob) if k not in self.known]
+            if self._tries:
+                self._tries.keep_only(set(new))  # the others left the directory
+            return new, None
         found, cursor = self._journal.keys_after(self.namespace, self.glob, self._cursor)
-        retry = sorted(self._retry - self.known)
+        retry = sorted(k for k in self._tries if k not in self.known)
         return [k for k in dict.fromkeys([*retry, *found]) if k not in self.known], cursor
 
     def _batch(self, keys: list[str]) -> int:
@@ -89,21 +93,11 @@ class Ingest:
         keys = [k for k in keys if k not in refused]
         records, unread, undecodable = decode_each(
             keys, read_each(self.store, self.namespace, keys), self.dim)
-        bad += undecodable
-        failed = []
-        for key, error in unread:
-            # Not known, so the next pass retries it: a full listing finds it again; a
-            # journal does not, so it waits in _retry, unless the store says it is gone.
-            if self._journal is None or self._still_there(key):
-                log.warning("ingest %s: cannot read %s (%s); will retry", self.stream, key,
-                            error)
-                failed.append(key)
-        ids = [k for k, _ in records]
-        tags = [r.tag for _, r in records]
+        given_up = self._unread(keys, unread)
+        bad += undecodable + given_up
+        ids, arr, use_tags = _points(records)
         accepted = 0
         if ids:
-            arr = np.vstack([r.values for _, r in records])
-            use_tags = None if all(t is None for t in tags) else tags
             for guarded in self.selectors:
                 with guarded.lock:
                     try:
@@ -115,19 +109,60 @@ class Ingest:
                 bad.extend(result.rejected)
         if bad:
             # Recorded once with its reason, never retried every pass.
-            log.warning("ingest %s: rejected %d item(s), first %s: %s", self.stream, len(bad),
+            log.warning("ingest %s: rejected %d item(s), first %r: %s", self.stream, len(bad),
                         bad[0][0], bad[0][1])
             self.ledger.reject(self.stream, bad)
             self.rejected += len(bad)
             self.examples += bad[:EXAMPLES - len(self.examples)]
         self.known.update(refused)
-        unread_keys = {k for k, _ in unread}
-        self.known.update(k for k in keys if k not in unread_keys)
-        if self._journal is not None:
-            self._retry.difference_update(keys)
-            self._retry.update(failed)
+        later = {k for k, _ in unread}.difference(k for k, _ in given_up)
+        self.known.update(k for k in keys if k not in later)
         self.ingested += accepted
         return accepted
+
+    def restore_selected(self, guarded: Guarded, ids: Sequence[str]) -> AddResult:
+        """Give ``guarded``'s selector, rebuilt without a usable checkpoint, the candidates
+        of this stream the ledger says it selected, as selected (``Selector.add_selected``),
+        their points read from the store: later picks keep away from them and feedback
+        weights count them. Call it before the first ``run_once``, with the ids in
+        selection order; those that cannot be read are left out, named in the result."""
+        bad = unsafe_keys(self.namespace, list(ids))
+        refused = {k for k, _ in bad}
+        keys = [k for k in ids if k not in refused]
+        accepted = 0
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i:i + _CHUNK]
+            records, unread, undecodable = decode_each(
+                chunk, read_each(self.store, self.namespace, chunk), self.dim)
+            bad += undecodable + [(k, str(e)) for k, e in unread]
+            found, arr, tags = _points(records)
+            if found:
+                with guarded.lock:
+                    result = guarded.selector.add_selected(found, arr, tags)
+                accepted += result.accepted
+                bad += result.rejected
+        if bad:
+            log.warning("ingest %s: %d selected candidate(s) could not be given back to the "
+                        "rebuilt selector, first %r: %s; it selects without them", self.stream,
+                        len(bad), bad[0][0], bad[0][1])
+        return AddResult(accepted, bad)
+
+    def _unread(self, keys: list[str], unread: list[tuple[str, StoreError]]
+                ) -> list[tuple[str, str]]:
+        """Count a failed try for each of ``keys`` the store could not read; return those
+        out of tries, with the reason, to reject. The others stay unknown, so the next pass
+        retries them (a full listing finds them again, a journal pass takes them from
+        _tries), unless the store says one is gone: it is listed again if written again."""
+        failing = [(k, e) for k, e in unread if self._journal is None or self._still_there(k)]
+        if self._tries:
+            now = {k for k, _ in failing}
+            self._tries.forget(k for k in keys if k not in now)  # read, or gone: start again
+        given_up = self._tries.failed(failing)
+        left = [(k, e) for k, e in failing if k in self._tries]
+        if left:
+            log.warning("ingest %s: cannot read %d item(s), first %r (%s); will retry",
+                        self.stream, len(left), left[0][0], left[0][1])
+        return given_up
 
     def _still_there(self, key: str) -> bool:
         """Whether an unreadable key is worth retrying: gone from the store means no (it is
@@ -136,6 +171,17 @@ class Ingest:
             return bool(self.store.exists(self.namespace, key))
         except StoreError:
             return True
+
+
+def _points(records: list[tuple[str, Record]]
+            ) -> tuple[list[str], np.ndarray, list[str | None] | None]:
+    """Ids, stacked values and tags (None when no record has one) of decoded records."""
+    ids = [k for k, _ in records]
+    if not ids:
+        return ids, np.zeros((0, 0)), None
+    tags = [r.tag for _, r in records]
+    return ids, np.vstack([r.values for _, r in records]), \
+        None if all(t is None for t in tags) else tags
 
 
 def unsafe_keys(namespace: str, keys: list[str]) -> list[tuple[str, str]]:

@@ -234,10 +234,11 @@ class Ledger:
     def reject(self, stream: str, items: Sequence[tuple[str, str]]) -> None:
         with self.transaction() as db:
             db.executemany("INSERT OR IGNORE INTO rejected VALUES (?, ?, ?)",
-                           [(stream, k, why) for k, why in items])
+                           [(stream, _sql_key(k), why) for k, why in items])
 
     def rejected(self, stream: str) -> set[str]:
-        return {r[0] for r in self._rows("SELECT key FROM rejected WHERE stream = ?", (stream,))}
+        return {k.decode("utf-8", "surrogatepass") if isinstance(k, bytes) else k
+                for k, in self._rows("SELECT key FROM rejected WHERE stream = ?", (stream,))}
 
     # ------------------------------------------------------------- occupancy
     def record_occupancy(self, t: float, gpus: int, cores: int, running: int,
@@ -248,3 +249,14 @@ class Ledger:
 
     def occupancy(self) -> list[tuple[float, int, int, int, int]]:
         return [tuple(r) for r in self._rows("SELECT * FROM occupancy ORDER BY t")]
+
+
+def _sql_key(key: str) -> str | bytes:
+    """``key`` as SQLite can hold it. A name listed from a directory or Redis that is not
+    UTF-8 arrives with surrogates, which SQLite's text refuses: it is kept as a BLOB of
+    those code points, which ``rejected`` turns back into the same string."""
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return key.encode("utf-8", "surrogatepass")
+    return key

@@ -83,6 +83,7 @@ class Manager:
         self.submitter = Submitter(campaign, scheduler, self.book, self.clock.now,
                                    threads=threads)
         self.selectors: dict[str, Guarded] = {}
+        self.rebuilt: set[str] = set()  # selectors started without a usable checkpoint
         self.ingests: dict[str, Ingest] = {}
         self.loops: dict[str, FeedbackLoop] = {}
         self.periodic = Periodic([], threads=threads)
@@ -214,7 +215,8 @@ class Manager:
                                      "unreadable; refusing to restart it from nothing")
                 if self.ledger.sims():
                     log.warning("selector %s has no checkpoint yet: rebuilding it from the "
-                                "stores", name)
+                                "stores and the ledger", name)
+                    self.rebuilt.add(name)
             self.selectors[name] = Guarded(sel)
 
     def _open_streams(self) -> None:
@@ -228,7 +230,14 @@ class Manager:
                 known |= self.ledger.selected_candidates(p.name)
             for g in guarded:
                 known.update(g.selector.known_ids())
-            self.ingests[stream] = Ingest(stream, self.campaign, self.ledger, guarded, known)
+            ingest = Ingest(stream, self.campaign, self.ledger, guarded, known)
+            self.ingests[stream] = ingest
+            # A selector rebuilt from nothing gets back what the ledger says it selected, as
+            # selected: later picks keep away from them and feedback weights count them.
+            for p in pipes:
+                if p.plan.selector in self.rebuilt:
+                    chosen = [r.candidate for r in self.ledger.sims() if r.coupling == p.name]
+                    ingest.restore_selected(self.selectors[p.plan.selector], chosen)
 
     def _open_feedback(self) -> None:
         for name, loop in sorted(self.plan.feedback.items()):

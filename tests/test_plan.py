@@ -62,8 +62,8 @@ def test_another_version_or_a_damaged_plan_is_refused_with_the_fix(tmp_path: Pat
         Plan.read(path)
     data["couplings"]["c"]["max_pendng"] = data["couplings"]["c"].pop("max_pending")
     path.write_text(json.dumps(data))
-    with pytest.raises(PlanError, match=r"plan\.json: \$\.couplings\.c: unknown key\(s\) max_pendng; "
-                                        r"missing key\(s\) max_pending"):
+    with pytest.raises(PlanError, match=r"plan\.json: \$\.couplings\.c: unknown key\(s\) "
+                                        r"max_pendng; missing key\(s\) max_pending"):
         Plan.read(path)
     with pytest.raises(PlanError, match="no such plan; compile the spec first"):
         Plan.read(tmp_path / "nope.json")

@@ -14,7 +14,13 @@ import numpy as np
 from mummi_spec.errors import SelectorError
 from mummi_spec.plan import SelectorPlan, to_data
 from mummi_spec.runtime.selectors._columns import Columns
-from mummi_spec.runtime.selectors._idbook import SELECTED, IdBook, as_id_array
+from mummi_spec.runtime.selectors._idbook import (
+    CANDIDATE,
+    DISCARDED,
+    SELECTED,
+    IdBook,
+    as_id_array,
+)
 from mummi_spec.runtime.selectors.base import AddResult, SelectorStats
 
 FORMAT = "mummi-spec-selector/1"
@@ -80,6 +86,8 @@ class SelectorBase:
         all_finite = np.isfinite(pts).all()  # one flat pass; the per-row form is 10x slower
         finite = np.ones(m, dtype=bool) if all_finite else np.isfinite(pts).all(axis=1)
         queue = self._route(tags, m)
+        if m == 0:  # checked, and nothing to keep: no state may change (the mean of no
+            return AddResult(0)  # points would have become the farthest-point origin: NaN)
         ok = usable & finite & (queue >= 0)
         all_ok = bool(ok.all())
         base = len(self._book)
@@ -95,6 +103,45 @@ class SelectorBase:
         if accepted == m:
             return AddResult(accepted)
         return AddResult(accepted, self._reasons(id_arr, usable, finite, queue, ok, match, base))
+
+    def add_selected(
+        self, ids: Sequence[str], points: np.ndarray, tags: Sequence[str | None] | None = None
+    ) -> AddResult:
+        """Record candidates selected before a restart as selected (rebuilding from the ledger).
+
+        Each counts as a pick: later picks keep away from it (farthest-point), its bin has
+        had it (binned), weights count it. An id already selected is left as it is; one
+        still a candidate (a checkpoint older than the ledger) is taken from the candidates.
+        """
+        id_arr, usable = as_id_array(ids)
+        m = len(id_arr)
+        pts = self._as_points(points, m)
+        finite = np.isfinite(pts).all(axis=1) if m else np.ones(0, dtype=bool)
+        queue = self._route(tags, m)
+        ok = usable & finite & (queue >= 0)
+        if not ok.any():
+            return AddResult(0, self._reasons(id_arr, usable, finite, queue, ok,
+                                              np.zeros(0, dtype=np.int32), len(self._book)))
+        rows, base = np.flatnonzero(ok), len(self._book)
+        serials, match = self._book.insert(id_arr[rows])
+        before = (match >= 0) & (match < base)  # known before this batch (not a repeat in it)
+        state = self._book.states[np.where(before, match, 0)]
+        # New ids, and discarded ones (their point left the candidates): new selected points.
+        new = np.flatnonzero((match < 0) | (before & (state == DISCARDED)))
+        fresh = np.where(match[new] < 0, serials[new], match[new])
+        once = np.sort(np.unique(fresh, return_index=True)[1])  # a batch may name an id twice
+        new, fresh = new[once], fresh[once]
+        self._book.mark(fresh, SELECTED)
+        if len(new):
+            self._accept_selected(fresh, pts[rows[new]], queue[rows[new]])
+            self._selected.append(serial=fresh)
+        self._ever_added += int(np.count_nonzero(match < 0))
+        taken = list(dict.fromkeys(match[before & (state == CANDIDATE)].tolist()))
+        for serial in taken:
+            self._take_candidate(serial)
+        reasons = self._reasons(id_arr, usable, finite, queue, ok,
+                                np.full(len(rows), -1, dtype=np.int32), base)
+        return AddResult(len(new) + len(taken), reasons)
 
     def _as_points(self, points: np.ndarray, m: int) -> np.ndarray:
         try:
@@ -249,6 +296,15 @@ class SelectorBase:
         raise NotImplementedError
 
     def _select(self, k: int) -> None:
+        raise NotImplementedError
+
+    def _accept_selected(self, serials: np.ndarray, points: np.ndarray,
+                         queue: np.ndarray) -> None:
+        """Store points selected elsewhere (``add_selected``), already in ``_selected``."""
+        raise NotImplementedError
+
+    def _take_candidate(self, serial: int) -> None:
+        """Select the candidate ``serial`` now, as a pick would (through ``_take``)."""
         raise NotImplementedError
 
     def _candidates(self) -> int:

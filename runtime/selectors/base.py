@@ -49,6 +49,16 @@ class Selector(Protocol):
         """
         ...
 
+    def add_selected(
+        self, ids: Sequence[str], points: np.ndarray, tags: Sequence[str | None] | None = None
+    ) -> AddResult:
+        """Record candidates chosen before a restart as selected, as ``select`` would have.
+
+        For a selector rebuilt without a usable checkpoint: later picks, ranks and weights
+        then account for them. Ids already selected are left alone; candidates are taken.
+        """
+        ...
+
     def select(self, k: int) -> list[str]:
         """Return up to ``k`` ids, most novel first, and mark them selected."""
         ...

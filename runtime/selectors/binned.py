@@ -16,8 +16,13 @@ _TAKEN = -1  # bin value of a candidate that has been selected
 
 class BinnedSelector(SelectorBase):
     """Per-bin counts of candidates N and past selections S decide which bin is owed a pick:
-    the target share is q = (1-λ)·(N+S)/Σ(N+S) + λ/n_occupied, and the bin whose S is most
-    below q·(ΣS+1) gives up one candidate, chosen at random within it.
+    bin b's target share of the picks is q_b = (1-λ)·(N_b+S_b)/Σ(N+S) + λ/n_occupied, and
+    the next pick comes from the bin whose next pick is due first, at virtual time
+    (S_b + φ_b)/q_b, where φ_b in [0, 1) is the bin's phase, drawn once from the seed; the
+    candidate is chosen at random within the bin. So after t picks every bin holds within
+    one pick of q_b·t, at every t, and in expectation exactly q_b·t: a thousand bins each
+    owed a tenth of a pick get a hundred picks between them, in bins the phases choose at
+    random, and bins owed the same share come in a random order, not in index order.
 
     Adding is vectorised (bin index and counts per batch); a candidate stores only its serial,
     its bin and a random priority. A bin's member list is built when the bin is first picked
@@ -58,6 +63,9 @@ class BinnedSelector(SelectorBase):
         self._sel_bin = Columns({"bin": (np.int32, ())})
         self._members: dict[int, np.ndarray] = {}  # bin -> unselected rows seen so far
         self._scanned = np.zeros(self._nbins, dtype=np.int64)  # rows checked for each bin
+        # A generator of its own: the phases follow from the seed alone, so checkpoints need
+        # not store them and drawing them moves no other random choice.
+        self._phase = np.random.default_rng((self.seed, 1)).random(self._nbins)
 
     def bin_of(self, points: np.ndarray) -> np.ndarray:
         """Flat bin index of each point; coordinates outside the bounds go to the edge bins."""
@@ -87,12 +95,30 @@ class BinnedSelector(SelectorBase):
             if not self._n.any():
                 break
             b = self._random_bin() if self._rank_free() else self._neediest_bin()
-            row = self._pop(b)
-            self._n[b] -= 1
-            self._s[b] += 1
-            self._cols["bin"][row] = _TAKEN
-            self._sel_bin.append(bin=np.array([b], dtype=np.int32))
-            self._take(int(self._cols["serial"][row]))
+            self._take_row(b, self._pop(b))
+
+    def _take_row(self, b: int, row: int) -> None:
+        """Select candidate ``row`` of bin ``b`` (already out of the bin's member list)."""
+        self._n[b] -= 1
+        self._s[b] += 1
+        self._cols["bin"][row] = _TAKEN
+        self._sel_bin.append(bin=np.array([b], dtype=np.int32))
+        self._take(int(self._cols["serial"][row]))
+
+    def _accept_selected(self, serials: np.ndarray, points: np.ndarray,
+                         queue: np.ndarray) -> None:
+        b = self.bin_of(points)
+        np.add.at(self._s, b, 1)
+        self._sel_bin.append(bin=b)
+
+    def _take_candidate(self, serial: int) -> None:
+        row = int(np.flatnonzero((self._cols["serial"] == serial)
+                                 & (self._cols["bin"] != _TAKEN))[0])
+        b = int(self._cols["bin"][row])
+        if b in self._members:
+            members = self._members[b]
+            self._members[b] = members[members != row]
+        self._take_row(b, row)
 
     def _random_bin(self) -> int:
         """A bin drawn in proportion to its candidates: with a random member, a uniform pick."""
@@ -100,14 +126,15 @@ class BinnedSelector(SelectorBase):
         return int(np.searchsorted(np.cumsum(self._n), r, side="right"))
 
     def _neediest_bin(self) -> int:
+        """The bin whose next pick falls due first (see the class docstring)."""
         both = self._n + self._s
         occupied = both > 0
         lam = self.novelty
         share = (1 - lam) * both / both.sum() + lam * occupied / np.count_nonzero(occupied)
-        share /= share.sum()
-        deficit = share * (self._s.sum() + 1) - self._s
-        # Only bins that still hold candidates can give one; argmax breaks ties by bin index.
-        return int(np.argmax(np.where(self._n > 0, deficit, -np.inf)))
+        # Only bins that still hold candidates can give one (their share is never 0).
+        open_ = np.flatnonzero(self._n)
+        due = (self._s[open_] + self._phase[open_]) / share[open_]
+        return int(open_[np.argmin(due)])
 
     def _pop(self, b: int) -> int:
         """Remove and return the highest-priority unselected row of bin ``b``."""

@@ -162,6 +162,20 @@ class FarthestPointSelector(SelectorBase):
         self._qcand[queue] -= 1
         self._take(serial)
 
+    def _accept_selected(self, serials: np.ndarray, points: np.ndarray,
+                         queue: np.ndarray) -> None:
+        if not self._origin.size:
+            self._origin = points.mean(axis=0, dtype=np.float64).astype(np.float32)
+        self._index.add(points - self._origin)
+        self._qsel += np.bincount(queue, minlength=len(self._qsel))
+        if self._cand.n:  # ranked against fewer points: one search, not a merge per point
+            self.rerank()
+
+    def _take_candidate(self, serial: int) -> None:
+        self._sync()
+        row = int(np.flatnonzero(self._cand["serial"] == serial)[0])
+        self._pick(row, int(self._cand["queue"][row]))
+
     def _merge(self, p: np.ndarray, label: int) -> None:
         """Fold the distance to a newly selected point ``p`` into every candidate's k-row."""
         cand = self._cand
@@ -225,3 +239,7 @@ class FarthestPointSelector(SelectorBase):
         self._qsel = arrays["qsel"].astype(np.int64).reshape(nq)
         self._qcand = np.bincount(queues, minlength=nq).astype(np.int64)
         self._origin = arrays["origin"].astype(np.float32)
+        if not (np.isfinite(self._origin).all() and np.isfinite(self._cand["x"]).all()
+                and np.isfinite(self._fresh["x"]).all()):
+            # Written after an empty first add set the origin to NaN: every point is lost.
+            raise SelectorError("stored points are not finite")

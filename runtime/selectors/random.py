@@ -37,6 +37,15 @@ class RandomSelector(SelectorBase):
             self._cols.swap_remove(row)
             self._take(serial)
 
+    def _accept_selected(self, serials: np.ndarray, points: np.ndarray,
+                         queue: np.ndarray) -> None:
+        """Nothing to keep: no random pick depends on an earlier one."""
+
+    def _take_candidate(self, serial: int) -> None:
+        row = int(np.flatnonzero(self._cols["serial"] == serial)[0])
+        self._cols.swap_remove(row)
+        self._take(serial)
+
     def _candidates(self) -> int:
         return self._cols.n
 

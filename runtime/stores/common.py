@@ -35,7 +35,7 @@ def check_name(what: str, name: object, namespace: str | None = None) -> str:
         isinstance(name, str)
         and name
         and _UNSAFE.search(name) is None
-        and len(name.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES
+        and 0 <= _utf8_length(name) <= MAX_NAME_BYTES
     ):
         return name
     where = f" in namespace {namespace!r}" if namespace is not None else ""
@@ -51,9 +51,22 @@ def check_name(what: str, name: object, namespace: str | None = None) -> str:
         problem = "starts with '.'"
     elif _UNSAFE.search(name):
         problem = "contains a control character"
+    elif _utf8_length(name) < 0:
+        problem = ("is not UTF-8 text (bytes no encoding reads, e.g. a file name written "
+                   "in another encoding); rename it in UTF-8")
     else:
         problem = f"longer than {MAX_NAME_BYTES} bytes"
     raise StoreError(f"unsafe {what} {name!r}{where}: {problem}")
+
+
+def _utf8_length(name: str) -> int:
+    """Length in UTF-8 bytes, or -1 if ``name`` holds surrogates: how ``os.listdir`` and
+    our Redis store hand over names that are not UTF-8. Such a name cannot become a job
+    name, a ledger row or a path in a job script, so no store accepts it."""
+    try:
+        return len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return -1
 
 
 def check_keys(namespace: str, keys: Sequence[str]) -> list[str]:

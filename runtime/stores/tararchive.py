@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import socket
@@ -32,9 +33,31 @@ try:
 except ImportError as exc:  # pragma: no cover - pytaridx is a declared dependency
     raise OptionalDependencyError("the taridx store", "pytaridx") from exc
 
+log = logging.getLogger("mummi.store")
+
 BLOCK = 512
 _ZEROS = bytes(BLOCK)
 _UNESCAPE = re.compile(rb"\\(.)", re.DOTALL)  # pytaridx escapes ',' and '\' in .pylst names
+
+
+def index_line(line: bytes) -> tuple[str, int, int] | None:
+    """``(name, offset, size)`` from one ``.pylst`` line, or None if the line is damaged
+    (bytes appended by something else, a cut): readers skip it and read the rest."""
+    try:
+        name, offset, size = line.rsplit(b",", 2)
+        entry = _UNESCAPE.sub(rb"\1", name).decode("ascii"), int(offset), int(size)
+    except ValueError:  # too few fields, not ASCII, not numbers
+        return None
+    return entry if entry[0] and entry[1] >= 0 and entry[2] >= 0 else None
+
+
+def tomb_line(line: bytes) -> tuple[str, int] | None:
+    """``(name, offset)`` from one ``.consumed`` line, or None if the line is damaged."""
+    try:
+        name, _, offset = line.decode("ascii").rpartition(",")
+        return (name, int(offset)) if name else None
+    except ValueError:
+        return None
 
 
 class LogTail:
@@ -105,21 +128,31 @@ class TarArchive:
         if restart:
             self.members.clear()
             self._close_data()
+        damaged = []
         for line in lines:
-            try:
-                name, offset, size = line.rsplit(b",", 2)
-                self.members[_UNESCAPE.sub(rb"\1", name).decode("ascii")] = (
-                    int(offset),
-                    int(size),
-                )
-            except ValueError as exc:
-                raise StoreError(f"{self.label}: corrupt index line {line!r}") from exc
+            entry = index_line(line)
+            if entry is None:
+                damaged.append(line)
+            else:
+                self.members[entry[0]] = entry[1:]
+        self._warn(damaged, ".pylst", "the members they name cannot be read")
         restart, lines = self._tombs.read()
         if restart:
             self.dead.clear()
+        damaged = []
         for line in lines:
-            dead, _, at = line.decode("ascii").rpartition(",")
-            self.dead[dead] = max(int(at), self.dead.get(dead, -1))
+            tomb = tomb_line(line)
+            if tomb is None:
+                damaged.append(line)
+            else:
+                self.dead[tomb[0]] = max(tomb[1], self.dead.get(tomb[0], -1))
+        self._warn(damaged, ".consumed", "the members they consumed may be read again")
+
+    def _warn(self, damaged: list[bytes], suffix: str, consequence: str) -> None:
+        # The tail reads each line once, so each damaged line is reported once per process.
+        if damaged:
+            log.warning("%s: skipped %d damaged line(s) of %s%s, first %r; %s", self.label,
+                        len(damaged), self.tar, suffix, damaged[0][:80], consequence)
 
     def entry(self, name: str) -> tuple[int, int] | None:
         """``(offset, size)`` of the live version of ``name``, or None."""
@@ -153,9 +186,9 @@ class TarArchive:
         finally:
             os.close(fd)
         end = chunk.rfind(b"\n") + 1  # a writer may be mid-line: the rest next time
-        names = [_UNESCAPE.sub(rb"\1", line.rsplit(b",", 2)[0]).decode("ascii")
-                 for line in chunk[:end].splitlines()]
-        return names, (st.st_ino, pos + end)
+        # Damaged lines are skipped here silently: refresh() reads them too, and warns.
+        entries = (index_line(line) for line in chunk[:end].splitlines())
+        return [e[0] for e in entries if e is not None], (st.st_ino, pos + end)
 
     def read(self, name: str, entry: tuple[int, int]) -> bytes:
         offset, size = entry
@@ -228,9 +261,9 @@ class TarArchive:
                     for line in lines:
                         if not line.endswith(b"\n"):
                             break  # a part-line nobody committed
-                        name, offset, size = line[:-1].rsplit(b",", 2)
-                        built.insert(_UNESCAPE.sub(rb"\1", name).decode("ascii"),
-                                     (int(offset), int(size)))
+                        entry = index_line(line[:-1])
+                        if entry is not None:  # readers skip a damaged line too
+                            built.insert(entry[0], entry[1:])
                 built.backing.flushcache()
                 built.flushtree()
             finally:

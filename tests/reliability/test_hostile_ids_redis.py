@@ -45,20 +45,30 @@ def redis_campaign(tmp_path: Path, redis_server: dict[str, object]) -> Iterator[
         c.close()
 
 
+def _ingest(c: Campaign, ledger: Ledger, known: list[str] | tuple[()]) -> Ingest:
+    cfg = c.plan.selectors["sampler"]
+    return Ingest("structures.latent", c, ledger,
+                  [Guarded(SELECTORS.get(cfg.kind)(cfg, seed=0))], known)
+
+
+def _foreign_write(c: Campaign, redis_server: dict[str, object], keys: list[str | bytes]
+                   ) -> None:
+    """One good record under each key, written straight to Redis as another client could."""
+    client = redis.Redis(host=str(redis_server["host"]), port=int(redis_server["port"]))
+    head = f"{c.plan.stores['latent'].prefix}:{c.stream('structures.latent').namespace}::"
+    good = encode(Record(np.ones(8)))
+    client.mset({head.encode() + (k if isinstance(k, bytes) else k.encode()): good
+                 for k in keys})
+
+
 def test_path_like_ids_are_rejected_once_and_safe_ones_accepted(
         redis_campaign: Campaign, redis_server: dict[str, object],
         caplog: pytest.LogCaptureFixture) -> None:
     c = redis_campaign
-    stream = c.stream("structures.latent")
-    cfg = c.plan.selectors["sampler"]
     ledger = Ledger(c.workspace / "ledger.sqlite")
-    ingest = Ingest("structures.latent", c, ledger,
-                    [Guarded(SELECTORS.get(cfg.kind)(cfg, seed=0))], ())
-    client = redis.Redis(host=str(redis_server["host"]), port=int(redis_server["port"]))
-    head = f"{c.plan.stores['latent'].prefix}:{stream.namespace}::"
-    good = encode(Record(np.ones(8)))
+    ingest = _ingest(c, ledger, ())
     # Past the store's checks, as a foreign writer could.
-    client.mset({f"{head}{key}": good for key in [*PATHLIKE, "structure_ok; $(x)"]})
+    _foreign_write(c, redis_server, [*PATHLIKE, "structure_ok; $(x)"])
     with caplog.at_level(logging.WARNING, "mummi.ingest"):
         assert ingest.run_once() == 1
         assert ingest.run_once() == 0
@@ -68,4 +78,23 @@ def test_path_like_ids_are_rejected_once_and_safe_ones_accepted(
         assert why in reasons[key], (key, reasons[key])
     assert "will retry" not in caplog.text
     assert caplog.text.count("rejected") == 1  # the second pass read nothing again
+    ledger.close()
+
+
+def test_a_key_that_is_not_utf8_is_rejected_once(
+        redis_campaign: Campaign, redis_server: dict[str, object],
+        caplog: pytest.LogCaptureFixture) -> None:
+    c = redis_campaign
+    ledger = Ledger(c.workspace / "ledger.sqlite")
+    _foreign_write(c, redis_server, [b"structure_\xff", b"structure_ok"])
+    for _ in range(2):  # a restart: the second Ingest starts from the ledger
+        ingest = _ingest(c, ledger, ["structure_ok"])
+        with caplog.at_level(logging.WARNING, "mummi.ingest"):
+            ingest.run_once()
+            ingest.run_once()
+        assert ingest.rejected == 1
+    assert ledger.rejected("structures.latent") == {"structure_\udcff"}
+    (why,), = ledger._rows("SELECT reason FROM rejected")
+    assert "not UTF-8" in why
+    assert caplog.text.count("rejected") == 1 and "will retry" not in caplog.text
     ledger.close()

@@ -23,6 +23,7 @@ from mummi_spec.runtime.feedback import (
     selector_weights,
 )
 from mummi_spec.runtime.ledger import Ledger
+from mummi_spec.runtime.readtries import READ_TRIES
 from mummi_spec.runtime.records import Record, decode, encode
 from mummi_spec.runtime.stores.base import Store
 from mummi_spec.runtime.stores.redis import RedisStore
@@ -290,9 +291,9 @@ def test_an_item_that_fails_to_read_stays_and_counts_once_it_reads(
         rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     first = rig.put_items("ab")
     flaky = rig.put("c", ITEMS["c"])
-    _flaky(rig, monkeypatch, flaky, feedback.READ_TRIES - 1)
+    _flaky(rig, monkeypatch, flaky, READ_TRIES - 1)
     assert rig.loop.iterate() == IterationResult(1, 2, 0, 2)
-    for _ in range(feedback.READ_TRIES - 2):
+    for _ in range(READ_TRIES - 2):
         assert rig.loop.iterate() == IterationResult(1, 0, 0, 2)
     assert rig.keys() == [flaky] and rig.keys(REJECTED_SUFFIX) == []
     assert rig.loop.iterate() == IterationResult(2, 1, 0, 3)
@@ -306,10 +307,10 @@ def test_an_item_that_never_reads_is_set_aside_after_read_tries(
     flaky = rig.put("b", ITEMS["b"])
     _flaky(rig, monkeypatch, flaky, 10**6)
     with caplog.at_level(logging.WARNING, logger="mummi.feedback"):
-        results = [rig.loop.iterate() for _ in range(feedback.READ_TRIES)]
-    assert [r.rejected for r in results] == [0] * (feedback.READ_TRIES - 1) + [1]
+        results = [rig.loop.iterate() for _ in range(READ_TRIES)]
+    assert [r.rejected for r in results] == [0] * (READ_TRIES - 1) + [1]
     assert "trying again next iteration" in caplog.text
-    assert f"Input/output error ({feedback.READ_TRIES} iterations in a row)" in caplog.text
+    assert f"Input/output error ({READ_TRIES} iterations in a row)" in caplog.text
     assert rig.keys() == [] and rig.keys(REJECTED_SUFFIX) == [flaky]
     assert rig.ledger.feedback_state(LOOP)[:2] == (1, 1)
 

@@ -626,3 +626,19 @@ def test_a_checkpointing_simulation_continues_uncharged_and_is_told_it_restarts(
     segments = [j.state for j in m.ledger.jobs() if j.job_type == "cganalysis"]
     assert segments == ["timedout"] * 4 + ["completed"]  # the ledger keeps every segment
     assert all(j.started for j in m.ledger.jobs() if j.job_type == "cganalysis")
+
+
+def test_a_selector_rebuilt_without_a_checkpoint_gets_its_selections_back(
+        make_rig: Callable[..., Rig]) -> None:
+    rig, sched, m = launch(make_rig, 30, cap=6)
+    drive_to_a_mixed_state(rig, m, sched)
+    chosen = [s.candidate for s in m.ledger.sims()]
+    assert chosen
+    rig.crash(m)
+    for path in (rig.ws / "checkpoints").glob("*.npz"):
+        path.unlink()  # never written, or lost: the selector starts from nothing
+    m = rig.manager(sched)
+    stats = m.selectors["pick"].selector.stats()
+    assert stats.selected == len(chosen)  # what the ledger says it chose, as selected
+    finish(rig, m, sched)
+    assert_each_candidate_once(m)
