@@ -32,7 +32,8 @@ def run(plan: Path, candidate: str | None, workdir: Path, fail_rate: float,
     stop = StopFlag.install()
     with job_context(plan, candidate=candidate, coupling=coupling_name) as ctx:
         coupling = ctx.coupling_plan()
-        job = ctx.job_type or coupling.setup or ""
+        ctx.job_type = ctx.job_type or coupling.setup  # run by hand: the coupling's setup
+        job = ctx.job_type or ""
         success = success_name(ctx, success_file)
         if not ctx.candidate_id:
             raise UsageError("no candidate: pass --candidate or set MUMMI_CANDIDATE")
