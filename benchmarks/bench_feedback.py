@@ -19,11 +19,11 @@ pipelined RENAME, numpy over the raw value bytes) and nothing else: no record ch
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -34,6 +34,7 @@ from benchlib import clock, main, peak_mb, reset_peak, row, skipped
 
 from mummi_spec.compiler.compile import compile_loaded
 from mummi_spec.frontend import NO_PROFILE, load_spec
+from mummi_spec.plan import Plan, StorePlan
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.feedback import FeedbackLoop, selector_weights
 from mummi_spec.runtime.ledger import Ledger
@@ -47,16 +48,27 @@ SIMS = 1_000
 TARGET = 20_000  # frames/s
 
 
-def _plan() -> dict[str, Any]:
-    plan: dict[str, Any] = json.loads(
-        compile_loaded(load_spec(SPEC, profile=NO_PROFILE)).files["plan.json"])
-    plan["stores"]["models"] = {"backend": "filesystem", "name": "models", "path": "ml"}
-    return plan
+def _plan() -> Plan:
+    plan = compile_loaded(load_spec(SPEC, profile=NO_PROFILE)).plan
+    models = StorePlan(name="models", backend="filesystem", path="ml")  # the loop's target
+    return replace(plan, stores={**plan.stores, "models": models})
 
 
-def _frames(plan: dict[str, Any], count: int) -> tuple[dict[str, bytes], np.ndarray, list[str]]:
+def _source(plan: Plan) -> str:
+    """The store of the loop's stream: the one each run replaces."""
+    return plan.stream(plan.feedback[LOOP].source).store
+
+
+def _redis_store(plan: Plan, prefix: str) -> StorePlan:
+    """The plan's Redis store of the loop's stream (its journal setting kept: none), on the
+    benchmark's server, without a password, under ``prefix``."""
+    return replace(plan.store(_source(plan)), backend="redis", host=REDIS_HOST, port=REDIS_PORT,
+                   password_env=None, prefix=prefix)
+
+
+def _frames(plan: Plan, count: int) -> tuple[dict[str, bytes], np.ndarray, list[str]]:
     """``count`` RDF records from ``SIMS`` simulations, their values, and each one's sim."""
-    dim = int(plan["streams"][plan["feedback"][LOOP]["from"]]["dim"])
+    dim = plan.stream(plan.feedback[LOOP].source).dim
     values = np.random.default_rng(count).random((count, dim), dtype=np.float32)
     sims = [f"cg-{i % SIMS:06d}" for i in range(count)]
     frames = {f"rdf_sim_{sim}_{i:08d}": encode(Record(values[i], sim=sim))
@@ -67,12 +79,12 @@ def _frames(plan: dict[str, Any], count: int) -> tuple[dict[str, bytes], np.ndar
 class _Run:
     """One workspace: a campaign on ``store``, a fresh ledger with the sims, the loop."""
 
-    def __init__(self, plan: dict[str, Any], store: dict[str, Any], ws: Path) -> None:
-        stream = plan["streams"][plan["feedback"][LOOP]["from"]]
-        self.namespace = stream["namespace"]
-        plan = {**plan, "stores": {**plan["stores"], stream["store"]: store}}
+    def __init__(self, plan: Plan, store: StorePlan, ws: Path) -> None:
+        stream = plan.stream(plan.feedback[LOOP].source)
+        self.namespace = stream.namespace
+        plan = replace(plan, stores={**plan.stores, stream.store: store})
         self.campaign = Campaign(plan, ws / "plan.json", ws)
-        self.store = self.campaign.store(stream["store"])
+        self.store = self.campaign.store(stream.store)
         self.ledger = Ledger(ws / "ledger.sqlite")
         self.ledger.add_sims((f"cg-{i:06d}", "macro-to-cg", f"patch-{i:06d}", i + 1, 0.0)
                              for i in range(SIMS))
@@ -121,7 +133,7 @@ def _bare(client: redis.Redis, prefix: str, namespace: str, dim: int) -> np.ndar
     return mean
 
 
-def _one(plan: dict[str, Any], store: dict[str, Any], frames: dict[str, bytes],
+def _one(plan: Plan, store: StorePlan, frames: dict[str, bytes],
          expected: np.ndarray) -> tuple[float, float]:
     """Seconds to publish and to run one iteration, in a fresh workspace."""
     with tempfile.TemporaryDirectory(prefix="bench-feedback-",
@@ -132,7 +144,7 @@ def _one(plan: dict[str, Any], store: dict[str, Any], frames: dict[str, bytes],
             took, result = clock(run.loop.iterate)
             assert result.consumed == len(frames), result
             _check(run, len(frames), expected)
-            if store["backend"] == "redis":
+            if store.backend == "redis":
                 run.store.purge()  # type: ignore[attr-defined]
         finally:
             run.close()
@@ -150,7 +162,7 @@ def _redis_missing() -> str:
     return ""
 
 
-def _size_rows(plan: dict[str, Any], count: int, repeats: int, redis_ok: bool
+def _size_rows(plan: Plan, count: int, repeats: int, redis_ok: bool
                ) -> list[dict[str, Any]]:
     frames, values, sims = _frames(plan, count)
     expected = _expected(values, sims)
@@ -165,10 +177,8 @@ def _size_rows(plan: dict[str, Any], count: int, repeats: int, redis_ok: bool
         peaks: list[float] = []
         for _ in range(repeats):  # ours and bare redis-py alternately: load hits both
             prefix = f"bench-{uuid.uuid4().hex}"
-            config = {"backend": "redis", "name": "rdfs", "host": REDIS_HOST,
-                      "port": REDIS_PORT, "prefix": prefix}
             reset_peak()  # ours only, not the baseline's keys and replies
-            put_s, took = _one(plan, config, frames, expected)
+            put_s, took = _one(plan, _redis_store(plan, prefix), frames, expected)
             peaks.append(peak_mb())
             puts.append(put_s)
             ours.append(took)
@@ -190,8 +200,8 @@ def _size_rows(plan: dict[str, Any], count: int, repeats: int, redis_ok: bool
     else:
         rows.append(skipped("feedback", "feedback iteration, Redis", size, _redis_missing()))
     reset_peak()
-    fs = [_one(plan, {"backend": "filesystem", "name": "rdfs", "path": "rdfs"}, frames,
-               expected)[1] for _ in range(2)]
+    fs_store = StorePlan(name=_source(plan), backend="filesystem", path="rdfs")
+    fs = [_one(plan, fs_store, frames, expected)[1] for _ in range(2)]
     rows.append(row("feedback", "feedback iteration, filesystem (comparison)", size, fs,
                     n=count, unit="frames/s", target="-", peak=peak_mb()))
     return rows

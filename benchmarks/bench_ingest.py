@@ -15,10 +15,10 @@ Redis on 127.0.0.1:6390 (``scripts/services start redis``; ``MUMMI_REDIS_HOST`` 
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -53,20 +53,22 @@ def _frames(start: int, count: int) -> dict[str, bytes]:
 
 
 def _rows(known_n: int, repeats: int, ws: Path) -> list[dict[str, Any]]:
-    plan: dict[str, Any] = json.loads(
-        compile_loaded(load_spec(SPEC, profile=NO_PROFILE)).files["plan.json"])
-    stream = plan["streams"][STREAM]
-    plan["stores"] = {stream["store"]: {"backend": "redis", "name": stream["store"],
-                                        "host": REDIS_HOST, "port": REDIS_PORT,
-                                        "prefix": f"bench-{uuid.uuid4().hex}"}}
+    plan = compile_loaded(load_spec(SPEC, profile=NO_PROFILE)).plan
+    stream = plan.stream(STREAM)
+    # The plan's store of the stream, journal included (the compiler journals a candidate
+    # stream's namespace), on the benchmark's server, without a password, under a fresh prefix.
+    settings = replace(plan.store(stream.store), backend="redis", host=REDIS_HOST,
+                       port=REDIS_PORT, password_env=None, prefix=f"bench-{uuid.uuid4().hex}")
+    assert stream.namespace in settings.journal, settings
+    plan = replace(plan, stores={stream.store: settings})
     campaign = Campaign(plan, ws / "plan.json", ws)
-    store = campaign.store(stream["store"])
+    store = campaign.store(stream.store)
     ledger = Ledger(ws / "ledger.sqlite")
     try:
         known: set[str] = set()
         for start in range(0, known_n, 100_000):
             batch = _frames(start, min(100_000, known_n - start))
-            store.put_many(stream["namespace"], batch)
+            store.put_many(stream.namespace, batch)
             known.update(batch)
         ours = Ingest(STREAM, campaign, ledger, [Guarded(_Collect())], known)
         assert ours.run_once() == 0  # the start-up pass (cursor None): the one full listing
@@ -76,7 +78,7 @@ def _rows(known_n: int, repeats: int, ws: Path) -> list[dict[str, Any]]:
         full: list[float] = []
         reset_peak()
         for k in range(repeats):
-            store.put_many(stream["namespace"], _frames(known_n + k * NEW, NEW))
+            store.put_many(stream.namespace, _frames(known_n + k * NEW, NEW))
             took, got = clock(ours.run_once)
             assert got == NEW, got
             mine.append(took)

@@ -25,6 +25,7 @@ import faiss
 import numpy as np
 from benchlib import clock, main, median, paired, row, times
 
+from mummi_spec.plan import IndexPlan, QueuePlan, SelectorPlan
 from mummi_spec.runtime.selectors.binned import BinnedSelector
 from mummi_spec.runtime.selectors.farthest_point import FarthestPointSelector
 
@@ -32,7 +33,9 @@ FULL = {"queues": 5, "per_queue": 35_000, "selected": 6_900, "dim": 9, "new": 10
         "binned": 9_000_000, "ingest": 1_000_000, "repeats": 7, "full": 1}
 QUICK = {"queues": 5, "per_queue": 5_000, "selected": 1_000, "dim": 9, "new": 100,
          "binned": 1_000_000, "ingest": 100_000, "repeats": 5, "full": 0}
-FRAME_BINS = {"bins": [16, 19, 5], "bounds": [[0, 180], [0, 360], [1.5, 3.0]]}
+# The frame selector: bins over tilt, rotation and depth.
+FRAMES = SelectorPlan(name="frames", kind="binned", dim=3, novelty=0.2, bins=(16, 19, 5),
+                      bounds=((0.0, 180.0), (0.0, 360.0), (1.5, 3.0)))
 
 
 def _peak_mb(fn: Callable[[], Any]) -> float:
@@ -58,13 +61,14 @@ def _fp_inputs(s: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
     return chosen, cands
 
 
-def _fp_setup(s: dict[str, int], index: dict[str, Any], chosen: np.ndarray, cands: np.ndarray
+def _fp_setup(s: dict[str, int], index: IndexPlan, chosen: np.ndarray, cands: np.ndarray
               ) -> Any:
     """A selector holding the paper's state: selected points, full queues (not ranked yet)."""
     names = [f"q{i}" for i in range(s["queues"])]
-    cfg = {"kind": "farthest_point", "dim": s["dim"], "index": index,
-           "queues": {n: {"ratio": 1 / len(names), "capacity": s["per_queue"]} for n in names}}
-    sel = FarthestPointSelector(cfg, seed=0)
+    settings = SelectorPlan(
+        name="fp", kind="farthest_point", dim=s["dim"], index=index,
+        queues=tuple(QueuePlan(n, 1 / len(names), s["per_queue"]) for n in names))
+    sel = FarthestPointSelector(settings, seed=0)
     sel.add(_ids("s", 0, len(chosen)), chosen, np.repeat(names, s["selected"]).tolist())
     sel.select(len(chosen))  # all of them, the way a campaign would have, one pick at a time
     sel.add(_ids("c", 0, len(cands)), cands, np.tile(names, s["per_queue"]).tolist())
@@ -108,7 +112,7 @@ SELECT_S, SELECT_MB = 0.030, 200
 RERANK_RUNS = 4
 
 
-def _fp_kind_rows(s: dict[str, int], kind: str, index: dict[str, Any]) -> list[dict[str, Any]]:
+def _fp_kind_rows(s: dict[str, int], kind: str, index: IndexPlan) -> list[dict[str, Any]]:
     rows = []
     chosen, cands = _fp_inputs(s)
     tracemalloc.start()
@@ -154,8 +158,8 @@ def _fp_kind_rows(s: dict[str, int], kind: str, index: dict[str, Any]) -> list[d
 
 
 def fp_rows(s: dict[str, int]) -> list[dict[str, Any]]:
-    return _fp_kind_rows(s, "exact", {"type": "exact"}) + _fp_kind_rows(
-        s, "ivf", {"type": "ivf", "nlist": 100, "nprobe": 10})
+    return _fp_kind_rows(s, "exact", IndexPlan(type="exact")) + _fp_kind_rows(
+        s, "ivf", IndexPlan(type="ivf", nlist=100, nprobe=10))
 
 
 # ------------------------------------------------------------------------ binned
@@ -183,14 +187,13 @@ def _reference_binned_select(sel: BinnedSelector, points: np.ndarray, taken: np.
 
 def binned_rows(s: dict[str, int]) -> list[dict[str, Any]]:
     total, batch = s["binned"], 100_000
-    cfg = {"kind": "binned", "dim": 3, "novelty": 0.2, **FRAME_BINS}
     points = _frames(total)
     ids = [_ids("frame-", i, min(batch, total - i)) for i in range(0, total, batch)]
     holder: list[BinnedSelector] = []
 
     def add_all() -> None:
         holder.clear()  # the previous run's selector is not part of this one's memory
-        sel = BinnedSelector(cfg)
+        sel = BinnedSelector(FRAMES)
         for i, chunk in enumerate(ids):
             sel.add(chunk, points[i * batch : i * batch + len(chunk)])
         holder[:] = [sel]
@@ -241,14 +244,14 @@ def ingest_rows(s: dict[str, int]) -> list[dict[str, Any]]:
     total, batch, q = s["ingest"], 1_000, s["queues"]
     rng = np.random.default_rng(2)
     names = [f"q{i}" for i in range(q)]
-    cfg = {"kind": "farthest_point", "dim": s["dim"],
-           "queues": {n: {"ratio": 1 / q} for n in names}}
+    settings = SelectorPlan(name="patches", kind="farthest_point", dim=s["dim"],
+                            queues=tuple(QueuePlan(n, 1 / q) for n in names))
     batches = [([f"patch-{j:09d}" for j in range(i, i + batch)],
                 rng.standard_normal((batch, s["dim"])).astype(np.float32),
                 np.tile(names, batch // q).tolist()) for i in range(0, total, batch)]
 
     def ours() -> None:
-        sel = FarthestPointSelector(cfg)
+        sel = FarthestPointSelector(settings)
         for ids, pts, tags in batches:
             sel.add(ids, pts, tags)
 

@@ -13,7 +13,6 @@ start once; otherwise three times, plus a cold start and the 4,000-node scaling 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from benchlib import FIGURES, clock, main, peak_mb, reset_peak, row
 
 from mummi_spec.compiler.compile import compile_loaded
 from mummi_spec.frontend import NO_PROFILE, load_spec
+from mummi_spec.plan import Plan
 from mummi_spec.runtime.simulate.report import metrics
 from mummi_spec.runtime.simulate.run import Options, simulate
 
@@ -36,12 +36,11 @@ FIGURES.setdefault("simulate", {
     "reference": "-", "target": f"< {TARGET_S:g} s for 24 h at 1000 nodes"})
 
 
-def _plan(nodes: int) -> dict[str, Any]:
+def _plan(nodes: int) -> Plan:
     loaded = load_spec(SPEC, profile=NO_PROFILE)
     machine = dataclasses.replace(loaded.spec.machine, nodes=nodes)
     loaded = dataclasses.replace(loaded, spec=dataclasses.replace(loaded.spec, machine=machine))
-    plan: dict[str, Any] = json.loads(compile_loaded(loaded).files["plan.json"])
-    return plan
+    return compile_loaded(loaded).plan
 
 
 def _row(nodes: int, start: str, repeats: int, target: bool) -> dict[str, Any]:

@@ -25,9 +25,11 @@ from typing import Any
 import pytaridx
 from benchlib import clock, main, peak_mb, reset_peak, row
 
+from mummi_spec.plan import StorePlan
 from mummi_spec.runtime.stores.taridx import TaridxStore
 
 FILE_SIZE = 156 * 1024  # the paper's ~156 KB patch/frame files
+STORE = StorePlan(name="bench", backend="taridx", path="bench")  # <root>/bench/<namespace>.tar
 
 
 def _payloads(count: int) -> dict[str, memoryview]:
@@ -76,13 +78,13 @@ def _plain_read(tar: Path, order: list[str]) -> int:
 
 
 def _store_write(root: Path, items: dict[str, memoryview]) -> None:
-    with TaridxStore({"backend": "taridx", "name": "bench"}, root) as store:
+    with TaridxStore(STORE, root) as store:
         for name, data in items.items():
             store.put("patches", name, data)
 
 
 def _store_read(root: Path, order: list[str]) -> int:
-    with TaridxStore({"backend": "taridx", "name": "bench"}, root) as store:
+    with TaridxStore(STORE, root) as store:
         return sum(len(store.get("patches", name)) for name in order)
 
 

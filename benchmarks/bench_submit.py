@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from typing import Any
 
 from benchlib import clock, main, peak_mb, reset_peak, row, skipped
 
+from mummi_spec.plan import FluxOptions, LocalOptions, SchedulerPlan
 from mummi_spec.runtime.schedulers import _maestro
 from mummi_spec.runtime.schedulers._common import wait_terminal
 from mummi_spec.runtime.schedulers.base import JobRequest
@@ -33,6 +35,15 @@ from mummi_spec.runtime.schedulers.local import LocalScheduler
 from mummi_spec.runtime.schedulers.slurm import SlurmScheduler
 
 SLURM_RATE = 100  # jobs/s, our target (Summit's MuMMI: ~100 jobs/min)
+
+
+def _settings(type: str, queue: str | None = None) -> SchedulerPlan:
+    """A spec's scheduler settings left at the compiler's defaults: no throttle, the adapters'
+    own options; named for this machine, as Maestro's adapters take it."""
+    return SchedulerPlan(
+        type=type, queue=queue, bank=None, host=socket.gethostname(), qos=None,
+        reservation=None, batch={}, flux=FluxOptions(), local=LocalOptions(), per_second=None,
+        burst=1, per_iteration=500, poll=5.0, startup=None)
 
 
 def _jobs(root: Path, prefix: str, count: int) -> list[JobRequest]:
@@ -67,7 +78,7 @@ def local_rows(quick: bool, root: Path, repeats: int) -> list[dict[str, Any]]:
         (root / f"maestro{r}").mkdir()
         jobs = _jobs(root, f"m{r}_", count)
         runs["maestro"].append(clock(_maestro_local, root / f"maestro{r}", jobs)[0])
-        ours = LocalScheduler({})
+        ours = LocalScheduler(_settings("local"))
         took, ids = clock(_submit_all, ours, _jobs(root, f"l{r}_", count))
         runs["submit"].append(took)
         runs["done"].append(took + clock(_wait_done, ours, ids)[0])
@@ -87,7 +98,7 @@ def _sleepers_row(root: Path, count: int) -> dict[str, Any]:
     jobs = [JobRequest(f"nap{i}", "bench", "sleep 0.5", root / "naps") for i in range(count)]
     baseline, _ = clock(_maestro_local, root, jobs)
     reset_peak()
-    ours = LocalScheduler({})
+    ours = LocalScheduler(_settings("local"))
     took, _ = clock(lambda: _wait_done(ours, _submit_all(ours, jobs)))
     ours.close()
     return row("submit", "local: `sleep 0.5` jobs, all COMPLETED", f"{count} jobs", took,
@@ -127,7 +138,7 @@ def _threaded_submit(adapter: Any, jobs: list[JobRequest], threads: int) -> list
 def slurm_rows(quick: bool, root: Path, repeats: int) -> list[dict[str, Any]]:
     count, tracked = (50, 200) if quick else (200, 1000)
     os.environ.setdefault("USER", pwd.getpwuid(os.getuid()).pw_name)
-    ours = SlurmScheduler({})
+    ours = SlurmScheduler(_settings("slurm", queue="debug"))
     phases: dict[str, Callable[[str], list[str]]] = {
         "bare": lambda tag: _sbatch(root, count),
         "serial": lambda tag: _submit_all(ours, _jobs(root, tag, count)),
