@@ -1,10 +1,12 @@
-"""Shared fixtures: golden-file switch and the real services (Redis, Slurm) tests may need."""
+"""Shared fixtures: golden-file switch and the real services (Redis, Slurm, Flux) tests need."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,40 @@ def slurm_cluster() -> dict[str, str]:
         _missing(f"no usable Slurm node: {proc.stdout.strip() or proc.stderr.strip()}")
     os.environ.setdefault("USER", "root")  # Maestro's slurm adapter polls squeue -u $USER
     return {"partition": "debug"}
+
+
+@pytest.fixture(scope="session")
+def flux_instance() -> Iterator[dict[str, object]]:
+    """A Flux broker to submit to: the one ``FLUX_URI`` names (tests run inside an instance),
+    else the one scripts/services started, whose URI and ``flux`` command it writes to
+    ``<state dir>/flux/uri`` and ``<state dir>/flux/command``. For the session ``FLUX_URI``
+    is set and that command's directory leads PATH, so the adapter finds libflux-core beside
+    it and processes the tests start find the broker. Yields its URI, cores and GPUs."""
+    from mummi_spec.errors import OptionalDependencyError
+    from mummi_spec.runtime.schedulers.flux import import_flux
+
+    state = Path(os.environ.get("MUMMI_SERVICES_DIR") or ROOT / ".services") / "flux"
+    uri, command = os.environ.get("FLUX_URI", ""), shutil.which("flux") or ""
+    if not uri and (state / "uri").exists():
+        uri = (state / "uri").read_text().strip()
+        command = (state / "command").read_text().strip()
+    if not uri or not command:
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from servicelib.fluxbuild import unavailable_reason
+
+        _missing(f"no Flux here: {unavailable_reason()}" if unavailable_reason() else
+                 "no Flux broker: FLUX_URI is unset and scripts/services has not started one")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLUX_URI", uri)
+        patch.setenv("PATH", f"{Path(command).parent}{os.pathsep}{os.environ['PATH']}")
+        try:
+            import_flux()
+        except OptionalDependencyError as exc:
+            _missing(f"flux-python cannot be imported: {exc.__cause__}")
+        proc = subprocess.run([command, "resource", "list", "--states=up", "-no",
+                               "{ncores} {ngpus}"], capture_output=True, text=True, timeout=30,
+                              check=False)
+        counts = proc.stdout.split()
+        if proc.returncode != 0 or len(counts) != 2:
+            _missing(f"the Flux broker at {uri} does not answer: {proc.stderr.strip()}")
+        yield {"uri": uri, "cores": int(counts[0]), "gpus": int(counts[1])}

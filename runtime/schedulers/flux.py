@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import logging
 import os
+import shutil
+import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,19 +38,64 @@ FLUX_STATES: Mapping[str, JobState] = {
     "TO": JobState.TIMEDOUT,
 }
 _TERMINAL_ABBREVS = frozenset({"CD", "F", "CA", "TO"})
+# flux-python's returncode for a job cancelled before it ran (flux-jobs(1)): no exit code.
+_CANCELLED_BEFORE_RUN = -128
+# What flux-python's cffi modules link against, in dependency order (the core last).
+_LIBFLUX = ("libflux-idset.so.1", "libflux-hostlist.so.1", "libflux-core.so.2")
+log = logging.getLogger("mummi.schedulers.flux")
 
 
 def import_flux() -> Any:
-    """The ``flux`` package with ``flux.job`` loaded, or a clear error saying what is missing."""
+    """The ``flux`` package with ``flux.job`` loaded, or a clear error saying what is missing.
+
+    flux-python's cffi modules load libflux-core.so.2, which no pip wheel bundles. Where the
+    dynamic linker cannot find it (flux-core built into its own prefix, as scripts/services
+    does), the libraries beside the ``flux`` command on PATH are loaded first: this is the
+    one place that makes ``import flux`` work without LD_LIBRARY_PATH.
+    """
     try:
-        import flux
-        import flux.job
+        return _import_flux()
     except (ImportError, OSError) as exc:
-        # flux-python's cffi modules load libflux-core.so.2, which no pip wheel bundles.
-        raise OptionalDependencyError(
-            "the flux scheduler (it needs flux-core, i.e. libflux-core.so.2, plus the "
-            "flux-python release matching it)", "flux", "flux") from exc
+        error: BaseException = exc
+    # A failed import leaves the subpackages it did load (flux.core) cached, and a second
+    # import of ``flux`` would then lack them as attributes: forget them first (a None
+    # entry is someone blocking the import on purpose, and stays).
+    for name, module in list(sys.modules.items()):
+        if module is not None and (name == "flux" or name.startswith("flux.")):
+            del sys.modules[name]
+    if _load_libflux_beside(shutil.which("flux")):
+        try:
+            return _import_flux()
+        except (ImportError, OSError) as exc:
+            error = exc
+    raise OptionalDependencyError(
+        "the flux scheduler (it needs flux-core, i.e. libflux-core.so.2 on the linker's path "
+        "or beside the 'flux' command on PATH, plus the flux-python release matching it)",
+        "flux", "flux") from error
+
+
+def _import_flux() -> Any:
+    import flux
+    import flux.job
+
     return flux
+
+
+def _load_libflux_beside(command: str | None) -> bool:
+    """Load flux-core's libraries from ``<prefix>/lib`` of ``<prefix>/bin/flux``; True if the
+    core library is now loaded (a later ``import flux`` then finds it by its soname)."""
+    if command is None:
+        return False
+    prefix = Path(command).resolve().parent.parent
+    for libdir in (prefix / "lib", prefix / "lib64"):
+        if (libdir / _LIBFLUX[-1]).exists():
+            try:
+                for name in _LIBFLUX:
+                    ctypes.CDLL(str(libdir / name), mode=ctypes.RTLD_GLOBAL)
+            except OSError:
+                return False
+            return True
+    return False
 
 
 def build_jobspec(flux_job: Any, job: JobRequest, script: Path, *, nested: bool = True,
@@ -83,7 +133,13 @@ def launcher_for(job: JobRequest, nested: bool) -> str:
 
 class FluxScheduler(SchedulerBase):
     """Submits jobspecs to the broker at ``options.uri``, else ``FLUX_URI``; the plan gives
-    the queue, bank, ``nested``, ``urgency`` and the throttle."""
+    the queue, bank, ``nested``, ``urgency`` and the throttle.
+
+    Thread-safe: a flux handle must not be shared between threads, so each calling thread
+    gets its own connection. A ``queue`` on a broker that has only the anonymous queue (a
+    test instance, a user's own ``flux start``) is dropped with one warning, as Maestro's
+    Flux adapter does; flux itself refuses a queue that a broker with queues lacks.
+    """
 
     key: ClassVar[str] = "flux"
     # Jobs outlive the manager and are found again by id when it restarts.
@@ -91,13 +147,42 @@ class FluxScheduler(SchedulerBase):
 
     def __init__(self, settings: SchedulerPlan) -> None:
         self._flux = import_flux()
-        uri = settings.flux.uri
-        self._handle = self._flux.Flux(uri) if uri else self._flux.Flux()
+        self._uri = settings.flux.uri
+        self._local = threading.local()
         self._nested = settings.flux.nested
-        self._queue = settings.queue
         self._bank = settings.bank
         self._urgency = settings.flux.urgency
         self._throttle = SubmitThrottle.from_settings(settings)
+        self._queue = self._usable_queue(settings.queue)
+
+    def _handle(self) -> Any:
+        """This thread's connection to the broker, opened on first use."""
+        handle = getattr(self._local, "handle", None)
+        if handle is None:
+            try:
+                handle = self._flux.Flux(self._uri) if self._uri else self._flux.Flux()
+            except OSError as exc:
+                where = self._uri or os.environ.get("FLUX_URI") or "the default URI"
+                raise SchedulerError(
+                    f"cannot connect to the Flux broker at {where}: {exc}; run inside a Flux "
+                    "instance, or set FLUX_URI (or the scheduler option 'uri') to its URI"
+                ) from exc
+            self._local.handle = handle
+        return handle
+
+    def _usable_queue(self, queue: str | None) -> str | None:
+        """``queue``, or None when the broker has no named queues to put it in."""
+        if queue is None:
+            return None
+        try:
+            config = self._handle().rpc("config.get").get()
+        except OSError:
+            return queue  # config not readable here: let flux judge the queue at submission
+        if config.get("queues"):
+            return queue
+        log.warning("the Flux instance at %s has only the anonymous queue: ignoring queue %r",
+                    self._uri or os.environ.get("FLUX_URI", "the default URI"), queue)
+        return None
 
     def submit(self, job: JobRequest) -> str:
         name, workdir = begin_submit(job, self._throttle)
@@ -108,36 +193,72 @@ class FluxScheduler(SchedulerBase):
         spec = build_jobspec(self._flux.job, job, script, nested=self._nested,
                              queue=self._queue, bank=self._bank)
         try:
-            job_id = self._flux.job.submit(self._handle, spec, urgency=self._urgency)
+            job_id = self._flux.job.submit(self._handle(), spec, urgency=self._urgency)
         except OSError as exc:
-            raise SchedulerError(f"flux refused job {name}: {exc}") from exc
+            # Flux's own reason, e.g. "unsatisfiable request: need 1 slot(s) with 5 GPU(s) ..."
+            raise SchedulerError(f"flux refused job {name}: {exc.strerror or exc}") from exc
         return str(job_id.f58)  # JobID objects do not pickle; the f58 string round-trips
 
     def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
         found: dict[str, JobStatus] = {}
-        if ids:
-            listing = self._flux.job.JobList(self._handle,
-                                             ids=[self._flux.job.JobID(i) for i in ids])
+        parsed = self._job_ids(ids, strict=False)
+        if parsed:
+            listing = self._flux.job.JobList(self._handle(), ids=list(parsed.values()))
             for info in listing.jobs():
                 found[str(info.id.f58)] = _status(info)
         unknown = JobStatus(JobState.UNKNOWN, reason="flux does not list it")
-        return {i: found.get(i, unknown) for i in ids}
+        return {i: found.get(str(parsed[i].f58), unknown) if i in parsed else unknown
+                for i in ids}
 
     def cancel(self, ids: Sequence[str]) -> None:
-        for job_id in ids:
+        for job_id in self._job_ids(ids, strict=True).values():
             with contextlib.suppress(OSError):  # already inactive: nothing to cancel
-                self._flux.job.cancel(self._handle, self._flux.job.JobID(job_id))
+                self._flux.job.cancel(self._handle(), job_id)
 
     def close(self) -> None:
-        self._handle = None
+        """Drop every thread's connection (flux closes a handle when it is collected; an
+        explicit close is refused); running jobs are left to the broker."""
+        self._local = threading.local()
+
+    def _job_ids(self, ids: Sequence[str], *, strict: bool) -> dict[str, Any]:
+        """Each id that flux can parse, as a JobID; the others refused (``strict``) or left out."""
+        parsed: dict[str, Any] = {}
+        bad = []
+        for text in dict.fromkeys(ids):
+            try:
+                parsed[text] = self._flux.job.JobID(text)
+            except (ValueError, TypeError):
+                bad.append(text)
+        if bad and strict:
+            raise SchedulerError(f"not Flux job ids: {', '.join(map(repr, bad))}")
+        return parsed
 
 
 def _status(info: Any) -> JobStatus:
     abbrev = str(info.status_abbrev)
     state = FLUX_STATES.get(abbrev, JobState.UNKNOWN)
-    code = None
-    if abbrev in _TERMINAL_ABBREVS:
-        raw = getattr(info, "returncode", None)
-        if isinstance(raw, int):
-            code = raw if raw >= 0 else 128 - raw  # flux reports death by signal N as -N
-    return JobStatus(state, code, "" if state is not JobState.UNKNOWN else f"flux status {abbrev}")
+    if state is JobState.UNKNOWN:
+        return JobStatus(state, None, f"flux status {abbrev}")
+    if abbrev not in _TERMINAL_ABBREVS:
+        return JobStatus(state)
+    return JobStatus(state, _exit_code(getattr(info, "returncode", None)), _exception(info))
+
+
+def _exit_code(raw: object) -> int | None:
+    """flux-python's ``returncode`` as a shell would report it.
+
+    A task killed by signal N makes the job shell exit 128+N, which flux passes on as is
+    (a timeout is SIGALRM: 142); only a job shell itself killed by N is reported as -N.
+    """
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw == _CANCELLED_BEFORE_RUN:
+        return None
+    return raw if raw >= 0 else 128 - raw
+
+
+def _exception(info: Any) -> str:
+    """Flux's own words for why a job ended early ("alloc: unsatisfiable request: ...")."""
+    exc = getattr(info, "exception", None)
+    if exc is None or not getattr(exc, "occurred", False):
+        return ""
+    note = str(getattr(exc, "note", "") or "")
+    return f"{exc.type}: {note}" if note else str(exc.type)

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class Layout:
-    """Paths under the state directory: pids, logs, Slurm state and spool, Redis, fake GPUs."""
+    """Paths under the state directory: pids, logs, Slurm state and spool, Redis, Flux, GPUs."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -26,6 +26,8 @@ class Layout:
         self.slurmd = root / "slurmd"
         self.redis = root / "redis"
         self.fakegpu = root / "fakegpu"
+        # The Flux broker's configuration and the files clients read: `uri`, `command`.
+        self.flux = root / "flux"
         self.jobcomp = self.log / "jobcomp.log"
         self.lock = root / "services.lock"
 
@@ -37,7 +39,8 @@ class Layout:
 
     def create(self) -> None:
         """Create the directories that every daemon expects to exist."""
-        for path in (self.pids, self.log, self.slurmctld, self.slurmd, self.redis, self.fakegpu):
+        for path in (self.pids, self.log, self.slurmctld, self.slurmd, self.redis, self.fakegpu,
+                     self.flux):
             path.mkdir(parents=True, exist_ok=True)
 
 

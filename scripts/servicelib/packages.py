@@ -19,13 +19,41 @@ PACKAGES = {
         "slurm-client": "/usr/bin/sbatch",
     },
     "redis": {"redis-server": "/usr/bin/redis-server", "redis-tools": "/usr/bin/redis-cli"},
+    # Only to build flux-core from source (reference/flux-ci.md); its run-time libraries
+    # come with these -dev packages. A flux already on PATH needs none of them.
+    "flux-build": {
+        "autoconf": "/usr/bin/autoconf",
+        "automake": "/usr/bin/automake",
+        "libtool": "/usr/bin/libtoolize",
+        "make": "/usr/bin/make",
+        "pkg-config": "/usr/bin/pkg-config",
+        "gcc": "/usr/bin/gcc",
+        "g++": "/usr/bin/g++",
+        "libc6-dev": "/usr/include/stdio.h",
+        "libzmq3-dev": "/usr/include/zmq.h",
+        "uuid-dev": "/usr/include/uuid/uuid.h",
+        "libjansson-dev": "/usr/include/jansson.h",
+        "liblz4-dev": "/usr/include/lz4.h",
+        "libarchive-dev": "/usr/include/archive.h",
+        "libhwloc-dev": "/usr/include/hwloc.h",
+        "libsqlite3-dev": "/usr/include/sqlite3.h",
+        "lua5.1": "/usr/bin/lua5.1",
+        "liblua5.1-dev": "/usr/include/lua5.1/lua.h",
+        "lua-posix": "/usr/share/lua/5.1/posix/init.lua",
+        "python3-dev": "/usr/bin/python3-config",
+        "python3-cffi": "/usr/lib/python3/dist-packages/cffi/__init__.py",
+        "python3-ply": "/usr/lib/python3/dist-packages/ply/__init__.py",
+        "python3-setuptools": "/usr/lib/python3/dist-packages/setuptools/__init__.py",
+        "python3-yaml": "/usr/lib/python3/dist-packages/yaml/__init__.py",
+        "jq": "/usr/bin/jq",
+    },
 }
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
 
 def missing(services: list[str]) -> list[str]:
     """Packages needed by ``services`` whose programs are absent."""
-    return [pkg for svc in services for pkg, prog in PACKAGES[svc].items()
+    return [pkg for svc in services for pkg, prog in PACKAGES.get(svc, {}).items()
             if not Path(prog).exists()]
 
 

@@ -1,0 +1,128 @@
+"""The flux adapter against the real broker, beyond the shared contract
+(tests/integration/test_scheduler_contract.py): queues, nesting, reasons, ids, connection."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+from typing import Any
+
+import pytest
+
+from mummi_spec.compiler.compile import compile_loaded
+from mummi_spec.errors import SchedulerError
+from mummi_spec.frontend import load_spec
+from mummi_spec.plan import FluxOptions, SchedulerPlan
+from mummi_spec.runtime.registry import SCHEDULERS
+from mummi_spec.runtime.schedulers._common import wait_terminal
+from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus
+from tests import plans
+from tests.conftest import SPECS
+
+pytestmark = pytest.mark.flux
+ADAPTER_LOGGER = "mummi.schedulers.flux"
+
+
+@pytest.fixture
+def flux(flux_instance):
+    """A fresh adapter per test: the queue decision is made when one is built."""
+    adapters = []
+
+    def make(settings: SchedulerPlan | None = None, **flux_options: Any):
+        settings = settings or plans.scheduler("flux")
+        if flux_options:
+            settings = dataclasses.replace(
+                settings, flux=dataclasses.replace(settings.flux, **flux_options))
+        adapters.append(SCHEDULERS.get("flux")(settings))
+        return adapters[-1]
+
+    yield make
+    for adapter in adapters:
+        adapter.close()
+
+
+def _jobspec(job_id: str) -> dict[str, object]:
+    out = subprocess.run(["flux", "job", "info", job_id, "jobspec"], capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    return json.loads(out)
+
+
+def test_a_queue_on_a_queueless_broker_is_dropped_with_one_warning(flux, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger=ADAPTER_LOGGER)
+    adapter = flux(plans.scheduler("flux", queue="debug", bank="chem"))
+    ids = [adapter.submit(JobRequest(f"q{i}", "test", "true", tmp_path)) for i in range(3)]
+    states = wait_terminal(adapter, ids)
+    assert {s.state for s in states.values()} == {JobState.COMPLETED}
+    warnings = [r.getMessage() for r in caplog.records if r.name == ADAPTER_LOGGER]
+    assert len(warnings) == 1 and "only the anonymous queue: ignoring queue 'debug'" in \
+        warnings[0]
+    system = _jobspec(ids[0])["attributes"]["system"]  # type: ignore[index]
+    assert "queue" not in system and system["bank"] == "chem"  # the bank is passed through
+
+
+def test_no_queue_configured_sends_none_and_warns_nothing(flux, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger=ADAPTER_LOGGER)
+    adapter = flux()
+    job_id = adapter.submit(JobRequest("noq", "test", "true", tmp_path))
+    assert wait_terminal(adapter, [job_id])[job_id].state is JobState.COMPLETED
+    assert "queue" not in _jobspec(job_id)["attributes"]["system"]  # type: ignore[index]
+    assert not [r for r in caplog.records if r.name == ADAPTER_LOGGER]
+
+
+def test_the_mini_specs_scheduler_block_runs_jobs_on_flux(flux, tmp_path):
+    """specs/mini.yaml's local profile asks for queue 'debug' (the local Slurm's partition):
+    on Flux that refused every job ("'debug' is not a valid queue") before it was dropped."""
+    env = {**os.environ, "MUMMI_SCHEDULER": "flux"}
+    env.pop("MUMMI_QUEUE", None)
+    plan = compile_loaded(load_spec(SPECS / "mini.yaml", "local", env)).plan
+    assert (plan.scheduler.type, plan.scheduler.queue) == ("flux", "debug")
+    adapter = flux(plan.scheduler)
+    job_id = adapter.submit(JobRequest("mini", "test", "true", tmp_path))
+    assert wait_terminal(adapter, [job_id])[job_id].state is JobState.COMPLETED
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_launcher_runs_the_program_with_one_bound_gpu(flux, tmp_path, nested):
+    adapter = flux(nested=nested)
+    job_id = adapter.submit(JobRequest(
+        "launch", "test", '$(LAUNCHER) sh -c \'echo "$CUDA_VISIBLE_DEVICES" > gpu\'', tmp_path,
+        gpus=1))
+    assert wait_terminal(adapter, [job_id], 60)[job_id].state is JobState.COMPLETED
+    assert (tmp_path / "gpu").read_text().strip() in {"0", "1", "2", "3"}
+
+
+def test_walltime_kill_is_timedout_with_flux_reason(flux, tmp_path):
+    adapter = flux()
+    job_id = adapter.submit(JobRequest("slow", "test", "sleep 60", tmp_path, walltime=1))
+    status = wait_terminal(adapter, [job_id], timeout=30)[job_id]
+    # The job shell gets SIGALRM at the limit: 128 + 14, and flux's note on why.
+    assert status == JobStatus(JobState.TIMEDOUT, 142, "timeout: resource allocation expired")
+
+
+def test_a_job_cancelled_before_it_ran_has_no_exit_code(flux, tmp_path):
+    adapter = flux()
+    hogs = [adapter.submit(JobRequest(f"hog{i}", "test", "sleep 300", tmp_path, gpus=4))
+            for i in range(2)]  # the second waits for the first's GPUs
+    adapter.cancel(list(reversed(hogs)))
+    states = wait_terminal(adapter, hogs, timeout=30)
+    assert states[hogs[1]] == JobStatus(JobState.CANCELLED, None, "cancel")
+
+
+def test_ids_flux_cannot_parse_are_unknown_and_not_cancellable(flux):
+    adapter = flux()
+    assert adapter.status(["not-a-job", "999999999"]) == {
+        "not-a-job": JobStatus(JobState.UNKNOWN, None, "flux does not list it"),
+        "999999999": JobStatus(JobState.UNKNOWN, None, "flux does not list it")}
+    with pytest.raises(SchedulerError, match="not Flux job ids: 'not-a-job'"):
+        adapter.cancel(["not-a-job"])
+
+
+def test_an_unreachable_broker_is_a_scheduler_error_naming_it(flux_instance, tmp_path):
+    adapter = SCHEDULERS.get("flux")(plans.scheduler(
+        "flux", flux=FluxOptions(uri=f"local://{tmp_path}/nobody-here")))
+    with pytest.raises(SchedulerError, match=f"cannot connect to the Flux broker at "
+                                             f"local://{tmp_path}/nobody-here"):
+        adapter.submit(JobRequest("lost", "test", "true", tmp_path))
