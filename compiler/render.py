@@ -77,6 +77,11 @@ def render_study(spec: Spec, plan: Plan) -> str:
          "resources": step_resources(1, 1, 1, 0, walltime) if spec.scheduler.type != "local"
          else {}},
     ]
+    if spec.scheduler.type == "flux":
+        # A plain job, not a sub-instance: the manager submits the campaign's jobs to the
+        # instance it runs in, which a one-core nested instance could never hold.
+        for step in steps:
+            step["resources"]["nested"] = False
     return environment().get_template("maestro/study.yaml.j2").render(
         name=spec.name, profile=spec.profile, spec_file=_spec_name(spec),
         description=spec.description or spec.name, batch=plan.scheduler.maestro_batch(),

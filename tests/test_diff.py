@@ -220,7 +220,8 @@ def test_profile_against_base_points_at_the_profile_lines(capsys):
     # scheduler, at the line of the scheduler that has them.
     assert lines("stores.frames.backend")[1] == _line_of(
         RASRAF, "      frames: {backend: filesystem}")
-    local = _line_of(RASRAF, "    scheduler: {type: local, throttle: {per_second: 50}, poll: 0.2s}")
+    local = _line_of(RASRAF, '    scheduler: {type: "${MUMMI_SCHEDULER:-local}", '
+                             'throttle: {per_second: 50}, poll: 0.2s}')
     assert lines("scheduler.options.max_workers") == (None, local)
     assert got["scheduler.options.urgency"]["old_at"]["line"] == _line_of(RASRAF, "scheduler:")
     assert lines("profile") == (None, _line_of(RASRAF, "  local:"))

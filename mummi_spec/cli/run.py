@@ -57,6 +57,15 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ, **{WORKSPACE_ENV: str(ws)})
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("USER", "mummi")  # Maestro's adapters need $USER
+    if campaign.plan.scheduler.type == "flux":
+        from mummi_spec.runtime.schedulers.flux import libflux_dir
+
+        # Maestro's conductor imports flux itself: a flux-core built into its own prefix
+        # (as scripts/services does) is found through the flux command on PATH.
+        libdir = libflux_dir()
+        if libdir is not None:
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(
+                [str(libdir), *filter(None, [env.get("LD_LIBRARY_PATH")])])
     cmd = ["maestro", "run", "-fg", "-s", "1", "-y", "-o", str(out),
            str((build / "study.yaml").resolve())]
     print(f"running campaign {campaign.plan.name} in {ws} (Maestro study in {out})")

@@ -81,21 +81,29 @@ def _import_flux() -> Any:
     return flux
 
 
+def libflux_dir(command: str | None = None) -> Path | None:
+    """The directory holding libflux-core beside ``<prefix>/bin/flux`` (default: the flux on
+    PATH), for a process that imports flux itself (Maestro's conductor) to find it."""
+    command = command or shutil.which("flux")
+    if command is None:
+        return None
+    prefix = Path(command).resolve().parent.parent
+    return next((d for d in (prefix / "lib", prefix / "lib64") if (d / _LIBFLUX[-1]).exists()),
+                None)
+
+
 def _load_libflux_beside(command: str | None) -> bool:
     """Load flux-core's libraries from ``<prefix>/lib`` of ``<prefix>/bin/flux``; True if the
     core library is now loaded (a later ``import flux`` then finds it by its soname)."""
-    if command is None:
+    libdir = libflux_dir(command) if command else None
+    if libdir is None:
         return False
-    prefix = Path(command).resolve().parent.parent
-    for libdir in (prefix / "lib", prefix / "lib64"):
-        if (libdir / _LIBFLUX[-1]).exists():
-            try:
-                for name in _LIBFLUX:
-                    ctypes.CDLL(str(libdir / name), mode=ctypes.RTLD_GLOBAL)
-            except OSError:
-                return False
-            return True
-    return False
+    try:
+        for name in _LIBFLUX:
+            ctypes.CDLL(str(libdir / name), mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        return False
+    return True
 
 
 def build_jobspec(flux_job: Any, job: JobRequest, script: Path, *, nested: bool = True,
