@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from benchlib import FIGURES, clock, main, row, skipped
+from run_all import machine
 
 from mummi_spec.plan import Plan
 from mummi_spec.runtime.campaign import Campaign
@@ -118,8 +118,7 @@ def markdown(lines: list[tuple[str, str, Coverage, float]]) -> str:
            "|---|---|---|---|---|"]
     out += [f"| {who} | {what} | {len(cov.cells)} | {100 * cov.left:.0f} % | {secs:.0f} s |"
             for who, what, cov, secs in lines]
-    out.append(f"\n{now:%Y-%m-%d %H:%M %Z}, {platform.system()} {os.cpu_count()} cores, "
-               f"Python {platform.python_version()}")
+    out.append(f"\n{now:%Y-%m-%d %H:%M %Z}, {machine()}")
     return "\n".join(out)
 
 
@@ -166,7 +165,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         lines.append((f"adaptive campaign, run {k}",
                       f"{md_what} from {len(steps)} of its explorer's {r['count']} proposals "
                       f"(which cover {len(r['proposals'].cells)} cells)", r["md"], r["seconds"]))
-    print(markdown(lines), file=sys.stderr)
+    print(markdown(lines) + "\n", flush=True)
     return rows
 
 

@@ -36,18 +36,18 @@ SPEC = EXAMPLE / "campaign.yaml"
 STREAM = "explorer.conformations"
 GRACE = 5.0  # the local scheduler's kill_grace: SIGTERM, then SIGKILL after this long
 
-if importlib.util.find_spec("openmm") is None:
-    why = "openmm is not installed: pip install -e '.[openmm]' (scripts/setup does)"
-    if REQUIRE_SERVICES:  # CI installs it: there, a missing engine is a failure
-        pytest.fail(why, pytrace=False)
-    pytest.skip(why, allow_module_level=True)
-
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def example() -> Iterator[None]:
-    """The example's own code importable here, as the spec's pythonpath makes it for jobs."""
+    """OpenMM, and the example's own code importable here as the spec's pythonpath makes it
+    for the jobs."""
+    if importlib.util.find_spec("openmm") is None:
+        why = "openmm is not installed: pip install -e '.[openmm]' (scripts/setup does)"
+        if REQUIRE_SERVICES:  # CI installs it (scripts/setup): there, its absence fails
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
     sys.path.insert(0, str(EXAMPLE))
     yield
     sys.path.remove(str(EXAMPLE))
@@ -160,6 +160,18 @@ def test_the_feedback_changed_what_the_explorer_proposed(run: Campaign) -> None:
     assert len(mine - alone_cells) > len(alone_cells - mine), (mine, alone_cells)
 
 
+def test_the_ramachandran_plot_of_the_campaign(run: Campaign, tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(EXAMPLE))
+    out = tmp_path / "map.png"
+    proc = subprocess.run([sys.executable, "-m", "alanine.plot", str(run.workspace), "-o",
+                           str(out)], env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 0
+    empty = subprocess.run([sys.executable, "-m", "alanine.plot", str(tmp_path)], env=env,
+                           capture_output=True, text=True, check=False)
+    assert empty.returncode == 2 and "no simulation results" in empty.stderr
+
+
 def _until(proc: subprocess.Popen[str], c: Campaign, n: int) -> int:
     """Wait until the explorer has proposed ``n`` items (or has died); how many there are."""
     stream = c.stream(STREAM)
@@ -219,3 +231,16 @@ def test_the_explorer_saves_its_state_on_sigterm_and_resumes_from_it(
     ours = [(meta["phi"], meta["psi"]) for _, meta, _ in proposals]
     assert ours == alone(argv, len(proposals))
     c.close()
+
+
+@pytest.mark.parametrize("module", ["alanine.explore", "alanine.prepare", "alanine.simulate"])
+def test_a_job_run_outside_a_campaign_says_so_in_one_line(module: str) -> None:
+    args = {"alanine.explore": ["--stream", STREAM, "--out", "x"],
+            "alanine.simulate": ["--feedback", "md.visits"]}.get(module, [])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUMMI_")}
+    env["PYTHONPATH"] = str(EXAMPLE)
+    proc = subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True,
+                          text=True, check=False, timeout=120)
+    assert proc.returncode == 2
+    assert "not run by a campaign: MUMMI_PLAN is not set" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -32,6 +32,7 @@ import openmm
 from openmm import unit
 
 from alanine.flood import Flood
+from alanine.job import finish
 from alanine.molecule import (
     GRID,
     TIMESTEP_PS,
@@ -204,11 +205,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        return run(args)
-    except app.AppError as exc:
-        print(f"explorer: {exc}", file=sys.stderr)
-        return 2
+    return finish("explorer", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import openmm
 
+from alanine.job import finish
 from alanine.molecule import Molecule, angles, positions_of, potential_energy
 from mummi_spec import app
 
@@ -75,11 +76,7 @@ def run() -> int:
 
 
 def main() -> int:
-    try:
-        return run()
-    except app.AppError as exc:
-        print(f"prepare: {exc}", file=sys.stderr)
-        return 2
+    return finish("prepare", run)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import openmm
 from openmm import app as omm_app
 from openmm import unit
 
+from alanine.job import finish
 from alanine.molecule import (
     TIMESTEP_PS,
     Molecule,
@@ -134,11 +135,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        return run(args)
-    except app.AppError as exc:
-        print(f"simulate: {exc}", file=sys.stderr)
-        return 2
+    return finish("simulate", lambda: run(args))
 
 
 if __name__ == "__main__":
