@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         starts.append(json.loads(path.read_text())["start_phi_psi"])
     phi, psi = np.concatenate(phis), np.concatenate(psis)
     ax.scatter(phi, psi, s=1, alpha=0.3, color="tab:blue", label="300 K frames")
-    ax.scatter(*np.array(starts).T, s=25, marker="x", color="tab:red", label="starts")
+    start_phi, start_psi = np.array(starts).T
+    ax.scatter(start_phi, start_psi, s=25, marker="x", color="tab:red", label="starts")
     ticks = np.linspace(-180, 180, GRID + 1)
     ax.set_xticks(ticks[::2])
     ax.set_yticks(ticks[::2])
