@@ -66,22 +66,27 @@ def _job_cmd(job: Job) -> tuple[str, dict[str, str]]:
 def render_study(spec: Spec, plan: Plan) -> str:
     """study.yaml: prepare the workspace, then the workflow manager on its reserved node."""
     walltime = spec.machine.walltime
+    scheduled = spec.scheduler.type != "local"
+
+    def run_keys(seconds: float) -> dict[str, Any]:
+        if not scheduled:
+            return {}
+        keys = step_resources(1, 1, 1, 0, seconds)
+        if spec.scheduler.type == "flux":
+            # A plain job, not a sub-instance: the manager submits the campaign's jobs to the
+            # instance it runs in, which a one-core nested instance could never hold.
+            keys["nested"] = False
+        return keys
+
     steps = [
         {"name": "prepare", "description": "create the workspace layout and check every store",
          "cmd": "$(MUMMI) prepare --plan \"$(SPECROOT)/plan.json\"\n", "depends": [],
-         "resources": step_resources(1, 1, 1, 0, 600) if spec.scheduler.type != "local"
-         else {}},
+         "resources": run_keys(600)},
         {"name": "manager",
          "description": "the workflow manager: persistent jobs, selection, spawning, feedback",
          "cmd": "$(MUMMI) manager --plan \"$(SPECROOT)/plan.json\"\n", "depends": ["prepare"],
-         "resources": step_resources(1, 1, 1, 0, walltime) if spec.scheduler.type != "local"
-         else {}},
+         "resources": run_keys(walltime)},
     ]
-    if spec.scheduler.type == "flux":
-        # A plain job, not a sub-instance: the manager submits the campaign's jobs to the
-        # instance it runs in, which a one-core nested instance could never hold.
-        for step in steps:
-            step["resources"]["nested"] = False
     return environment().get_template("maestro/study.yaml.j2").render(
         name=spec.name, profile=spec.profile, spec_file=_spec_name(spec),
         description=spec.description or spec.name, batch=plan.scheduler.maestro_batch(),
