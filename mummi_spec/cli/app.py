@@ -191,6 +191,12 @@ def register(sub: Any) -> None:
     common.add_argument("--plan", metavar="PLAN",
                         help="the compiled plan.json (default: $MUMMI_PLAN)")
 
+    def command(name: str, help_: str, description: str, func: Any) -> argparse.ArgumentParser:
+        q: argparse.ArgumentParser = cmds.add_parser(name, parents=[common], help=help_,
+                                                     description=description)
+        q.set_defaults(func=func)
+        return q
+
     def output(q: argparse.ArgumentParser) -> None:
         g = q.add_mutually_exclusive_group()
         g.add_argument("--out", metavar="FILE.npy", help="write the values to a .npy file "
@@ -198,9 +204,8 @@ def register(sub: Any) -> None:
         g.add_argument("--json", action="store_true",
                        help="print every field as one JSON object (default: the values)")
 
-    e = cmds.add_parser("emit", parents=[common], help="write items to a stream; prints keys",
-                        description="Write items to a stream in one batch (all checked "
-                                    "first) and print each key written.")
+    e = command("emit", "write items to a stream; prints keys", "Write items to a stream in "
+                "one batch (all checked first) and print each key written.", emit)
     e.add_argument("stream", metavar="STREAM", help="the stream, scale.name")
     e.add_argument("files", nargs="+", metavar="FILE",
                    help=".npy or JSON array: 1-D is one item, 2-D one item per row; - is stdin")
@@ -208,16 +213,12 @@ def register(sub: Any) -> None:
                    help="the item's id (once per item, in order; default: numbered)")
     e.add_argument("--tag", help="tag of every item (one of the stream's tags)")
     e.add_argument("--meta", metavar="JSON", help="JSON object kept with every item")
-    e.set_defaults(func=emit)
 
-    c = cmds.add_parser("candidate", parents=[common], help="this job's selected candidate",
-                        description="The candidate this setup or simulation job works on.")
-    output(c)
-    c.set_defaults(func=candidate)
+    output(command("candidate", "this job's selected candidate",
+                   "The candidate this setup or simulation job works on.", candidate))
 
-    t = cmds.add_parser("target", parents=[common], help="what a feedback loop reported last",
-                        description="The latest target of a feedback loop; exit 1 if there "
-                                    "is none (newer than --wait) yet.")
+    t = command("target", "what a feedback loop reported last", "The latest target of a "
+                "feedback loop; exit 1 if there is none (newer than --wait) yet.", target)
     t.add_argument("loop", metavar="LOOP", help="the feedback loop's name")
     t.add_argument("--wait", type=_count, metavar="NEWER_THAN",
                    help="wait for an iteration newer than this one (0: the first)")
@@ -226,9 +227,6 @@ def register(sub: Any) -> None:
     t.add_argument("--poll", type=_seconds, default=1.0, metavar="S",
                    help="how often to look while waiting (default: 1)")
     output(t)
-    t.set_defaults(func=target)
 
-    v = cmds.add_parser("env", parents=[common], help="this job's context as JSON",
-                        description="The job's MUMMI_* variables, its role and stop "
-                                    "condition, and the feedback loops reporting to its scale.")
-    v.set_defaults(func=env)
+    command("env", "this job's context as JSON", "The job's MUMMI_* variables, its role and "
+            "stop condition, and the feedback loops reporting to its scale.", env)
