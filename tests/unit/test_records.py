@@ -89,3 +89,9 @@ def test_decode_each_sorts_records_store_errors_and_bad_items() -> None:
     assert [(k, r.sim) for k, r in records] == [("a", "s")]
     assert unread == [("b", gone)]
     assert [k for k, _ in bad] == ["c"] and "too short" in bad[0][1]
+
+
+def test_a_header_length_past_the_end_is_refused() -> None:
+    # Read as far as the item goes, '{"n":0}' would pass for an empty record.
+    with pytest.raises(RecordError, match="1000 bytes long, past the end of the 15-byte item"):
+        decode(MAGIC + struct.pack("<I", 1000) + b'{"n":0}')
