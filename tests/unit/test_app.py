@@ -19,7 +19,7 @@ from mummi_spec.errors import StoreError
 from mummi_spec.plan import Plan, Role
 from mummi_spec.runtime.feedback import FeedbackLoop
 from mummi_spec.runtime.ledger import Ledger
-from mummi_spec.runtime.records import decode
+from mummi_spec.runtime.records import Record, decode, encode
 from mummi_spec.runtime.stores.redis import RedisStore
 from tests import plans
 
@@ -247,3 +247,31 @@ def test_stop_wait_returns_at_sigterm(tmp_path: Path) -> None:
     out, _ = child.communicate(timeout=60)
     # wait(600) said True: it returned because of the signal, not its 600 s.
     assert (out.strip(), child.returncode) == ("True", 0)
+
+
+@pytest.mark.redis
+def test_another_redis_client_following_the_documented_recipe_is_found_from_the_journal(
+        tmp_path: Path, redis_server: dict[str, Any]) -> None:
+    # docs/record-format.md: SET the item and RPUSH its key to the journal in one MULTI/EXEC.
+    import redis
+
+    prefix = f"test-{uuid.uuid4().hex}"
+    path = tmp_path / "build" / "plan.json"
+    path.parent.mkdir()
+    path.write_text(make_plan("redis", prefix=prefix, **redis_server).to_json())
+    with context(path, job_type="gen") as ctx:
+        store = ctx.campaign.store("data")
+        assert isinstance(store, RedisStore)
+        _, cursor = store.keys_after("points")  # what ingest does when the manager starts
+        item = encode(Record(np.float32([1, 2, 3])))
+        client = redis.Redis(host=str(redis_server["host"]), port=int(redis_server["port"]))
+        with client.pipeline(transaction=True) as pipe:
+            pipe.set(f"{prefix}:points::journaled", item)
+            pipe.rpush(f"{prefix}:points:#journal", "journaled")
+            pipe.execute()
+        client.set(f"{prefix}:points::bare", item)  # no journal entry
+        assert store.keys_after("points", cursor=cursor)[0] == ["journaled"]
+        assert sorted(store.keys_after("points")[0]) == ["bare", "journaled"]  # at a start
+        assert ctx.stream(POINTS).read("journaled").values.tolist() == [1, 2, 3]
+        store.purge()
+        client.close()
