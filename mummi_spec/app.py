@@ -15,6 +15,8 @@ This module imports neither YAML nor JSON Schema: a job pays only for the plan a
 
 from __future__ import annotations
 
+import fcntl
+import json
 import math
 import os
 import signal
@@ -83,10 +85,11 @@ class Stream:
     def key(self, *, id: str | None = None, n: int | None = None) -> str:
         """The key an item gets from the stream's template: fields ``{id}`` (a candidate's
         own name), ``{sim}`` and ``{attempt}`` (this job's), ``{n}`` (a counter)."""
+        n = self._n if n is None else n
         # An id of its own per attempt, so a restarted producer never rewrites an old one.
-        fields = {"id": id if id is not None else f"a{self.ctx.attempt}-{self._n:06d}",
+        fields = {"id": id if id is not None else f"a{self.ctx.attempt}-{n:06d}",
                   "sim": self.ctx.sim or self.ctx.job_type or "job",
-                  "attempt": self.ctx.attempt, "n": self._n if n is None else n}
+                  "attempt": self.ctx.attempt, "n": n}
         try:
             return str(self.plan.key.format_map(fields))
         except (KeyError, ValueError, IndexError) as exc:
@@ -104,46 +107,61 @@ class Stream:
     def emit_many(self, values: Iterable[Any], *, ids: Sequence[str] | None = None,
                   tags: Sequence[str | None] | None = None,
                   metas: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
-        """Write items in one batch, every one checked first: all are written or none.
+        """Write items in one batch, every one checked first: a bad one stops the batch
+        before anything is written.
 
-        Each is ``dim`` finite numbers; a candidate's ``tag`` must be one of the stream's
-        tags; each key is a name every store accepts (ingest's rules). Items land whole:
-        no reader ever sees half of one.
+        Each is ``dim`` numbers, finite as float32; a candidate's ``tag`` must be one of the
+        stream's tags; ``meta`` a JSON object; each key is a name every store accepts
+        (ingest's rules). Items land whole: no reader ever sees half of one.
         """
-        rows = [np.asarray(v, dtype=np.float64).ravel() for v in values]
+        st = self.plan
+        rows = [self._row(i, v) for i, v in enumerate(values)]
         n = len(rows)
         for name, seq in (("ids", ids), ("tags", tags), ("metas", metas)):
             if seq is not None and len(seq) != n:
-                raise AppError(f"stream {self.ref}: {len(seq)} {name} for {n} items")
-        st = self.plan
-        items: dict[str, bytes] = {}
-        for i, row in enumerate(rows):
+                raise AppError(f"stream {self.ref}: {len(seq)} {name} for {n} items; give "
+                               "one per item")
+        heads: list[tuple[str | None, dict[str, Any]]] = []
+        for i in range(n):
             where = f"stream {self.ref}, item {i}"
-            if row.size != st.dim:
-                raise AppError(f"{where}: {row.size} values, the stream is {st.dim}-D; send "
-                               f"{st.dim} numbers (the spec's emits.{st.name}.dim)")
-            if not np.isfinite(row).all():
-                raise AppError(f"{where}: values hold NaN or infinity; the manager would "
-                               "reject the item")
             tag = tags[i] if tags is not None else None
             if tag is not None and tag not in st.tags:
                 raise AppError(f"{where}: tag {tag!r} is none of the stream's tags "
                                f"({', '.join(st.tags) or 'none declared'})")
-            key = self.key(id=ids[i] if ids is not None else None)
+            meta = metas[i] if metas is not None else {}
+            if not isinstance(meta, Mapping):
+                raise AppError(f"{where}: meta must be a mapping (a JSON object), not "
+                               f"{type(meta).__name__}")
+            try:  # what the record's header holds, readable by any JSON parser
+                json.dumps(meta, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise AppError(f"{where}: meta is not plain JSON ({exc}); use strings, "
+                               "finite numbers, booleans, null, lists and objects") from None
+            heads.append((tag, dict(meta)))
+        first = self._reserve(n) if n else 0
+        items: dict[str, bytes] = {}
+        for i, (row, (tag, meta)) in enumerate(zip(rows, heads, strict=True)):
+            where = f"stream {self.ref}, item {i}"
+            key = self.key(id=ids[i] if ids is not None else None, n=first + i)
             try:
                 check_name("candidate id" if st.kind == "candidates" else "key", key,
                            st.namespace)
             except StoreError as exc:
-                raise AppError(f"{where}: {exc}") from None
+                raise AppError(f"{where}: {exc}; ids and keys are plain names (no '/', "
+                               "'\\', '..' nor control characters, no leading '.', at "
+                               "most 255 bytes)") from None
             if key in items:
-                raise AppError(f"{where}: key {key!r} twice in one batch")
-            meta = dict(metas[i]) if metas is not None else {}
+                raise AppError(f"{where}: key {key!r} twice in one batch; give each item "
+                               "its own id")
             items[key] = encode(Record(row, tag=tag, sim=self.ctx.sim, meta=meta))
-            self._n += 1
         if items:
-            # put_many writes each item atomically (a rename, a transaction, a tar member
+            # put_many checks every name first (a taridx store refuses more than check_name
+            # does), then writes each item atomically (a rename, a transaction, a tar member
             # appended whole) and journals it where ingest reads a journal.
-            self.ctx.campaign.store(st.store).put_many(st.namespace, items)
+            try:
+                self.ctx.campaign.store(st.store).put_many(st.namespace, items)
+            except StoreError as exc:
+                raise StoreError(f"stream {self.ref}: {exc}") from None
         return list(items)
 
     def keys(self) -> list[str]:
@@ -153,6 +171,55 @@ class Stream:
             return self.ctx.campaign.store(st.store).keys(st.namespace)
         except StoreError as exc:
             raise AppError(f"stream {self.ref}: cannot list its items: {exc}") from None
+
+    def _row(self, i: int, value: Any) -> np.ndarray:
+        """Item ``i``'s values as the record holds them (float32), checked."""
+        where = f"stream {self.ref}, item {i}"
+        try:
+            wide = np.asarray(value, dtype=np.float64).ravel()
+        except (TypeError, ValueError) as exc:
+            raise AppError(f"{where}: values are not numbers ({exc})") from None
+        dim = self.plan.dim
+        if wide.size != dim:
+            raise AppError(f"{where}: {wide.size} values, the stream is {dim}-D; send {dim} "
+                           f"numbers (the spec's emits.{self.plan.name}.dim)")
+        # Checked as stored: 1e39 is finite here but infinite as float32.
+        with np.errstate(over="ignore"):
+            row = wide.astype(np.float32)
+        if not np.isfinite(row).all():
+            raise AppError(f"{where}: values hold NaN or infinity (or beyond float32's "
+                           "range, 3.4e38); the manager would reject the item: send finite "
+                           "numbers")
+        return row
+
+    def _reserve(self, count: int) -> int:
+        """The first of ``count`` numbers for ``{n}`` and default ids, never handed out
+        before to this job: kept in its state directory (shared by its attempts and every
+        process of one, e.g. ``mummi app emit`` run in a loop), else in this object."""
+        state = self.ctx.state_dir
+        if state is None:
+            first, self._n = self._n, self._n + count
+            return first
+        path = state / ".mummi-app" / f"{self.ref}.next"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise AppError(f"stream {self.ref}: cannot keep its item counter in {path} "
+                           f"({exc.strerror or exc}); MUMMI_STATE_DIR must be writable") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # concurrent emitters of one job get apart numbers
+            raw = os.pread(fd, 64, 0).strip()
+            if raw and not raw.isdigit():
+                raise AppError(f"stream {self.ref}: its item counter {path} is damaged "
+                               f"({raw[:20]!r}); delete it only if no item was written yet")
+            first = max(int(raw or 0), self._n)
+            # Fixed width: a rewrite never leaves digits of a longer number behind.
+            os.pwrite(fd, f"{first + count:020d}\n".encode(), 0)
+        finally:
+            os.close(fd)
+        self._n = first + count
+        return first
 
     def read(self, key: str) -> Candidate:
         """One item of this stream by its key (a candidate's id)."""
@@ -195,6 +262,7 @@ class Context:
         self.setup_dir = Path(setup_dir) if setup_dir else None
         self.state_dir = Path(state_dir) if state_dir else None
         self.workdir = Path(workdir) if workdir else Path.cwd()
+        self._streams: dict[str, Stream] = {}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **given: Any) -> Context:
@@ -242,11 +310,14 @@ class Context:
 
     # ------------------------------------------------------------------ data
     def stream(self, ref: str) -> Stream:
-        """A stream of the plan, ``scale.stream``, to emit items to or read them from."""
-        try:
-            return Stream(self, self.plan.stream(ref))
-        except PlanError as exc:
-            raise AppError(str(exc)) from None
+        """A stream of the plan, ``scale.stream``, to emit items to or read them from (the
+        same object each time: its counter goes on)."""
+        if ref not in self._streams:
+            try:
+                self._streams[ref] = Stream(self, self.plan.stream(ref))
+            except PlanError as exc:
+                raise AppError(str(exc)) from None
+        return self._streams[ref]
 
     def candidate(self) -> Candidate:
         """The candidate this setup or simulation works on (its values, tag, meta and id)."""
@@ -256,17 +327,19 @@ class Context:
         return self.stream(self.coupling_plan().source).read(self.candidate_id)
 
     def target(self, loop: str) -> Target | None:
-        """What feedback loop ``loop`` last reported, or None before its first iteration."""
+        """What feedback loop ``loop`` last reported, or None before its first iteration
+        (``StoreError`` when its store cannot say)."""
         try:
             fb = self.plan.feedback[loop]
         except KeyError:
             known = ", ".join(sorted(self.plan.feedback)) or "none"
             raise AppError(f"no feedback loop {loop!r} in the plan; known: {known}") from None
         t = fb.target
-        try:
-            data = self.campaign.store(t.store).get(t.namespace, t.key)
-        except StoreError:
+        store = self.campaign.store(t.store)
+        # Only a missing target means "none yet": a store that cannot answer raises.
+        if not store.exists(t.namespace, t.key):
             return None
+        data = store.get(t.namespace, t.key)
         try:
             record = decode(data)
         except RecordError as exc:
@@ -314,7 +387,7 @@ class Context:
             try:
                 return self.plan.coupling(self.coupling)
             except PlanError as exc:
-                raise AppError(str(exc)) from None
+                raise AppError(f"MUMMI_COUPLING: {exc}") from None
         found = [c for c in self.plan.couplings.values()
                  if self.job_type is None or self.job_type in (c.setup, c.simulation)]
         if len(found) != 1:

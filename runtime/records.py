@@ -49,6 +49,9 @@ def decode(data: bytes, dim: int | None = None) -> Record:
     magic, hlen = _HEAD.unpack_from(data)
     if magic != MAGIC:
         raise RecordError(f"not a record (starts with {bytes(data[:4])!r}, expected {MAGIC!r})")
+    if _HEAD.size + hlen > len(data):  # else the header would swallow the values
+        raise RecordError(f"unreadable record header: {hlen} bytes long, past the end of the "
+                          f"{len(data)}-byte item")
     try:
         header = json.loads(bytes(data[_HEAD.size:_HEAD.size + hlen]))
         n = int(header["n"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +90,18 @@ def test_decode_each_sorts_records_store_errors_and_bad_items() -> None:
     assert [(k, r.sim) for k, r in records] == [("a", "s")]
     assert unread == [("b", gone)]
     assert [k for k, _ in bad] == ["c"] and "too short" in bad[0][1]
+
+
+def test_a_header_length_past_the_end_is_refused() -> None:
+    # Read as far as the item goes, '{"n":0}' would pass for an empty record.
+    with pytest.raises(RecordError, match="1000 bytes long, past the end of the 15-byte item"):
+        decode(MAGIC + struct.pack("<I", 1000) + b'{"n":0}')
+
+
+def test_the_documented_example_is_what_encode_writes() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "record-format.md").read_text()
+    block = doc.split("```\n4d 52 43 31")[1].split("```")[0].splitlines()
+    data = encode(Record(np.array([1.0, -2.5]), tag="a", meta={"step": 10}))
+    assert data[:8] == bytes.fromhex("4d 52 43 31" + block[0].split("MRC1")[0])
+    assert data[8:-8] == block[1].split()[0].encode()
+    assert data[-8:] == bytes.fromhex(block[2].split("1.0")[0])
