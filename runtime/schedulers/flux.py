@@ -106,22 +106,33 @@ def _load_libflux_beside(command: str | None) -> bool:
     return True
 
 
+def per_node_share(job: JobRequest) -> tuple[int, int]:
+    """Cores and GPUs the job holds on each of its nodes. A spec's resources are per instance,
+    tasks and GPUs spread evenly over its nodes (rounded up, as the fit check counts them)."""
+    return per_node(job.tasks, job.nodes) * job.cores_per_task, per_node(job.gpus, job.nodes)
+
+
 def build_jobspec(flux_job: Any, job: JobRequest, script: Path, *, nested: bool = True,
                   queue: str | None = None, bank: str | None = None) -> Any:
     """A ``JobspecV1`` for ``job``: its resources, walltime (seconds), cwd, name and logs.
 
-    ``nested`` (Maestro's default) runs the script in a sub-instance owning the whole
+    The allocation is one slot per node holding that node's share of the instance, never a
+    slot per task: 4 tasks with 1 GPU ask for 1 GPU, which the tasks share (per-task slots
+    asked for 4). ``nested`` (Maestro's default) runs the script in a sub-instance owning the
     allocation, where ``$(LAUNCHER)`` = ``flux run``; otherwise Flux starts one copy per task.
     """
-    gpus_per_task = per_node(job.gpus, job.tasks) if job.gpus > 0 else None
+    cores, gpus = per_node_share(job)
+    command = ["/bin/bash", str(script)]
     if nested:
         spec = flux_job.JobspecV1.from_nest_command(
-            ["/bin/bash", str(script)], num_slots=job.tasks, cores_per_slot=job.cores_per_task,
-            gpus_per_slot=gpus_per_task, num_nodes=job.nodes, queue=queue, bank=bank)
+            command, num_slots=job.nodes, cores_per_slot=cores, gpus_per_slot=gpus or None,
+            num_nodes=job.nodes, queue=queue, bank=bank)
     else:
         spec = flux_job.JobspecV1.from_command(
-            ["/bin/bash", str(script)], num_tasks=job.tasks, cores_per_task=job.cores_per_task,
-            gpus_per_task=gpus_per_task, num_nodes=job.nodes, queue=queue, bank=bank)
+            command, num_tasks=job.nodes, cores_per_task=cores, gpus_per_task=gpus or None,
+            num_nodes=job.nodes, queue=queue, bank=bank)
+        # The job's tasks share their node's slot (RFC 25: a total count, not one per slot).
+        spec.jobspec["tasks"][0]["count"] = {"total": job.tasks}
     spec.setattr("system.job.name", job.name)
     spec.cwd = str(Path(job.workdir).resolve())
     spec.environment = dict(os.environ)
@@ -135,8 +146,14 @@ def launcher_for(job: JobRequest, nested: bool) -> str:
     """What ``$(LAUNCHER)`` means inside the job's script."""
     if not nested:
         return ""  # Flux already runs the script once per task
-    gpus = f" -g {per_node(job.gpus, job.tasks)}" if job.gpus > 0 else ""
-    return f"flux run -N {job.nodes} -n {job.tasks} -c {job.cores_per_task}{gpus}"
+    launcher = f"flux run -N {job.nodes} -n {job.tasks} -c {job.cores_per_task}"
+    if job.gpus and job.gpus % job.tasks == 0:
+        return f"{launcher} -g {job.gpus // job.tasks}"
+    if job.gpus:
+        # Fewer GPUs than tasks: they share the instance's GPUs, which the job's environment
+        # (CUDA_VISIBLE_DEVICES, from the enclosing instance) already names.
+        return f"{launcher} -o gpu-affinity=off"
+    return launcher
 
 
 class FluxScheduler(SchedulerBase):

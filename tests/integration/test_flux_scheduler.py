@@ -44,10 +44,13 @@ def flux(flux_instance):
         adapter.close()
 
 
-def _jobspec(job_id: str) -> dict[str, object]:
-    out = subprocess.run(["flux", "job", "info", job_id, "jobspec"], capture_output=True,
-                         text=True, timeout=30, check=True).stdout
+def _json(cmd: list[str]) -> Any:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
     return json.loads(out)
+
+
+def _jobspec(job_id: str) -> dict[str, object]:
+    return _json(["flux", "job", "info", job_id, "jobspec"])  # type: ignore[no-any-return]
 
 
 def test_a_queue_on_a_queueless_broker_is_dropped_with_one_warning(flux, tmp_path, caplog):
@@ -92,6 +95,22 @@ def test_launcher_runs_the_program_with_one_bound_gpu(flux, tmp_path, nested):
         gpus=1))
     assert wait_terminal(adapter, [job_id], 60)[job_id].state is JobState.COMPLETED
     assert (tmp_path / "gpu").read_text().strip() in {"0", "1", "2", "3"}
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_tasks_share_the_instances_gpus(flux, tmp_path, nested):
+    """resources are per instance: 2 tasks with 1 GPU hold one GPU, which both tasks see
+    (per-task slots asked for one GPU each, 2 in all)."""
+    adapter = flux(nested=nested)
+    job_id = adapter.submit(JobRequest(
+        "share", "test", '$(LAUNCHER) sh -c \'echo "$CUDA_VISIBLE_DEVICES" >> seen\'', tmp_path,
+        tasks=2, gpus=1))
+    assert wait_terminal(adapter, [job_id], 120)[job_id].state is JobState.COMPLETED
+    allocated = _json(["flux", "job", "info", job_id, "R"])["execution"]["R_lite"]
+    assert [r["children"]["gpu"] for r in allocated] == [
+        (tmp_path / "seen").read_text().split()[0]]  # one GPU, the one the tasks saw
+    assert len(set((tmp_path / "seen").read_text().split())) == 1
+    assert len((tmp_path / "seen").read_text().split()) == 2  # both tasks ran
 
 
 def test_walltime_kill_is_timedout_with_flux_reason(flux, tmp_path):

@@ -360,6 +360,7 @@ class FakeJobspec:
     def __init__(self, kind: str, command: list[str], **resources) -> None:
         self.kind, self.command, self.resources = kind, command, resources
         self.attributes: dict[str, object] = {}
+        self.jobspec = {"tasks": [{"count": {"per_slot": 1}}]}
 
     @classmethod
     def from_command(cls, command, **kw):
@@ -432,12 +433,42 @@ def test_flux_jobspec_maps_resources(fake_flux, tmp_path, nested):
     assert spec.kind == ("nest" if nested else "command")
     counts = ("num_slots", "cores_per_slot", "gpus_per_slot") if nested else (
         "num_tasks", "cores_per_task", "gpus_per_task")
-    assert [spec.resources[k] for k in counts] == [2, 6, 1]
+    assert [spec.resources[k] for k in counts] == [1, 12, 2]  # one slot per node
     assert spec.resources["num_nodes"] == 1 and spec.resources["queue"] == "pdebug"
+    if not nested:  # the script runs once per task, all in the node's slot
+        assert spec.jobspec["tasks"][0]["count"] == {"total": 2}
     assert spec.duration == 5400
     assert spec.cwd == str(tmp_path)
     assert spec.attributes["system.job.name"] == "aa_sim-7"
     assert (spec.stdout, spec.stderr) == ("aa_sim-7.out", "aa_sim-7.err")
+
+
+@pytest.mark.parametrize(("nodes", "tasks", "gpus", "per_node"), [
+    (1, 4, 1, (8, 1)),  # 4 tasks share 1 GPU: per-task slots asked for 4
+    (2, 4, 2, (4, 1)),
+    (2, 3, 3, (4, 2)),  # uneven: rounded up per node, as the fit check counts
+    (1, 2, 0, (4, 0)),
+])
+def test_flux_asks_each_nodes_share_of_the_instance(fake_flux, tmp_path, nodes, tasks, gpus,
+                                                     per_node):
+    request = JobRequest("j", "t", "true", tmp_path, nodes=nodes, tasks=tasks,
+                         cores_per_task=2, gpus=gpus)
+    spec = flux_adapter.build_jobspec(fake_flux.module.job, request, tmp_path / "s.sh",
+                                      nested=False)
+    asked = (spec.resources["cores_per_task"], spec.resources["gpus_per_task"] or 0)
+    assert spec.resources["num_tasks"] == spec.resources["num_nodes"] == nodes
+    assert asked == per_node  # cores and GPUs on each node (2 cores per task)
+
+
+@pytest.mark.parametrize(("tasks", "gpus", "launcher"), [
+    (4, 4, "flux run -N 1 -n 4 -c 1 -g 1"),
+    (4, 1, "flux run -N 1 -n 4 -c 1 -o gpu-affinity=off"),  # they share the instance's GPU
+    (2, 0, "flux run -N 1 -n 2 -c 1"),
+])
+def test_flux_launcher_inside_a_nested_instance(tasks, gpus, launcher, tmp_path):
+    request = JobRequest("j", "t", "true", tmp_path, tasks=tasks, gpus=gpus)
+    assert flux_adapter.launcher_for(request, nested=True) == launcher
+    assert flux_adapter.launcher_for(request, nested=False) == ""
 
 
 def test_flux_adapter_against_fake_broker(fake_flux, tmp_path):
