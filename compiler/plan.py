@@ -77,7 +77,7 @@ def _job(job: Job, rp: ResourcePlan) -> JobPlan:
         retry=RetryPolicy(job.retry_limit, tuple(sorted(job.retry_on))),
         success=SuccessRule(tuple(job.success_codes), job.success_file),
         expect=Expectation(job.duration, job.duration_sd, job.failure_rate),
-        checkpoints=job.checkpoints, env=dict(job.env),
+        checkpoints=job.checkpoints, nested=job.nested, env=dict(job.env),
         coupling=placed.coupling if placed else None,
         pool=Pool(placed.pool) if placed else Pool.UNUSED,
         max_concurrent=placed.max_concurrent if placed else 0,

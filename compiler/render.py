@@ -101,12 +101,14 @@ def render_job(spec: Spec, job: Job, plan: Plan) -> str:
     exports = "".join(f"export {k}={shlex.quote(v)}\n"
                       for k, v in sorted((dict(spec.env) | dict(job.env)).items()))
     r = job.resources
+    resources = step_resources(r.nodes, r.tasks, r.cores_per_task, r.gpus, job.walltime)
+    if spec.scheduler.type == "flux":
+        resources["nested"] = job.nested  # Maestro's Flux adapter nests unless told not to
     return environment().get_template("maestro/job.yaml.j2").render(
         name=spec.name, job=job.name, role=job.role, scale=job.scale,
         spec_file=_spec_name(spec), job_description=job.description or f"{job.role} {job.name}",
         workspace=spec.workspace, batch=plan.scheduler.maestro_batch(), cmd=exports + cmd + "\n",
-        resources=step_resources(r.nodes, r.tasks, r.cores_per_task, r.gpus, job.walltime),
-        parameters=params, variables=variables)
+        resources=resources, parameters=params, variables=variables)
 
 
 def _spec_name(spec: Spec) -> str:

@@ -105,7 +105,8 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
             success_file=success.get("file"),
             duration=_dur(expect.get("duration")), duration_sd=_dur(expect.get("duration_sd")),
             failure_rate=_num(expect.get("failure_rate"), 0.0),
-            checkpoints=b.get("checkpoints") is True, env=_env(b.get("env")),
+            checkpoints=b.get("checkpoints") is True, nested=b.get("nested") is True,
+            env=_env(b.get("env")),
             loc=loc((*path, name), key=True))
 
     def stream(scale: str, name: str, b: dict[str, Any], path: JsonPath) -> m.Stream:

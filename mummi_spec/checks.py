@@ -11,12 +11,21 @@ from collections.abc import Iterable
 from mummi_spec import digraph
 from mummi_spec.errors import CycleError, SpecError, SpecWarning, UnknownReferenceError
 from mummi_spec.model import Coupling, Spec, Stream
-from mummi_spec.plan import adapter_options
+from mummi_spec.plan import NESTED_INSTANCES, adapter_options
 from mummi_spec.sourcemap import JsonPath, SourceMap
 from mummi_spec.units import TOKENS, format_hms
 from mummi_spec.usercode import AGGREGATE_CALL, UserCodeError, import_function, on_path
 
 _TOKEN = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)(\[[^\]]*\])?")
+# Why a scheduler that cannot run a job in an instance of its own needs none, for the hint.
+_UNNESTED = {
+    "local": "the local scheduler runs each job as processes of this machine",
+    "slurm": "a Slurm job is already an allocation of its own, where $(LAUNCHER) is srun",
+    "lsf": "an LSF job is already an allocation of its own, where $(LAUNCHER) is jsrun",
+}
+# Options that moved out of scheduler.options, and where they went.
+_MOVED_OPTIONS = {"nested": "a job type asks for a sub-instance of its own with `nested: true` "
+                            "in the job"}
 
 
 def _unknown(what: str, name: str, known: Iterable[str], path: JsonPath, smap: SourceMap
@@ -34,7 +43,7 @@ def check(spec: Spec, smap: SourceMap) -> list[SpecError]:
     """Every semantic problem (errors and warnings) in ``spec``."""
     out: list[SpecError] = []
     for fn in (_names, _references, _graph, _selectors, _fit, _shares, _commands,
-               _scheduler_options, _aggregates, _idle_data):
+               _scheduler_options, _nested, _aggregates, _idle_data):
         out.extend(fn(spec, smap))
     return out
 
@@ -310,7 +319,8 @@ def _scheduler_options(spec: Spec, smap: SourceMap) -> list[SpecError]:
             out.append(SpecError(
                 f"unknown option '{key}' for the {spec.scheduler.type} scheduler",
                 smap.locate(path, key=True),
-                hint=(f"did you mean '{close[0]}'? " if close else "") +
+                hint=(f"{_MOVED_OPTIONS[key]}; " if key in _MOVED_OPTIONS else
+                      f"did you mean '{close[0]}'? " if close else "") +
                      f"{spec.scheduler.type} options: {', '.join(sorted(known))}"))
         elif not (isinstance(value, want) and (want is bool or not isinstance(value, bool))):
             out.append(SpecError(
@@ -318,6 +328,21 @@ def _scheduler_options(spec: Spec, smap: SourceMap) -> list[SpecError]:
                 f"{'an integer' if want is int else 'true or false' if want is bool else 'text'}"
                 f", not {value!r}", smap.locate(path)))
     return out
+
+
+def _nested(spec: Spec, smap: SourceMap) -> list[SpecError]:
+    """``nested: true`` asks the scheduler for an instance of the job's own."""
+    kind = spec.scheduler.type
+    if kind in NESTED_INSTANCES:
+        return []
+    why = _UNNESTED.get(kind, f"the {kind} scheduler has no instances of its own")
+    able = " or ".join(sorted(NESTED_INSTANCES))
+    return [SpecError(
+        f"job '{job.name}' asks for a nested instance, which the {kind} scheduler cannot give",
+        smap.locate(("scales", job.scale, "jobs", job.name, "nested")),
+        hint=f"{why}: drop 'nested' (or set it false in the profile for {kind}), "
+             f"or use scheduler type {able}")
+        for job in spec.jobs() if job.nested]
 
 
 def _aggregates(spec: Spec, smap: SourceMap) -> list[SpecError]:

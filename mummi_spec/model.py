@@ -49,6 +49,7 @@ class Job:
     duration_sd: float | None = None
     failure_rate: float = 0.0
     checkpoints: bool = False
+    nested: bool = False  # in a Flux sub-instance of its own
     env: tuple[tuple[str, str], ...] = ()
     loc: SourceLocation = _loc()
 

@@ -90,7 +90,6 @@ class FluxOptions:
     """flux-specific settings (``scheduler.options`` of a flux spec)."""
 
     uri: str | None = None  # None: the broker of FLUX_URI, else the enclosing instance
-    nested: bool = True  # run each job in a sub-instance owning its allocation
     urgency: int = 16
 
 
@@ -105,6 +104,9 @@ class LocalOptions:
 # The schedulers whose own adapter reads ``scheduler.options``; the others' options go to
 # Maestro's batch block.
 ADAPTER_OPTIONS: dict[str, type] = {"flux": FluxOptions, "local": LocalOptions}
+# The schedulers that can run a job in an instance of its own (a job type's ``nested``); their
+# adapters declare it too (``nested_instances``), and a test holds the two equal.
+NESTED_INSTANCES = frozenset({"flux"})
 
 
 def adapter_options(scheduler: str) -> dict[str, type]:
@@ -247,6 +249,7 @@ class JobPlan:
     success: SuccessRule
     expect: Expectation
     checkpoints: bool  # continues in the next attempt after a walltime or allocation end
+    nested: bool  # runs in a scheduler instance of its own; $(LAUNCHER) starts its tasks there
     env: Mapping[str, str]
     coupling: str | None
     pool: Pool
@@ -358,7 +361,7 @@ class ManagerPlan:
 class Plan:
     """The whole resolved campaign."""
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     name: str
     description: str

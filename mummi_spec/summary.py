@@ -31,7 +31,8 @@ def summarize(spec: Spec, profile_note: str) -> str:
         for j in s.jobs:
             r = j.resources
             out.append(f"      {j.role:<10} {j.name:<14} {_resources(r.gpus, r.cores, r.nodes):<26}"
-                       f" walltime {format_hms(j.walltime)}, retry {j.retry_limit}")
+                       f" walltime {format_hms(j.walltime)}, retry {j.retry_limit}"
+                       + (", in a sub-instance of its own" if j.nested else ""))
         for st in s.emits:
             out.append(f"      emits      {st.name:<14} {st.kind} ({st.dim}-D) -> store {st.store}")
     out.append("  couplings")

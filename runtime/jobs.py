@@ -78,4 +78,5 @@ def make_request(plan: Plan, job_type: str, *, name: str, workdir: str | Path,
     return JobRequest(
         name=name, job_type=job_type, script=render_command(job.command, tokens) + "\n",
         workdir=Path(workdir), nodes=r.nodes, tasks=r.tasks, cores_per_task=r.cores_per_task,
-        gpus=r.gpus, walltime=int(job.walltime), env={**plan.env, **job.env, **(env or {})})
+        gpus=r.gpus, walltime=int(job.walltime), env={**plan.env, **job.env, **(env or {})},
+        nested=job.nested)

@@ -85,7 +85,7 @@ def job(name: str = "sim", command: str = "true", **kw: Any) -> JobPlan:
     plain = JobPlan(name=name, scale="fine", role=Role.SIMULATION, description="",
                     command=command, walltime=3600.0, resources=JobResources(), stop="",
                     retry=RetryPolicy(), success=SuccessRule(), expect=Expectation(),
-                    checkpoints=False, env={},
+                    checkpoints=False, nested=False, env={},
                     coupling=None, pool=Pool.GPU, max_concurrent=1, spawned_by="a test")
     return replace(plain, **kw)
 

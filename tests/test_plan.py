@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from mummi_spec.compiler.compile import compile_loaded
+from mummi_spec.errors import SpecErrors
 from mummi_spec.frontend import NO_PROFILE, load_spec, load_spec_text
-from mummi_spec.plan import FluxOptions, LocalOptions, Plan, PlanError
+from mummi_spec.plan import NESTED_INSTANCES, FluxOptions, LocalOptions, Plan, PlanError
+from mummi_spec.runtime.jobs import make_request
+from mummi_spec.runtime.registry import SCHEDULERS
 from mummi_spec.runtime.schedulers._common import SubmitThrottle
 from mummi_spec.runtime.schedulers.base import JobRequest
 from mummi_spec.runtime.schedulers.lsf import render_batch_script
@@ -58,7 +61,7 @@ def test_another_version_or_a_damaged_plan_is_refused_with_the_fix(tmp_path: Pat
     data = _plan(_spec("local")).to_data()
     path = tmp_path / "plan.json"
     path.write_text(json.dumps({**data, "plan_version": 1}))
-    with pytest.raises(PlanError, match=r"plan version 1, this mummi reads 2; compile the spec"):
+    with pytest.raises(PlanError, match=r"plan version 1, this mummi reads 3; compile the spec"):
         Plan.read(path)
     data["couplings"]["c"]["max_pendng"] = data["couplings"]["c"].pop("max_pending")
     path.write_text(json.dumps(data))
@@ -77,17 +80,42 @@ def test_an_unset_max_pending_is_resolved_by_the_compiler() -> None:
 
 
 def test_flux_options_and_the_burst_reach_the_adapters_settings() -> None:
-    # Before, the flux adapter read uri/nested/urgency and the throttle read submit_burst,
-    # but no spec could set them (the schema refused them, the compiler never wrote them).
-    plan = _plan(_spec("flux", ", options: {uri: 'local:///run/flux/local', nested: false, "
+    # Before, the flux adapter read uri/urgency and the throttle read submit_burst, but no
+    # spec could set them (the schema refused them, the compiler never wrote them).
+    plan = _plan(_spec("flux", ", options: {uri: 'local:///run/flux/local', "
                                "urgency: 20}, throttle: {per_second: 5, burst: 4}"))
     s = plan.scheduler
-    assert s.flux == FluxOptions(uri="local:///run/flux/local", nested=False, urgency=20)
+    assert s.flux == FluxOptions(uri="local:///run/flux/local", urgency=20)
     throttle = SubmitThrottle.from_settings(s)
     assert (throttle.rate, throttle.burst) == (5.0, 4.0)
     assert s.batch == {}  # flux's options are its adapter's, not Maestro's batch keys
     local = _plan(_spec("local", ", options: {max_workers: 3, kill_grace: 9}")).scheduler
     assert local.local == LocalOptions(max_workers=3, kill_grace=9)
+
+
+def test_a_nested_job_type_reaches_its_requests_and_only_flux_takes_it() -> None:
+    text = _spec("flux").replace("cores_per_task: 2}", "cores_per_task: 2}, nested: true")
+    plan = _plan(text)
+    assert (plan.jobs["sim"].nested, plan.jobs["gen"].nested) == (True, False)
+    request = make_request(plan, "sim", name="s", workdir="w", values={"SIM": "s"})
+    assert request.nested and not make_request(plan, "gen", name="g", workdir="w",
+                                                values={}).nested
+    for other in ("local", "slurm", "lsf"):
+        with pytest.raises(SpecErrors) as caught:
+            _plan(text.replace("type: flux", f"type: {other}"))
+        (error,) = caught.value.errors
+        assert str(error).startswith(f"t.yaml:14:62: error: job 'sim' asks for a nested "
+                                     f"instance, which the {other} scheduler cannot give")
+        assert "drop 'nested'" in (error.hint or "") and "scheduler type flux" in error.hint
+    # false asks for nothing: every scheduler takes it
+    assert not _plan(_spec("slurm").replace("cores_per_task: 2}", "cores_per_task: 2}, "
+                                            "nested: false")).jobs["sim"].nested
+
+
+def test_the_schedulers_that_nest_are_the_adapters_that_can() -> None:
+    able = {name for name in SCHEDULERS.names() if name != "dryrun"
+            and getattr(SCHEDULERS.get(name), "nested_instances", False)}
+    assert able == NESTED_INSTANCES
 
 
 def test_no_queue_is_sent_unless_the_spec_names_one() -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from mummi_spec.errors import SchedulerError
-from mummi_spec.plan import Scalar, SchedulerPlan
+from mummi_spec.plan import NESTED_INSTANCES, Scalar, SchedulerPlan
 from mummi_spec.runtime.schedulers.base import (
     TERMINAL_STATES,
     JobRequest,
@@ -49,14 +49,24 @@ def check_name(name: str) -> str:
     return name
 
 
-def begin_submit(job: JobRequest, throttle: SubmitThrottle, *, shell_safe: bool = False
-                 ) -> tuple[str, Path]:
+def check_nested(job: JobRequest, nests: bool) -> None:
+    """Refuse a job that asks for an instance of its own from an adapter without them."""
+    if job.nested and not nests:
+        able = " or ".join(sorted(NESTED_INSTANCES))
+        raise SchedulerError(f"job {job.name} asks for a nested instance of its own, which only "
+                             f"a {able} scheduler gives: drop the job type's 'nested'")
+
+
+def begin_submit(job: JobRequest, throttle: SubmitThrottle, *, shell_safe: bool = False,
+                 nests: bool = False) -> tuple[str, Path]:
     """What every submission starts with: checks, then the throttle, then the work directory.
 
     Returns the checked name and the absolute work directory (created). ``shell_safe``
-    refuses directories that Maestro would paste unquoted into a shell command line.
+    refuses directories that Maestro would paste unquoted into a shell command line;
+    ``nests`` says the adapter can run a job in an instance of its own.
     """
     name = check_name(job.name)
+    check_nested(job, nests)
     workdir = Path(job.workdir).resolve()
     if shell_safe:
         safe_path(workdir)

@@ -46,6 +46,7 @@ class JobRequest:
     gpus: int = 0
     walltime: int = 3600  # seconds
     env: Mapping[str, str] = field(default_factory=dict)
+    nested: bool = False  # in a scheduler instance of its own, where $(LAUNCHER) starts tasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,9 @@ class SchedulerAdapter(Protocol):
     jobs_survive_manager: ClassVar[bool]
     """Whether jobs outlive the manager process and are found again by id after a restart;
     the manager then leaves them running when it stops instead of cancelling them."""
+    nested_instances: ClassVar[bool]
+    """Whether a job can run in a scheduler instance of its own (``JobRequest.nested``);
+    an adapter without it refuses such a job (mummi_spec.plan.NESTED_INSTANCES agrees)."""
 
     def submit(self, job: JobRequest) -> str:
         """Submit one job and return its id; raise ``SchedulerError`` if refused."""
@@ -92,10 +96,11 @@ class SchedulerAdapter(Protocol):
 
 
 class SchedulerBase:
-    """The defaults of the protocol's optional abilities: jobs end with the manager, and
-    every poll answers for every id."""
+    """The defaults of the protocol's optional abilities: jobs end with the manager, no job
+    runs in an instance of its own, and every poll answers for every id."""
 
     jobs_survive_manager: ClassVar[bool] = False
+    nested_instances: ClassVar[bool] = False
 
     def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
         raise NotImplementedError

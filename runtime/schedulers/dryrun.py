@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from mummi_spec.plan import SchedulerPlan
-from mummi_spec.runtime.schedulers._common import check_name, env_exports
+from mummi_spec.plan import NESTED_INSTANCES, SchedulerPlan
+from mummi_spec.runtime.schedulers._common import check_name, check_nested, env_exports
 from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus, SchedulerBase
 
 _DONE = JobStatus(JobState.COMPLETED, 0)
@@ -26,6 +26,7 @@ class DryRunScheduler(SchedulerBase):
     def submit(self, job: JobRequest) -> str:
         # Same checks as the real adapters, so a dry run catches what a real run would refuse.
         check_name(job.name)
+        check_nested(job, self.settings.type in NESTED_INSTANCES)
         env_exports(job.env)
         self.submitted.append(job)
         job_id = f"dryrun-{len(self.submitted)}"

@@ -38,6 +38,8 @@ FLUX_STATES: Mapping[str, JobState] = {
     "TO": JobState.TIMEDOUT,
 }
 _TERMINAL_ABBREVS = frozenset({"CD", "F", "CA", "TO"})
+# job-exec's kill-timeout when a broker does not say (flux-config-exec(5)): seconds.
+KILL_TIMEOUT = 5.0
 # flux-python's returncode for a job cancelled before it ran (flux-jobs(1)): no exit code.
 _CANCELLED_BEFORE_RUN = -128
 # What flux-python's cffi modules link against, in dependency order (the core last).
@@ -112,21 +114,27 @@ def per_node_share(job: JobRequest) -> tuple[int, int]:
     return per_node(job.tasks, job.nodes) * job.cores_per_task, per_node(job.gpus, job.nodes)
 
 
-def build_jobspec(flux_job: Any, job: JobRequest, script: Path, *, nested: bool = True,
-                  queue: str | None = None, bank: str | None = None) -> Any:
+def build_jobspec(flux_job: Any, job: JobRequest, script: Path, *, queue: str | None = None,
+                  bank: str | None = None, kill_timeout: float = KILL_TIMEOUT) -> Any:
     """A ``JobspecV1`` for ``job``: its resources, walltime (seconds), cwd, name and logs.
 
     The allocation is one slot per node holding that node's share of the instance, never a
     slot per task: 4 tasks with 1 GPU ask for 1 GPU, which the tasks share (per-task slots
-    asked for 4). ``nested`` (Maestro's default) runs the script in a sub-instance owning the
-    allocation, where ``$(LAUNCHER)`` = ``flux run``; otherwise Flux starts one copy per task.
+    asked for 4). A ``nested`` job's script runs in a sub-instance owning the allocation,
+    where ``$(LAUNCHER)`` = ``flux run``; otherwise Flux starts one copy per task.
+    ``kill_timeout`` is the enclosing instance's (seconds between SIGTERM and SIGKILL).
     """
     cores, gpus = per_node_share(job)
     command = ["/bin/bash", str(script)]
-    if nested:
+    if job.nested:
+        # A cancel or the walltime sends the sub-instance SIGTERM; it must stop its own jobs
+        # (SIGTERM, then SIGKILL after its kill-timeout) and remove its rundir before the
+        # enclosing instance SIGKILLs it, or their tasks live on, orphaned, and the rundir
+        # stays in /tmp. Half the enclosing timeout leaves it time to (1.5 s here with 1 s).
+        conf = {"exec": {"kill-timeout": f"{kill_timeout / 2:g}s"}}
         spec = flux_job.JobspecV1.from_nest_command(
             command, num_slots=job.nodes, cores_per_slot=cores, gpus_per_slot=gpus or None,
-            num_nodes=job.nodes, queue=queue, bank=bank)
+            num_nodes=job.nodes, queue=queue, bank=bank, conf=conf)
     else:
         spec = flux_job.JobspecV1.from_command(
             command, num_tasks=job.nodes, cores_per_task=cores, gpus_per_task=gpus or None,
@@ -142,9 +150,9 @@ def build_jobspec(flux_job: Any, job: JobRequest, script: Path, *, nested: bool 
     return spec
 
 
-def launcher_for(job: JobRequest, nested: bool) -> str:
+def launcher_for(job: JobRequest) -> str:
     """What ``$(LAUNCHER)`` means inside the job's script."""
-    if not nested:
+    if not job.nested:
         return ""  # Flux already runs the script once per task
     launcher = f"flux run -N {job.nodes} -n {job.tasks} -c {job.cores_per_task}"
     if job.gpus and job.gpus % job.tasks == 0:
@@ -158,7 +166,7 @@ def launcher_for(job: JobRequest, nested: bool) -> str:
 
 class FluxScheduler(SchedulerBase):
     """Submits jobspecs to the broker at ``options.uri``, else ``FLUX_URI``; the plan gives
-    the queue, bank, ``nested``, ``urgency`` and the throttle.
+    the queue, bank, ``urgency`` and the throttle, each job whether it is ``nested``.
 
     Thread-safe: a flux handle must not be shared between threads, so each calling thread
     gets its own connection. A ``queue`` on a broker that has only the anonymous queue (a
@@ -169,12 +177,13 @@ class FluxScheduler(SchedulerBase):
     key: ClassVar[str] = "flux"
     # Jobs outlive the manager and are found again by id when it restarts.
     jobs_survive_manager: ClassVar[bool] = True
+    nested_instances: ClassVar[bool] = True
 
     def __init__(self, settings: SchedulerPlan) -> None:
         self._flux = import_flux()
         self._uri = settings.flux.uri
         self._local = threading.local()
-        self._nested = settings.flux.nested
+        self._kill_timeout: float | None = None  # the broker's, read at the first nested job
         self._bank = settings.bank
         self._urgency = settings.flux.urgency
         self._throttle = SubmitThrottle.from_settings(settings)
@@ -209,14 +218,25 @@ class FluxScheduler(SchedulerBase):
                     self._uri or os.environ.get("FLUX_URI", "the default URI"), queue)
         return None
 
+    def _broker_kill_timeout(self) -> float:
+        """Seconds the broker's job-exec waits between SIGTERM and SIGKILL, as it runs."""
+        if self._kill_timeout is None:
+            try:
+                stats = self._handle().rpc("job-exec.stats-get").get()
+                self._kill_timeout = float(stats["kill-timeout"])
+            except (OSError, KeyError, TypeError, ValueError):
+                self._kill_timeout = KILL_TIMEOUT  # not ours to read (a guest of the system)
+        return self._kill_timeout
+
     def submit(self, job: JobRequest) -> str:
-        name, workdir = begin_submit(job, self._throttle)
+        name, workdir = begin_submit(job, self._throttle, nests=self.nested_instances)
         script = workdir / f"{name}.flux.sh"
-        body = substitute_launcher(job_body(job), launcher_for(job, self._nested))
+        body = substitute_launcher(job_body(job), launcher_for(job))
         script.write_text(f"#!/bin/bash\n\n{body}\n")
         script.chmod(0o755)
-        spec = build_jobspec(self._flux.job, job, script, nested=self._nested,
-                             queue=self._queue, bank=self._bank)
+        spec = build_jobspec(
+            self._flux.job, job, script, queue=self._queue, bank=self._bank,
+            kill_timeout=self._broker_kill_timeout() if job.nested else KILL_TIMEOUT)
         try:
             job_id = self._flux.job.submit(self._handle(), spec, urgency=self._urgency)
         except OSError as exc:

@@ -89,10 +89,10 @@ def test_the_mini_specs_scheduler_block_runs_jobs_on_flux(flux, tmp_path):
 
 @pytest.mark.parametrize("nested", [True, False])
 def test_launcher_runs_the_program_with_one_bound_gpu(flux, tmp_path, nested):
-    adapter = flux(nested=nested)
+    adapter = flux()
     job_id = adapter.submit(JobRequest(
         "launch", "test", '$(LAUNCHER) sh -c \'echo "$CUDA_VISIBLE_DEVICES" > gpu\'', tmp_path,
-        gpus=1))
+        gpus=1, nested=nested))
     assert wait_terminal(adapter, [job_id], 60)[job_id].state is JobState.COMPLETED
     assert (tmp_path / "gpu").read_text().strip() in {"0", "1", "2", "3"}
 
@@ -101,10 +101,10 @@ def test_launcher_runs_the_program_with_one_bound_gpu(flux, tmp_path, nested):
 def test_tasks_share_the_instances_gpus(flux, tmp_path, nested):
     """resources are per instance: 2 tasks with 1 GPU hold one GPU, which both tasks see
     (per-task slots asked for one GPU each, 2 in all)."""
-    adapter = flux(nested=nested)
+    adapter = flux()
     job_id = adapter.submit(JobRequest(
         "share", "test", '$(LAUNCHER) sh -c \'echo "$CUDA_VISIBLE_DEVICES" >> seen\'', tmp_path,
-        tasks=2, gpus=1))
+        tasks=2, gpus=1, nested=nested))
     assert wait_terminal(adapter, [job_id], 120)[job_id].state is JobState.COMPLETED
     allocated = _json(["flux", "job", "info", job_id, "R"])["execution"]["R_lite"]
     assert [r["children"]["gpu"] for r in allocated] == [

@@ -3,7 +3,6 @@ GPU binding, bursts, exit codes, cancel, refusals, threads, and jobs outliving t
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from mummi_spec.errors import SchedulerError
-from mummi_spec.plan import FluxOptions, SchedulerPlan, to_data
+from mummi_spec.plan import SchedulerPlan, to_data
 from mummi_spec.runtime.registry import SCHEDULERS
 from mummi_spec.runtime.schedulers._common import wait_terminal
 from mummi_spec.runtime.schedulers.base import JobRequest, JobState, SchedulerAdapter
@@ -98,10 +97,7 @@ def test_cpu_only_job_sees_no_gpu(real, tmp_path):
 
 
 def test_burst_of_200_jobs_all_complete(real, tmp_path):
-    # A nested Flux instance costs about a second per job; the burst is about submitting
-    # and tracking, so Flux runs these as plain jobs.
-    plain = dataclasses.replace(real.settings, flux=FluxOptions(nested=False))
-    adapter = SCHEDULERS.get(real.key)(plain) if real.key == "flux" else real.adapter
+    adapter = real.adapter
     ids = [adapter.submit(JobRequest(f"tiny{i}", "test", "true", tmp_path)) for i in range(200)]
     assert len(set(ids)) == 200
     states = wait_terminal(adapter, ids, timeout=180)

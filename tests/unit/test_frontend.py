@@ -129,6 +129,9 @@ def test_validate_prints_a_summary(capsys):
     assert main(["validate", str(ROOT / "specs" / "rasraf-3scale.yaml"), "--no-profile"]) == 0
     out = capsys.readouterr().out
     assert "createsim" in out and "frame-selector: binned, 3-D" in out
+    # MuMMI ran its GPU simulations in Flux sub-instances; the summary says which
+    nested = [line.split()[1] for line in out.splitlines() if "sub-instance" in line]
+    assert nested == ["cg", "aa"]
 
 
 _lines = BASE.splitlines(keepends=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import time
@@ -128,6 +129,18 @@ def test_unsafe_names_are_refused(scheduler, tmp_path, name):
 def test_env_names_must_be_identifiers(scheduler, tmp_path):
     with pytest.raises(SchedulerError, match="not a shell identifier"):
         scheduler.submit(job(tmp_path, "envkey", "true", env={"A=B; rm": "x"}))
+
+
+def test_only_an_adapter_with_nested_instances_takes_a_nested_job(scheduler, tmp_path):
+    request = job(tmp_path, "nest", "true", nested=True)
+    if type(scheduler).nested_instances:  # flux: it runs in a sub-instance of its own
+        job_id = scheduler.submit(request)
+        assert wait_terminal(scheduler, [job_id], 60)[job_id].state is JobState.COMPLETED
+    else:  # the dry run stands in for the plan's scheduler: local here
+        with pytest.raises(SchedulerError, match="job nest asks for a nested instance of its "
+                                                 "own, which only a flux scheduler gives"):
+            scheduler.submit(request)
+        assert not (tmp_path / "nest").exists()  # refused before anything was written
 
 
 def test_unknown_ids_are_unknown(scheduler):
@@ -408,7 +421,12 @@ def fake_flux(monkeypatch):
 
     flux_job.JobspecV1, flux_job.JobID, flux_job.JobList = FakeJobspec, FakeJobID, JobList
     flux_job.submit, flux_job.cancel = submit, cancel
-    flux.job, flux.Flux = flux_job, lambda *a: object()
+    class Handle:
+        def rpc(self, topic):
+            answers = {"job-exec.stats-get": {"kill-timeout": 4.0}, "config.get": {}}
+            return types.SimpleNamespace(get=lambda: answers[topic])
+
+    flux.job, flux.Flux = flux_job, lambda *a: Handle()
     monkeypatch.setitem(sys.modules, "flux", flux)
     monkeypatch.setitem(sys.modules, "flux.job", flux_job)
     return types.SimpleNamespace(module=flux, calls=calls, infos=infos)
@@ -427,15 +445,17 @@ def test_flux_needs_flux_core(monkeypatch):
 @pytest.mark.parametrize("nested", [True, False])
 def test_flux_jobspec_maps_resources(fake_flux, tmp_path, nested):
     request = JobRequest("aa_sim-7", "aa", "true", tmp_path, nodes=1, tasks=2,
-                         cores_per_task=6, gpus=2, walltime=5400)
+                         cores_per_task=6, gpus=2, walltime=5400, nested=nested)
     spec = flux_adapter.build_jobspec(fake_flux.module.job, request, tmp_path / "s.sh",
-                                      nested=nested, queue="pdebug")
+                                      queue="pdebug", kill_timeout=3)
     assert spec.kind == ("nest" if nested else "command")
     counts = ("num_slots", "cores_per_slot", "gpus_per_slot") if nested else (
         "num_tasks", "cores_per_task", "gpus_per_task")
     assert [spec.resources[k] for k in counts] == [1, 12, 2]  # one slot per node
     assert spec.resources["num_nodes"] == 1 and spec.resources["queue"] == "pdebug"
-    if not nested:  # the script runs once per task, all in the node's slot
+    if nested:  # it ends its jobs before the enclosing instance kills it
+        assert spec.resources["conf"] == {"exec": {"kill-timeout": "1.5s"}}
+    else:  # the script runs once per task, all in the node's slot
         assert spec.jobspec["tasks"][0]["count"] == {"total": 2}
     assert spec.duration == 5400
     assert spec.cwd == str(tmp_path)
@@ -453,8 +473,7 @@ def test_flux_asks_each_nodes_share_of_the_instance(fake_flux, tmp_path, nodes, 
                                                      per_node):
     request = JobRequest("j", "t", "true", tmp_path, nodes=nodes, tasks=tasks,
                          cores_per_task=2, gpus=gpus)
-    spec = flux_adapter.build_jobspec(fake_flux.module.job, request, tmp_path / "s.sh",
-                                      nested=False)
+    spec = flux_adapter.build_jobspec(fake_flux.module.job, request, tmp_path / "s.sh")
     asked = (spec.resources["cores_per_task"], spec.resources["gpus_per_task"] or 0)
     assert spec.resources["num_tasks"] == spec.resources["num_nodes"] == nodes
     assert asked == per_node  # cores and GPUs on each node (2 cores per task)
@@ -466,18 +485,21 @@ def test_flux_asks_each_nodes_share_of_the_instance(fake_flux, tmp_path, nodes, 
     (2, 0, "flux run -N 1 -n 2 -c 1"),
 ])
 def test_flux_launcher_inside_a_nested_instance(tasks, gpus, launcher, tmp_path):
-    request = JobRequest("j", "t", "true", tmp_path, tasks=tasks, gpus=gpus)
-    assert flux_adapter.launcher_for(request, nested=True) == launcher
-    assert flux_adapter.launcher_for(request, nested=False) == ""
+    request = JobRequest("j", "t", "true", tmp_path, tasks=tasks, gpus=gpus, nested=True)
+    assert flux_adapter.launcher_for(request) == launcher
+    assert flux_adapter.launcher_for(dataclasses.replace(request, nested=False)) == ""
 
 
 def test_flux_adapter_against_fake_broker(fake_flux, tmp_path):
     adapter = SCHEDULERS.get("flux")(plans.scheduler("flux", flux=FluxOptions(urgency=20)))
     job_id = adapter.submit(job(tmp_path, "fx", "$(LAUNCHER) ./app", tasks=4, gpus=4,
-                                env={"K": "a b"}))
+                                env={"K": "a b"}, nested=True))
     script = (tmp_path / "fx" / "fx.flux.sh").read_text()
     assert "export K='a b'" in script and "flux run -N 1 -n 4 -c 1 -g 1 ./app" in script
     assert fake_flux.calls["submit"][0][1] == 20
+    # the sub-instance stops its jobs in half the broker's kill-timeout
+    assert fake_flux.calls["submit"][0][0].resources["conf"] == {
+        "exec": {"kill-timeout": "2s"}}
     assert adapter.status([job_id])[job_id].state is JobState.RUNNING
     adapter.cancel([job_id])
     assert adapter.status([job_id, "nope"]) == {
