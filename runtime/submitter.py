@@ -21,7 +21,7 @@ from mummi_spec.runtime.schedulers.base import JobRequest, SchedulerAdapter
 
 log = logging.getLogger("mummi.manager")
 
-_THREADS = 4  # a few submitters hide sbatch's round trip; more only contend on slurmctld
+_THREADS = 4  # batches at once: they hide sbatch's round trip; more only contend on slurmctld
 _MAX_BACKOFF = 60.0
 
 
@@ -65,19 +65,27 @@ class Submitter:
         requests = [self.request(row) for row in rows]
         for req in requests:  # every attempt finds its job's state directory there
             Path(req.env["MUMMI_STATE_DIR"]).mkdir(parents=True, exist_ok=True)
-        futures = [self._pool.submit(self.scheduler.submit, req) for req in requests]
-        refused = 0
-        for row, fut in zip(rows, futures, strict=True):
+        # One batch per thread: an adapter sends a batch at once where its scheduler answers
+        # that faster (Flux), or one job after another.
+        size = -(-len(requests) // _THREADS)
+        batches = [requests[i:i + size] for i in range(0, len(requests), size)]
+        futures = [self._pool.submit(self.scheduler.submit_many, b) for b in batches]
+        results: list[str | SchedulerError] = []
+        for batch, fut in zip(batches, futures, strict=True):
             try:
-                sched_id = fut.result()
-            except SchedulerError as exc:
-                log.warning("submission of %s refused: %s; backing off %.0f s", row.name, exc,
-                            self.backoff)
+                results += fut.result()
+            except SchedulerError as exc:  # the whole batch: e.g. no connection
+                results += [exc] * len(batch)
+        refused = 0
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, SchedulerError):
+                log.warning("submission of %s refused: %s; backing off %.0f s", row.name,
+                            result, self.backoff)
                 refused += 1
-                self.refusal = str(exc)
-                self.book.refused(row.name, str(exc), self.now())
+                self.refusal = str(result)
+                self.book.refused(row.name, str(result), self.now())
                 continue
-            self.book.accepted(row.name, sched_id)
+            self.book.accepted(row.name, result)
         # Once per round, not per refused job: a refused batch of 500 would otherwise jump
         # straight to the longest wait.
         self.refused += refused

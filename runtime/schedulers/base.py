@@ -8,6 +8,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
 
+from mummi_spec.errors import SchedulerError
+
 
 class JobState(IntEnum):
     """Where a submitted job is, as far as the scheduler can tell."""
@@ -62,7 +64,7 @@ class JobStatus:
 class SchedulerAdapter(Protocol):
     """Submits and tracks jobs. Built as ``cls(settings)`` from the plan's ``SchedulerPlan``.
 
-    Two abilities are optional; ``SchedulerBase`` gives an adapter without them the defaults.
+    Some abilities are optional; ``SchedulerBase`` gives an adapter without them the defaults.
     """
 
     key: ClassVar[str]
@@ -75,6 +77,12 @@ class SchedulerAdapter(Protocol):
 
     def submit(self, job: JobRequest) -> str:
         """Submit one job and return its id; raise ``SchedulerError`` if refused."""
+        ...
+
+    def submit_many(self, jobs: Sequence[JobRequest]) -> list[str | SchedulerError]:
+        """Submit several jobs; for each, in order, its id or the ``SchedulerError`` that
+        refused it. An adapter whose scheduler answers many requests sent together faster
+        than one by one sends them so (default: ``submit`` one after another)."""
         ...
 
     def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
@@ -97,10 +105,23 @@ class SchedulerAdapter(Protocol):
 
 class SchedulerBase:
     """The defaults of the protocol's optional abilities: jobs end with the manager, no job
-    runs in an instance of its own, and every poll answers for every id."""
+    runs in an instance of its own, submissions go one by one, and every poll answers for
+    every id."""
 
     jobs_survive_manager: ClassVar[bool] = False
     nested_instances: ClassVar[bool] = False
+
+    def submit(self, job: JobRequest) -> str:
+        raise NotImplementedError
+
+    def submit_many(self, jobs: Sequence[JobRequest]) -> list[str | SchedulerError]:
+        out: list[str | SchedulerError] = []
+        for job in jobs:
+            try:
+                out.append(self.submit(job))
+            except SchedulerError as exc:
+                out.append(exc)
+        return out
 
     def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
         raise NotImplementedError

@@ -15,33 +15,18 @@ from typing import Any, ClassVar
 
 from mummi_spec.errors import OptionalDependencyError, SchedulerError
 from mummi_spec.plan import SchedulerPlan
+from mummi_spec.runtime.schedulers import fluxlist
 from mummi_spec.runtime.schedulers._common import (
     SubmitThrottle,
     begin_submit,
     job_body,
-    per_node,
     substitute_launcher,
 )
 from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus, SchedulerBase
+from mummi_spec.runtime.schedulers.fluxspec import KILL_TIMEOUT, build_jobspec, launcher_for
 
-# flux-python's JobInfo.status_abbrev values (flux-jobs(1) "JOB STATUS"); tests check coverage.
-FLUX_STATES: Mapping[str, JobState] = {
-    "D": JobState.PENDING,  # DEPEND
-    "P": JobState.PENDING,  # PRIORITY
-    "S": JobState.PENDING,  # SCHED
-    "R": JobState.RUNNING,
-    "C": JobState.RUNNING,  # CLEANUP: still holds resources
-    "I": JobState.UNKNOWN,  # INACTIVE without a result yet
-    "CD": JobState.COMPLETED,
-    "F": JobState.FAILED,
-    "CA": JobState.CANCELLED,
-    "TO": JobState.TIMEDOUT,
-}
-_TERMINAL_ABBREVS = frozenset({"CD", "F", "CA", "TO"})
-# job-exec's kill-timeout when a broker does not say (flux-config-exec(5)): seconds.
-KILL_TIMEOUT = 5.0
-# flux-python's returncode for a job cancelled before it ran (flux-jobs(1)): no exit code.
-_CANCELLED_BEFORE_RUN = -128
+# Parsed job ids kept at most (a dict of this size is a few MB).
+_PARSED_IDS = 100_000
 # What flux-python's cffi modules link against, in dependency order (the core last).
 _LIBFLUX = ("libflux-idset.so.1", "libflux-hostlist.so.1", "libflux-core.so.2")
 log = logging.getLogger("mummi.schedulers.flux")
@@ -108,62 +93,6 @@ def _load_libflux_beside(command: str | None) -> bool:
     return True
 
 
-def per_node_share(job: JobRequest) -> tuple[int, int]:
-    """Cores and GPUs the job holds on each of its nodes. A spec's resources are per instance,
-    tasks and GPUs spread evenly over its nodes (rounded up, as the fit check counts them)."""
-    return per_node(job.tasks, job.nodes) * job.cores_per_task, per_node(job.gpus, job.nodes)
-
-
-def build_jobspec(flux_job: Any, job: JobRequest, script: Path, *, queue: str | None = None,
-                  bank: str | None = None, kill_timeout: float = KILL_TIMEOUT) -> Any:
-    """A ``JobspecV1`` for ``job``: its resources, walltime (seconds), cwd, name and logs.
-
-    The allocation is one slot per node holding that node's share of the instance, never a
-    slot per task: 4 tasks with 1 GPU ask for 1 GPU, which the tasks share (per-task slots
-    asked for 4). A ``nested`` job's script runs in a sub-instance owning the allocation,
-    where ``$(LAUNCHER)`` = ``flux run``; otherwise Flux starts one copy per task.
-    ``kill_timeout`` is the enclosing instance's (seconds between SIGTERM and SIGKILL).
-    """
-    cores, gpus = per_node_share(job)
-    command = ["/bin/bash", str(script)]
-    if job.nested:
-        # A cancel or the walltime sends the sub-instance SIGTERM; it must stop its own jobs
-        # (SIGTERM, then SIGKILL after its kill-timeout) and remove its rundir before the
-        # enclosing instance SIGKILLs it, or their tasks live on, orphaned, and the rundir
-        # stays in /tmp. Half the enclosing timeout leaves it time to (1.5 s here with 1 s).
-        conf = {"exec": {"kill-timeout": f"{kill_timeout / 2:g}s"}}
-        spec = flux_job.JobspecV1.from_nest_command(
-            command, num_slots=job.nodes, cores_per_slot=cores, gpus_per_slot=gpus or None,
-            num_nodes=job.nodes, queue=queue, bank=bank, conf=conf)
-    else:
-        spec = flux_job.JobspecV1.from_command(
-            command, num_tasks=job.nodes, cores_per_task=cores, gpus_per_task=gpus or None,
-            num_nodes=job.nodes, queue=queue, bank=bank)
-        # The job's tasks share their node's slot (RFC 25: a total count, not one per slot).
-        spec.jobspec["tasks"][0]["count"] = {"total": job.tasks}
-    spec.setattr("system.job.name", job.name)
-    spec.cwd = str(Path(job.workdir).resolve())
-    spec.environment = dict(os.environ)
-    spec.duration = max(int(job.walltime), 1)  # seconds; 0 would mean unlimited
-    spec.stdout = f"{job.name}.out"
-    spec.stderr = f"{job.name}.err"
-    return spec
-
-
-def launcher_for(job: JobRequest) -> str:
-    """What ``$(LAUNCHER)`` means inside the job's script."""
-    if not job.nested:
-        return ""  # Flux already runs the script once per task
-    launcher = f"flux run -N {job.nodes} -n {job.tasks} -c {job.cores_per_task}"
-    if job.gpus and job.gpus % job.tasks == 0:
-        return f"{launcher} -g {job.gpus // job.tasks}"
-    if job.gpus:
-        # Fewer GPUs than tasks: they share the instance's GPUs, which the job's environment
-        # (CUDA_VISIBLE_DEVICES, from the enclosing instance) already names.
-        return f"{launcher} -o gpu-affinity=off"
-    return launcher
-
-
 class FluxScheduler(SchedulerBase):
     """Submits jobspecs to the broker at ``options.uri``, else ``FLUX_URI``; the plan gives
     the queue, bank, ``urgency`` and the throttle, each job whether it is ``nested``.
@@ -184,6 +113,7 @@ class FluxScheduler(SchedulerBase):
         self._uri = settings.flux.uri
         self._local = threading.local()
         self._kill_timeout: float | None = None  # the broker's, read at the first nested job
+        self._parsed: dict[str, int] = {}  # job id text -> number
         self._bank = settings.bank
         self._urgency = settings.flux.urgency
         self._throttle = SubmitThrottle.from_settings(settings)
@@ -229,81 +159,93 @@ class FluxScheduler(SchedulerBase):
         return self._kill_timeout
 
     def submit(self, job: JobRequest) -> str:
+        (result,) = self.submit_many([job])
+        if isinstance(result, SchedulerError):
+            raise result
+        return result
+
+    def submit_many(self, jobs: Sequence[JobRequest]) -> list[str | SchedulerError]:
+        """Every job sent before any answer is awaited: the broker's ingest takes ~30 ms to
+        answer one submission here, and answers hundreds sent together about as fast."""
+        handle = self._handle()
+        environment = dict(os.environ)  # read once: copying it took a fifth of the time
+        sent: list[tuple[str, Any] | SchedulerError] = []
+        for job in jobs:
+            try:
+                name, spec = self._jobspec(job, environment)
+            except SchedulerError as exc:
+                sent.append(exc)
+                continue
+            try:
+                sent.append((name, self._flux.job.submit_async(handle, spec,
+                                                               urgency=self._urgency)))
+            except OSError as exc:
+                sent.append(_refused(name, exc))
+        return [entry if isinstance(entry, SchedulerError) else _job_id(*entry)
+                for entry in sent]
+
+    def _jobspec(self, job: JobRequest, environment: Mapping[str, str]) -> tuple[str, Any]:
+        """The job's script, written, and its jobspec."""
         name, workdir = begin_submit(job, self._throttle, nests=self.nested_instances)
         script = workdir / f"{name}.flux.sh"
         body = substitute_launcher(job_body(job), launcher_for(job))
         script.write_text(f"#!/bin/bash\n\n{body}\n")
         script.chmod(0o755)
-        spec = build_jobspec(
+        return name, build_jobspec(
             self._flux.job, job, script, queue=self._queue, bank=self._bank,
-            kill_timeout=self._broker_kill_timeout() if job.nested else KILL_TIMEOUT)
-        try:
-            job_id = self._flux.job.submit(self._handle(), spec, urgency=self._urgency)
-        except OSError as exc:
-            # Flux's own reason, e.g. "unsatisfiable request: need 1 slot(s) with 5 GPU(s) ..."
-            raise SchedulerError(f"flux refused job {name}: {exc.strerror or exc}") from exc
-        return str(job_id.f58)  # JobID objects do not pickle; the f58 string round-trips
+            kill_timeout=self._broker_kill_timeout() if job.nested else KILL_TIMEOUT,
+            environment=environment)
 
     def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
-        found: dict[str, JobStatus] = {}
         parsed = self._job_ids(ids, strict=False)
-        if parsed:
-            listing = self._flux.job.JobList(self._handle(), ids=list(parsed.values()))
-            for info in listing.jobs():
-                found[str(info.id.f58)] = _status(info)
+        found = fluxlist.records(self._flux, self._handle(), sorted(set(parsed.values())))
         unknown = JobStatus(JobState.UNKNOWN, reason="flux does not list it")
-        return {i: found.get(str(parsed[i].f58), unknown) if i in parsed else unknown
-                for i in ids}
+        return {i: fluxlist.status_of(self._flux, found[parsed[i]])
+                if i in parsed and parsed[i] in found else unknown for i in ids}
 
     def cancel(self, ids: Sequence[str]) -> None:
-        for job_id in self._job_ids(ids, strict=True).values():
+        handle = self._handle()
+        futures = [self._flux.job.cancel_async(handle, job_id)  # all in flight at once
+                   for job_id in self._job_ids(ids, strict=True).values()]
+        for future in futures:
             with contextlib.suppress(OSError):  # already inactive: nothing to cancel
-                self._flux.job.cancel(self._handle(), job_id)
+                future.get()
 
     def close(self) -> None:
         """Drop every thread's connection (flux closes a handle when it is collected; an
         explicit close is refused); running jobs are left to the broker."""
         self._local = threading.local()
 
-    def _job_ids(self, ids: Sequence[str], *, strict: bool) -> dict[str, Any]:
-        """Each id that flux can parse, as a JobID; the others refused (``strict``) or left out."""
-        parsed: dict[str, Any] = {}
+    def _job_ids(self, ids: Sequence[str], *, strict: bool) -> dict[str, int]:
+        """Each id that flux can parse, as a number; the others refused (``strict``) or left
+        out. Parsed once each: flux-python's JobID costs ~30 us, a poll asks for thousands."""
+        parsed: dict[str, int] = {}
         bad = []
         for text in dict.fromkeys(ids):
-            try:
-                parsed[text] = self._flux.job.JobID(text)
-            except (ValueError, TypeError):
-                bad.append(text)
+            number = self._parsed.get(text)
+            if number is None:
+                try:
+                    number = int(self._flux.job.JobID(text))
+                except (ValueError, TypeError):
+                    bad.append(text)
+                    continue
+                if len(self._parsed) >= _PARSED_IDS:
+                    self._parsed.clear()
+                self._parsed[text] = number
+            parsed[text] = number
         if bad and strict:
             raise SchedulerError(f"not Flux job ids: {', '.join(map(repr, bad))}")
         return parsed
 
 
-def _status(info: Any) -> JobStatus:
-    abbrev = str(info.status_abbrev)
-    state = FLUX_STATES.get(abbrev, JobState.UNKNOWN)
-    if state is JobState.UNKNOWN:
-        return JobStatus(state, None, f"flux status {abbrev}")
-    if abbrev not in _TERMINAL_ABBREVS:
-        return JobStatus(state)
-    return JobStatus(state, _exit_code(getattr(info, "returncode", None)), _exception(info))
+def _job_id(name: str, future: Any) -> str | SchedulerError:
+    """The id a submission's future answers, or why flux refused it."""
+    try:
+        return str(future.get_id().f58)  # JobID objects do not pickle; f58 text round-trips
+    except OSError as exc:
+        return _refused(name, exc)
 
 
-def _exit_code(raw: object) -> int | None:
-    """flux-python's ``returncode`` as a shell would report it.
-
-    A task killed by signal N makes the job shell exit 128+N, which flux passes on as is
-    (a timeout is SIGALRM: 142); only a job shell itself killed by N is reported as -N.
-    """
-    if not isinstance(raw, int) or isinstance(raw, bool) or raw == _CANCELLED_BEFORE_RUN:
-        return None
-    return raw if raw >= 0 else 128 - raw
-
-
-def _exception(info: Any) -> str:
-    """Flux's own words for why a job ended early ("alloc: unsatisfiable request: ...")."""
-    exc = getattr(info, "exception", None)
-    if exc is None or not getattr(exc, "occurred", False):
-        return ""
-    note = str(getattr(exc, "note", "") or "")
-    return f"{exc.type}: {note}" if note else str(exc.type)
+def _refused(name: str, exc: OSError) -> SchedulerError:
+    # Flux's own reason, e.g. "unsatisfiable request: need 1 slot(s) with 5 GPU(s) ..."
+    return SchedulerError(f"flux refused job {name}: {exc.strerror or exc}")

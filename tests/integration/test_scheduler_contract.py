@@ -136,6 +136,20 @@ def test_a_request_that_never_fits_is_refused_with_the_reason(real, tmp_path):
                                        gpus=FAKE_GPUS + 1))
 
 
+def test_a_batch_is_answered_job_by_job_in_order(real, tmp_path):
+    """``submit_many`` (the manager's way): a refusal in the middle spoils nothing else."""
+    results = real.adapter.submit_many([
+        JobRequest("first", "test", "true", tmp_path),
+        JobRequest("toomany", "test", "true", tmp_path, gpus=FAKE_GPUS + 1),
+        JobRequest("third", "test", "true", tmp_path)])
+    first, refused, third = results
+    assert isinstance(refused, SchedulerError) and NEVER_FITS[real.key] in str(refused)
+    assert "toomany" in str(refused)
+    assert isinstance(first, str) and isinstance(third, str) and first != third
+    states = wait_terminal(real.adapter, [first, third], timeout=60)
+    assert {s.state for s in states.values()} == {JobState.COMPLETED}
+
+
 def test_submissions_from_many_threads_at_once(real, tmp_path):
     """The manager submits from a thread pool; each submission must get its own job."""
     ids: list[str] = []

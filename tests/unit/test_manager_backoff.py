@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from mummi_spec.errors import SchedulerError
 from mummi_spec.runtime.schedulers.base import JobRequest
 from mummi_spec.runtime.submitter import _MAX_BACKOFF
 from tests.unit.test_manager import (  # noqa: F401  (fixtures used by name)
@@ -59,3 +60,24 @@ def test_refusing_every_submission_backs_off_exponentially_and_nothing_is_lost(
     finish(rig, m, sched)
     assert m.submitter.backoff == 1.0
     assert len(sim_states(m)) == m.book.pipes[COUPLING].cap == 6
+
+
+def test_a_batch_the_scheduler_cannot_take_at_all_is_refused_job_by_job(
+        make_rig: Callable[..., Rig]) -> None:  # noqa: F811  (the imported fixture)
+    """Submissions go out in batches (``submit_many``); one that fails as a whole (no
+    connection to the broker) is each of its jobs refused, not a crashed manager."""
+    rig = make_rig(cap=6)
+    rig.candidates(20)
+    sched = FakeScheduler()
+
+    def unreachable(jobs: Sequence[JobRequest]) -> list[str | SchedulerError]:
+        raise SchedulerError("cannot connect to the Flux broker at local:///nowhere")
+
+    sched.submit_many = unreachable  # type: ignore[method-assign]
+    m = rig.manager(sched)
+    assert rig.tick(m) is None
+    rows = m.ledger.jobs()
+    assert rows and {r.state for r in rows} == {"lost"}
+    assert m.submitter.refused == len(rows)
+    assert m.submitter.refusal.startswith("cannot connect to the Flux broker")
+    assert m.submitter.backoff > 1.0  # and backs off

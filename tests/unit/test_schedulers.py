@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import shutil
 import sys
 import time
@@ -16,6 +17,7 @@ from mummi_spec.errors import OptionalDependencyError, SchedulerError
 from mummi_spec.plan import FluxOptions
 from mummi_spec.runtime.registry import SCHEDULERS
 from mummi_spec.runtime.schedulers import flux as flux_adapter
+from mummi_spec.runtime.schedulers import fluxlist, fluxspec
 from mummi_spec.runtime.schedulers import slurm as slurm_adapter
 from mummi_spec.runtime.schedulers._common import SubmitThrottle, hms, wait_terminal
 from mummi_spec.runtime.schedulers._maestro import MAESTRO_STATES, from_maestro
@@ -43,6 +45,14 @@ SLURM_STATE_NAMES = (
     "SPECIAL_EXIT", "STAGE_OUT", "STOPPED", "SUSPENDED", "TIMEOUT",
 )
 NASTY = """$(touch pwned); `touch pwned2` ; echo 'single' "double" \\ and  spaces $HOME"""
+# flux.constants (RFC 21 states, job results), and what flux-jobs(1) abbreviates them to.
+FLUX_CONSTANTS = types.SimpleNamespace(
+    FLUX_JOB_STATE_ACTIVE=62, FLUX_JOB_STATE_RUN=16, FLUX_JOB_STATE_INACTIVE=64,
+    FLUX_JOB_RESULT_COMPLETED=1, FLUX_JOB_RESULT_FAILED=2, FLUX_JOB_RESULT_CANCELED=4,
+    FLUX_JOB_RESULT_TIMEOUT=8)
+INACTIVE = FLUX_CONSTANTS.FLUX_JOB_STATE_INACTIVE
+_ABBREVS = {2: "D", 4: "P", 8: "S", 16: "R", 32: "C"}
+_RESULTS = {1: "CD", 2: "F", 4: "CA", 8: "TO"}
 
 
 @pytest.fixture(params=ADAPTERS)
@@ -246,26 +256,39 @@ def test_sacct_exit_pair_decoding(raw, code):
 
 
 def test_flux_table_covers_every_status_abbreviation():
-    assert set(flux_adapter.FLUX_STATES) == {"D", "P", "S", "R", "C", "I", "CD", "F", "CA", "TO"}
+    assert set(fluxlist.FLUX_STATES) == {"D", "P", "S", "R", "C", "I", "CD", "F", "CA", "TO"}
 
 
 @pytest.mark.parametrize(("raw", "code"), [
     (0, 0), (3, 3), (137, 137),  # a task killed by SIGKILL: the job shell exits 128 + 9
     (-9, 137), (-15, 143),  # the job shell itself killed by a signal
     (-128, None),  # cancelled before it ran
-    ("", None),  # still active
+    (None, None),  # still active
 ])
 def test_flux_returncode_decoding(raw, code):
-    assert flux_adapter._exit_code(raw) == code
+    assert fluxlist.exit_code(raw) == code
 
 
-def test_flux_failure_carries_flux_exception_note():
+@pytest.mark.parametrize(("record", "code"), [
+    ({"waitstatus": 3 << 8}, 3),  # exited 3
+    ({"waitstatus": 9}, -9),  # the job shell killed by SIGKILL
+    ({"result": FLUX_CONSTANTS.FLUX_JOB_RESULT_CANCELED}, -128),  # cancelled before it ran
+    ({"result": FLUX_CONSTANTS.FLUX_JOB_RESULT_FAILED}, 1),  # failed before it ran
+    ({"result": FLUX_CONSTANTS.FLUX_JOB_RESULT_TIMEOUT}, None),
+])
+def test_flux_returncode_from_a_job_list_record(record, code):
+    flux = types.SimpleNamespace(constants=FLUX_CONSTANTS)
+    assert fluxlist.returncode(flux, record) == code
+
+
+def test_flux_failure_carries_flux_exception_note(fake_flux):
     """A broker without the feasibility validator accepts a job it can never run and fails
     it when scheduling: the reason must say so, not only "exit 1"."""
     note = "unsatisfiable request: need 1 slot(s) with 5 GPU(s) each, only 0 available"
-    info = types.SimpleNamespace(status_abbrev="F", returncode=1, exception=types.SimpleNamespace(
-        occurred=True, type="alloc", note=note))
-    assert flux_adapter._status(info) == JobStatus(JobState.FAILED, 1, f"alloc: {note}")
+    record = {"id": 1, "state": INACTIVE, "result": FLUX_CONSTANTS.FLUX_JOB_RESULT_FAILED,
+              "exception_occurred": True, "exception_type": "alloc", "exception_note": note}
+    assert fluxlist.status_of(fake_flux.module, record) == JobStatus(
+        JobState.FAILED, 1, f"alloc: {note}")
 
 
 # --- throttle and helpers -------------------------------------------------------------------
@@ -387,10 +410,27 @@ class FakeJobspec:
         self.attributes[key] = value
 
 
-class FakeJobID(str):
+class FakeJobID(int):
+    """Ids written f1, f2, ... (flux's own are f58, 'ƒ2oeYJij')."""
+
+    def __new__(cls, value):
+        if isinstance(value, str):
+            if not (value.startswith("f") and value[1:].isdigit()):
+                raise ValueError(f"not a job id: {value!r}")
+            value = int(value[1:])
+        return super().__new__(cls, value)
+
     @property
     def f58(self) -> str:
-        return str(self)
+        return f"f{int(self)}"
+
+
+def _future(value=None, error=None):
+    def get():
+        if error is not None:
+            raise error
+        return value
+    return types.SimpleNamespace(get=get, get_job=get, get_id=get, get_jobs=get)
 
 
 @pytest.fixture
@@ -398,29 +438,39 @@ def fake_flux(monkeypatch):
     """A stand-in ``flux`` package: enough API for the adapter, recording every call."""
     flux = types.ModuleType("flux")
     flux_job = types.ModuleType("flux.job")
-    calls: dict[str, list] = {"submit": [], "cancel": []}
-    infos: dict[str, str] = {}
+    calls: dict[str, list] = {"submit": [], "cancel": [], "list": [], "list-id": []}
+    jobs: dict[int, dict] = {}
 
-    def submit(handle, spec, urgency=16, waitable=False):
-        job_id = FakeJobID(f"f{len(calls['submit']) + 1}")
+    def submit_async(handle, spec, urgency=16, waitable=False):
+        job_id = FakeJobID(len(calls["submit"]) + 1)
         calls["submit"].append((spec, urgency))
-        infos[job_id] = "R"
-        return job_id
+        jobs[job_id] = {"id": int(job_id), "state": FLUX_CONSTANTS.FLUX_JOB_STATE_RUN}
+        return _future(job_id)
 
-    def cancel(handle, job_id):
-        calls["cancel"].append(str(job_id))
-        infos[str(job_id)] = "CA"
+    def cancel_async(handle, job_id):
+        calls["cancel"].append(FakeJobID(job_id).f58)
+        jobs[job_id].update(state=INACTIVE, result=FLUX_CONSTANTS.FLUX_JOB_RESULT_CANCELED,
+                            waitstatus=15)  # the job shell killed by SIGTERM
+        return _future()
 
-    class JobList:
-        def __init__(self, handle, ids):
-            self.ids = ids
+    def job_list(handle, max_entries, attrs, states):
+        calls["list"].append(states)
+        return _future([dict(r) for r in jobs.values() if r["state"] & states])
 
-        def jobs(self):
-            return [types.SimpleNamespace(id=FakeJobID(i), status_abbrev=infos[i], returncode=-15)
-                    for i in self.ids if i in infos]
+    def job_list_id(handle, job_id, attrs):
+        calls["list-id"].append(job_id)
+        known = job_id in jobs
+        return _future(dict(jobs[job_id]) if known else None,
+                       None if known else OSError(errno.ENOENT, "unknown"))
 
-    flux_job.JobspecV1, flux_job.JobID, flux_job.JobList = FakeJobspec, FakeJobID, JobList
-    flux_job.submit, flux_job.cancel = submit, cancel
+    def statustostr(state, result, fmt):
+        return _ABBREVS.get(state) or _RESULTS.get(result, "I")
+
+    flux_job.JobspecV1, flux_job.JobID = FakeJobspec, FakeJobID
+    flux_job.submit_async, flux_job.cancel_async = submit_async, cancel_async
+    flux_job.job_list, flux_job.job_list_id = job_list, job_list_id
+    flux_job.info = types.SimpleNamespace(statustostr=statustostr)
+    flux.constants = FLUX_CONSTANTS
     class Handle:
         def rpc(self, topic):
             answers = {"job-exec.stats-get": {"kill-timeout": 4.0}, "config.get": {}}
@@ -429,7 +479,7 @@ def fake_flux(monkeypatch):
     flux.job, flux.Flux = flux_job, lambda *a: Handle()
     monkeypatch.setitem(sys.modules, "flux", flux)
     monkeypatch.setitem(sys.modules, "flux.job", flux_job)
-    return types.SimpleNamespace(module=flux, calls=calls, infos=infos)
+    return types.SimpleNamespace(module=flux, calls=calls, jobs=jobs)
 
 
 def test_flux_module_imports_without_flux():
@@ -446,7 +496,7 @@ def test_flux_needs_flux_core(monkeypatch):
 def test_flux_jobspec_maps_resources(fake_flux, tmp_path, nested):
     request = JobRequest("aa_sim-7", "aa", "true", tmp_path, nodes=1, tasks=2,
                          cores_per_task=6, gpus=2, walltime=5400, nested=nested)
-    spec = flux_adapter.build_jobspec(fake_flux.module.job, request, tmp_path / "s.sh",
+    spec = fluxspec.build_jobspec(fake_flux.module.job, request, tmp_path / "s.sh",
                                       queue="pdebug", kill_timeout=3)
     assert spec.kind == ("nest" if nested else "command")
     counts = ("num_slots", "cores_per_slot", "gpus_per_slot") if nested else (
@@ -473,7 +523,7 @@ def test_flux_asks_each_nodes_share_of_the_instance(fake_flux, tmp_path, nodes, 
                                                      per_node):
     request = JobRequest("j", "t", "true", tmp_path, nodes=nodes, tasks=tasks,
                          cores_per_task=2, gpus=gpus)
-    spec = flux_adapter.build_jobspec(fake_flux.module.job, request, tmp_path / "s.sh")
+    spec = fluxspec.build_jobspec(fake_flux.module.job, request, tmp_path / "s.sh")
     asked = (spec.resources["cores_per_task"], spec.resources["gpus_per_task"] or 0)
     assert spec.resources["num_tasks"] == spec.resources["num_nodes"] == nodes
     assert asked == per_node  # cores and GPUs on each node (2 cores per task)
@@ -486,8 +536,8 @@ def test_flux_asks_each_nodes_share_of_the_instance(fake_flux, tmp_path, nodes, 
 ])
 def test_flux_launcher_inside_a_nested_instance(tasks, gpus, launcher, tmp_path):
     request = JobRequest("j", "t", "true", tmp_path, tasks=tasks, gpus=gpus, nested=True)
-    assert flux_adapter.launcher_for(request) == launcher
-    assert flux_adapter.launcher_for(dataclasses.replace(request, nested=False)) == ""
+    assert fluxspec.launcher_for(request) == launcher
+    assert fluxspec.launcher_for(dataclasses.replace(request, nested=False)) == ""
 
 
 def test_flux_adapter_against_fake_broker(fake_flux, tmp_path):
@@ -505,3 +555,19 @@ def test_flux_adapter_against_fake_broker(fake_flux, tmp_path):
     assert adapter.status([job_id, "nope"]) == {
         job_id: JobStatus(JobState.CANCELLED, 143, ""),
         "nope": JobStatus(JobState.UNKNOWN, None, "flux does not list it")}
+
+
+@pytest.mark.parametrize("count", [3, fluxlist.FEW_IDS + 10])
+def test_flux_status_lists_the_active_jobs_once_past_a_few_ids(fake_flux, tmp_path, count):
+    adapter = SCHEDULERS.get("flux")(plans.scheduler("flux"))
+    ids = adapter.submit_many([job(tmp_path, f"j{i}", "true") for i in range(count)])
+    adapter.cancel(ids[:2])
+    states = adapter.status([*ids, "f999"])
+    assert [s.state for s in states.values()] == (
+        [JobState.CANCELLED] * 2 + [JobState.RUNNING] * (count - 2) + [JobState.UNKNOWN])
+    if count > fluxlist.FEW_IDS:  # one listing, then only the ended and unknown ids by id
+        assert fake_flux.calls["list"] == [FLUX_CONSTANTS.FLUX_JOB_STATE_ACTIVE]
+        assert fake_flux.calls["list-id"] == [1, 2, 999]
+    else:
+        assert fake_flux.calls["list"] == [] and fake_flux.calls["list-id"] == [
+            *range(1, count + 1), 999]

@@ -1,0 +1,96 @@
+"""Job states from Flux's job-list service: the few attributes a status needs, and one listing
+of the active jobs when many ids are asked about."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mummi_spec.runtime.schedulers.base import JobState, JobStatus
+
+# flux-jobs(1) "JOB STATUS" abbreviations; tests check coverage.
+FLUX_STATES: Mapping[str, JobState] = {
+    "D": JobState.PENDING,  # DEPEND
+    "P": JobState.PENDING,  # PRIORITY
+    "S": JobState.PENDING,  # SCHED
+    "R": JobState.RUNNING,
+    "C": JobState.RUNNING,  # CLEANUP: still holds resources
+    "I": JobState.UNKNOWN,  # INACTIVE without a result yet
+    "CD": JobState.COMPLETED,
+    "F": JobState.FAILED,
+    "CA": JobState.CANCELLED,
+    "TO": JobState.TIMEDOUT,
+}
+_TERMINAL_ABBREVS = frozenset({"CD", "F", "CA", "TO"})
+# What a status is made of; asking job-list for all attributes took half again as long, and
+# flux-python's JobInfo over them another 0.3 ms per job (it builds a class for each).
+ATTRS = ("state", "result", "waitstatus", "exception_occurred", "exception_type",
+         "exception_note")
+# Past this many ids one listing of all our active jobs, then each id missing from it on its
+# own, beats one request per id (1,000 ids: ~0.05 s against ~0.25 s here).
+FEW_IDS = 50
+# flux-jobs(1) RC of a job cancelled before it ran: it has no exit code.
+_CANCELLED_BEFORE_RUN = -128
+
+
+def records(flux: Any, handle: Any, ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
+    """job-list's record (``ATTRS`` and ``id``) of each of ``ids`` that it knows."""
+    found: dict[int, Mapping[str, Any]] = {}
+    rest = list(ids)
+    if len(rest) > FEW_IDS:
+        wanted = set(rest)
+        active = flux.job.job_list(handle, max_entries=0, attrs=list(ATTRS),
+                                   states=flux.constants.FLUX_JOB_STATE_ACTIVE).get_jobs()
+        found = {r["id"]: r for r in active if r["id"] in wanted}
+        rest = [i for i in rest if i not in found]  # ended, or too new for the listing
+    futures = [flux.job.job_list_id(handle, i, list(ATTRS)) for i in rest]  # all in flight
+    for future in futures:
+        try:
+            record = future.get_job()
+        except OSError:  # ENOENT: never submitted here, or purged since
+            continue
+        found[record["id"]] = record
+    return found
+
+
+def status_of(flux: Any, record: Mapping[str, Any]) -> JobStatus:
+    """The status a job-list record says."""
+    abbrev = str(flux.job.info.statustostr(record["state"], record.get("result", ""), "S"))
+    state = FLUX_STATES.get(abbrev, JobState.UNKNOWN)
+    if state is JobState.UNKNOWN:
+        return JobStatus(state, None, f"flux status {abbrev}")
+    if abbrev not in _TERMINAL_ABBREVS:
+        return JobStatus(state)
+    return JobStatus(state, exit_code(returncode(flux, record)), _exception(record))
+
+
+def returncode(flux: Any, record: Mapping[str, Any]) -> int | None:
+    """flux-jobs(1) RC: the job shell's exit code, minus the signal that killed it, -128 for a
+    job cancelled before it ran, 1 for one that failed before it ran."""
+    status = record.get("waitstatus")
+    if isinstance(status, int) and not isinstance(status, bool):
+        return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    result = record.get("result")
+    if result == flux.constants.FLUX_JOB_RESULT_CANCELED:
+        return _CANCELLED_BEFORE_RUN
+    return 1 if result == flux.constants.FLUX_JOB_RESULT_FAILED else None
+
+
+def exit_code(raw: int | None) -> int | None:
+    """A returncode as a shell would report it.
+
+    A task killed by signal N makes the job shell exit 128+N, which flux passes on as is
+    (a timeout is SIGALRM: 142); only a job shell itself killed by N is reported as -N.
+    """
+    if raw is None or raw == _CANCELLED_BEFORE_RUN:
+        return None
+    return raw if raw >= 0 else 128 - raw
+
+
+def _exception(record: Mapping[str, Any]) -> str:
+    """Flux's own words for why a job ended early ("alloc: unsatisfiable request: ...")."""
+    if not record.get("exception_occurred"):
+        return ""
+    kind, note = record.get("exception_type", ""), record.get("exception_note", "")
+    return f"{kind}: {note}" if note else str(kind)

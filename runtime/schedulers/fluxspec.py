@@ -1,0 +1,72 @@
+"""Flux jobspecs of our jobs: each node's share of the instance, sub-instances, $(LAUNCHER)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mummi_spec.runtime.schedulers._common import per_node
+from mummi_spec.runtime.schedulers.base import JobRequest
+
+# job-exec's kill-timeout when a broker does not say (flux-config-exec(5)): seconds.
+KILL_TIMEOUT = 5.0
+
+
+def per_node_share(job: JobRequest) -> tuple[int, int]:
+    """Cores and GPUs the job holds on each of its nodes. A spec's resources are per instance,
+    tasks and GPUs spread evenly over its nodes (rounded up, as the fit check counts them)."""
+    return per_node(job.tasks, job.nodes) * job.cores_per_task, per_node(job.gpus, job.nodes)
+
+
+def build_jobspec(flux_job: Any, job: JobRequest, script: Path, *, queue: str | None = None,
+                  bank: str | None = None, kill_timeout: float = KILL_TIMEOUT,
+                  environment: Mapping[str, str] | None = None) -> Any:
+    """A ``JobspecV1`` for ``job``: its resources, walltime (seconds), cwd (the directory of
+    ``script``, an absolute path), name, logs and ``environment`` (default: this process's).
+
+    The allocation is one slot per node holding that node's share of the instance, never a
+    slot per task: 4 tasks with 1 GPU ask for 1 GPU, which the tasks share (per-task slots
+    asked for 4). A ``nested`` job's script runs in a sub-instance owning the allocation,
+    where ``$(LAUNCHER)`` = ``flux run``; otherwise Flux starts one copy per task.
+    ``kill_timeout`` is the enclosing instance's (seconds between SIGTERM and SIGKILL).
+    """
+    cores, gpus = per_node_share(job)
+    command = ["/bin/bash", str(script)]
+    if job.nested:
+        # A cancel or the walltime sends the sub-instance SIGTERM; it must stop its own jobs
+        # (SIGTERM, then SIGKILL after its kill-timeout) and remove its rundir before the
+        # enclosing instance SIGKILLs it, or their tasks live on, orphaned, and the rundir
+        # stays in /tmp. Half the enclosing timeout leaves it time to (1.5 s here with 1 s).
+        conf = {"exec": {"kill-timeout": f"{kill_timeout / 2:g}s"}}
+        spec = flux_job.JobspecV1.from_nest_command(
+            command, num_slots=job.nodes, cores_per_slot=cores, gpus_per_slot=gpus or None,
+            num_nodes=job.nodes, queue=queue, bank=bank, conf=conf)
+    else:
+        spec = flux_job.JobspecV1.from_command(
+            command, num_tasks=job.nodes, cores_per_task=cores, gpus_per_task=gpus or None,
+            num_nodes=job.nodes, queue=queue, bank=bank)
+        # The job's tasks share their node's slot (RFC 25: a total count, not one per slot).
+        spec.jobspec["tasks"][0]["count"] = {"total": job.tasks}
+    spec.setattr("system.job.name", job.name)
+    spec.cwd = str(script.parent)
+    spec.environment = dict(os.environ) if environment is None else environment
+    spec.duration = max(int(job.walltime), 1)  # seconds; 0 would mean unlimited
+    spec.stdout = f"{job.name}.out"
+    spec.stderr = f"{job.name}.err"
+    return spec
+
+
+def launcher_for(job: JobRequest) -> str:
+    """What ``$(LAUNCHER)`` means inside the job's script."""
+    if not job.nested:
+        return ""  # Flux already runs the script once per task
+    launcher = f"flux run -N {job.nodes} -n {job.tasks} -c {job.cores_per_task}"
+    if job.gpus and job.gpus % job.tasks == 0:
+        return f"{launcher} -g {job.gpus // job.tasks}"
+    if job.gpus:
+        # Fewer GPUs than tasks: they share the instance's GPUs, which the job's environment
+        # (CUDA_VISIBLE_DEVICES, from the enclosing instance) already names.
+        return f"{launcher} -o gpu-affinity=off"
+    return launcher
