@@ -6,7 +6,11 @@ Rows: local processes through our non-blocking local adapter (baseline: Maestro'
 adapter, which runs jobs one after another); local Slurm through our slurm adapter, serially
 and from 4 threads (baseline: a bare ``sbatch --wrap true`` loop in the same run, each phase
 on an idle node); one ``status()`` over 1,000 tracked Slurm ids (baseline: Maestro's
-``check_jobs``). Times are medians of the runs (2 at full size). Slurm rows need
+``check_jobs``); the local Flux broker through our flux adapter, one job at a time and as a
+batch the way the manager submits (baselines: bare flux-python ``flux.job.submit`` in a loop,
+and ``submit_async`` for all then every answer, ours and theirs alternating in the same run),
+and one ``status()`` over 1,000 held Flux jobs (baseline: flux-python's ``JobList(ids=...)``).
+Times are medians of the runs (2 at full size, 3 for Flux). Slurm and Flux rows need
 ``scripts/services start``; without it they are reported as skipped, with the reason.
 """
 
@@ -21,12 +25,14 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-from benchlib import clock, main, peak_mb, reset_peak, row, skipped
+from benchlib import clock, main, paired, peak_mb, reset_peak, row, skipped
 
+from mummi_spec.errors import SchedulerError
 from mummi_spec.plan import FluxOptions, LocalOptions, SchedulerPlan
 from mummi_spec.runtime.schedulers import _maestro
 from mummi_spec.runtime.schedulers._common import wait_terminal
@@ -35,6 +41,9 @@ from mummi_spec.runtime.schedulers.local import LocalScheduler
 from mummi_spec.runtime.schedulers.slurm import SlurmScheduler
 
 SLURM_RATE = 100  # jobs/s, our target (Summit's MuMMI: ~100 jobs/min)
+FLUX_RATE = 100  # jobs/s, the same target through Flux
+BARE_SHARE = 0.8  # of the bare client's rate, at least
+SERVICES = Path(os.environ.get("MUMMI_SERVICES_DIR") or Path(__file__).parents[1] / ".services")
 
 
 def _settings(type: str, queue: str | None = None) -> SchedulerPlan:
@@ -175,8 +184,107 @@ def slurm_rows(quick: bool, root: Path, repeats: int) -> list[dict[str, Any]]:
     ]
 
 
+# -- Flux ----------------------------------------------------------------------------------
+
+
+def flux_missing() -> str:
+    """Why Flux cannot be benchmarked here ("" when it can). Finds the broker scripts/services
+    started, as the tests do, unless FLUX_URI names one."""
+    state = SERVICES / "flux"
+    if not os.environ.get("FLUX_URI") and (state / "uri").exists():
+        os.environ["FLUX_URI"] = (state / "uri").read_text().strip()
+        command = Path((state / "command").read_text().strip())
+        os.environ["PATH"] = f"{command.parent}{os.pathsep}{os.environ['PATH']}"
+    if not os.environ.get("FLUX_URI"):
+        return "no Flux broker (FLUX_URI unset, none started by scripts/services)"
+    from mummi_spec.errors import OptionalDependencyError
+    from mummi_spec.runtime.schedulers.flux import import_flux
+
+    try:
+        import_flux().Flux()
+    except (OptionalDependencyError, OSError) as exc:
+        return f"no usable Flux broker at {os.environ['FLUX_URI']} ({exc})"
+    return ""
+
+
+def flux_rows(quick: bool, root: Path, repeats: int) -> list[dict[str, Any]]:
+    """Jobs are submitted held (urgency 0): they go through the broker's ingest like any, and
+    never run, so the shared broker is not kept busy by thousands of `true` jobs."""
+    from mummi_spec.runtime.schedulers.flux import FluxScheduler, import_flux
+
+    flux = import_flux()
+    handle = flux.Flux()
+    serial, batch = (50, 100) if quick else (200, 500)
+    ours = FluxScheduler(replace(_settings("flux"), flux=FluxOptions(urgency=0)))
+    held: list[str] = []
+    tags = iter(range(10**6))
+
+    def bare_spec() -> Any:
+        spec = flux.job.JobspecV1.from_command(["true"])
+        spec.cwd, spec.environment = str(root), dict(os.environ)  # as ours: cwd, whole env
+        return spec
+
+    def bare_serial() -> None:
+        held.extend(str(flux.job.submit(handle, bare_spec(), urgency=0).f58)
+                    for _ in range(serial))
+
+    def bare_batch() -> None:
+        futures = [flux.job.submit_async(handle, bare_spec(), urgency=0) for _ in range(batch)]
+        held.extend(str(f.get_id().f58) for f in futures)
+
+    def ours_serial() -> None:
+        held.extend(_submit_all(ours, _jobs(root, f"s{next(tags)}_", serial)))
+
+    def ours_batch(count: int = batch) -> None:
+        for result in ours.submit_many(_jobs(root, f"b{next(tags)}_", count)):
+            if isinstance(result, SchedulerError):
+                raise result
+            held.append(result)
+
+    reset_peak()
+    try:
+        one_ours, one_bare = paired(ours_serial, bare_serial, repeats)
+        many_ours, many_bare = paired(ours_batch, bare_batch, repeats)
+        ours.cancel(held)  # a manager's tracked jobs are (nearly) all its active jobs
+        held.clear()
+        ours_batch(200 if quick else 1000)
+        ids = [flux.job.JobID(i) for i in held]
+        status_ours, status_bare = paired(lambda: ours.status(held),
+                                          lambda: flux.job.JobList(handle, ids=ids).jobs(),
+                                          repeats)
+    finally:
+        ours.cancel(held)  # leave the shared broker as we found it
+        ours.close()
+    peak = peak_mb()
+    share = f">= {BARE_SHARE}x bare"
+
+    def ratio(ours_s: list[float], bare_s: list[float]) -> float:
+        return median(bare_s) / median(ours_s)
+
+    # One at a time, every client waits for the broker's answer (its ingest validates and
+    # commits in batches): no client passes ~30 jobs/s here, so the rate target is the
+    # batch's, the way the manager submits.
+    return [
+        row("submit", "flux: submit one at a time", f"{serial:,} jobs", one_ours, n=serial,
+            unit="jobs/s", baseline_s=median(one_bare), target=share, reference="-",
+            peak=peak, met=ratio(one_ours, one_bare) >= BARE_SHARE,
+            baseline_is="bare flux-python flux.job.submit loop, same run"),
+        row("submit", "flux: submit a batch, as the manager does", f"{batch:,} jobs",
+            many_ours, n=batch, unit="jobs/s", baseline_s=median(many_bare),
+            target=f"{share}, > {FLUX_RATE} jobs/s", reference="-", peak=peak,
+            met=ratio(many_ours, many_bare) >= BARE_SHARE and batch / median(many_ours)
+            > FLUX_RATE,
+            baseline_is="bare flux-python submit_async for all, then every id, same run"),
+        row("submit", "flux: one status() call", f"{len(held):,} tracked ids", status_ours,
+            baseline_s=median(status_bare), target=share, paper="-", reference="-", peak=peak,
+            met=ratio(status_ours, status_bare) >= BARE_SHARE,
+            baseline_is="flux-python JobList(ids=...).jobs()"),
+    ]
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
-    """Local rows, then Slurm rows if a local Slurm answers (``quick``: fewer, smaller)."""
+    """Local rows, then Slurm and Flux rows where a local one answers (``quick``: fewer,
+    smaller)."""
     with tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp:
         root = Path(tmp)
         repeats = 1 if quick else 2
@@ -187,6 +295,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
                                 f"{why}; start it with scripts/services start"))
         else:
             rows += slurm_rows(quick, root, repeats)
+        why = flux_missing()
+        if why:
+            rows.append(skipped("submit", "flux: submit through our adapter", "-",
+                                f"{why}; start it with scripts/services start"))
+        else:
+            rows += flux_rows(quick, root, 1 if quick else 3)
     return rows
 
 

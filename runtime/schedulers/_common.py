@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import threading
@@ -67,7 +68,7 @@ def begin_submit(job: JobRequest, throttle: SubmitThrottle, *, shell_safe: bool 
     """
     name = check_name(job.name)
     check_nested(job, nests)
-    workdir = Path(job.workdir).resolve()
+    workdir = Path(os.path.abspath(job.workdir))  # resolve() took a stat per component
     if shell_safe:
         safe_path(workdir)
     throttle.acquire()  # only for jobs that will really be submitted

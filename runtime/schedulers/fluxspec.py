@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,9 @@ from mummi_spec.runtime.schedulers.base import JobRequest
 
 # job-exec's kill-timeout when a broker does not say (flux-config-exec(5)): seconds.
 KILL_TIMEOUT = 5.0
+# Stand-ins for a job's own values in a template jobspec; NUL is in no path, name or value.
+_DIR, _NAME, _ENV = "\0DIR\0", "\0NAME\0", "\0ENV\0"
+_MARKS = re.compile(r'\\u0000(DIR|NAME)\\u0000|\{"\\u0000ENV\\u0000":""\}')
 
 
 def per_node_share(job: JobRequest) -> tuple[int, int]:
@@ -34,6 +39,9 @@ def build_jobspec(flux_job: Any, job: JobRequest, script: Path, *, queue: str | 
     """
     cores, gpus = per_node_share(job)
     command = ["/bin/bash", str(script)]
+    # Given here, not set afterwards: flux-python copies os.environ for a jobspec without one.
+    common = {"num_nodes": job.nodes, "queue": queue, "bank": bank, "cwd": str(script.parent),
+              "environment": dict(os.environ) if environment is None else environment}
     if job.nested:
         # A cancel or the walltime sends the sub-instance SIGTERM; it must stop its own jobs
         # (SIGTERM, then SIGKILL after its kill-timeout) and remove its rundir before the
@@ -42,16 +50,14 @@ def build_jobspec(flux_job: Any, job: JobRequest, script: Path, *, queue: str | 
         conf = {"exec": {"kill-timeout": f"{kill_timeout / 2:g}s"}}
         spec = flux_job.JobspecV1.from_nest_command(
             command, num_slots=job.nodes, cores_per_slot=cores, gpus_per_slot=gpus or None,
-            num_nodes=job.nodes, queue=queue, bank=bank, conf=conf)
+            conf=conf, **common)
     else:
         spec = flux_job.JobspecV1.from_command(
             command, num_tasks=job.nodes, cores_per_task=cores, gpus_per_task=gpus or None,
-            num_nodes=job.nodes, queue=queue, bank=bank)
+            **common)
         # The job's tasks share their node's slot (RFC 25: a total count, not one per slot).
         spec.jobspec["tasks"][0]["count"] = {"total": job.tasks}
     spec.setattr("system.job.name", job.name)
-    spec.cwd = str(script.parent)
-    spec.environment = dict(os.environ) if environment is None else environment
     spec.duration = max(int(job.walltime), 1)  # seconds; 0 would mean unlimited
     spec.stdout = f"{job.name}.out"
     spec.stderr = f"{job.name}.err"
@@ -70,3 +76,50 @@ def launcher_for(job: JobRequest) -> str:
         # (CUDA_VISIBLE_DEVICES, from the enclosing instance) already names.
         return f"{launcher} -o gpu-affinity=off"
     return launcher
+
+
+class JobspecTexts:
+    """The jobspec text of each job. flux-python builds one template per shape (resources,
+    walltime, sub-instance): building each job's took four times what the rest of a
+    submission costs us. A job's directory, name and the environment (encoded once per
+    batch) go into a copy of the text; ``kill_timeout`` is asked for at the first nested job.
+    """
+
+    def __init__(self, flux_job: Any, *, queue: str | None, bank: str | None,
+                 kill_timeout: Callable[[], float]) -> None:
+        self._flux_job = flux_job
+        self._queue, self._bank = queue, bank
+        self._kill_timeout = kill_timeout
+        self._templates: dict[tuple[int, int, int, int, int, bool], str] = {}
+
+    def text(self, job: JobRequest, script: Path, environment: str) -> str:
+        """``job``'s jobspec; ``script`` is ``<workdir>/<name>.flux.sh``, ``environment``
+        JSON of the variables every job gets."""
+        if script.name != f"{job.name}.flux.sh" or not script.is_absolute():
+            raise ValueError(f"{script}: not the absolute <workdir>/{job.name}.flux.sh")
+        values = {"DIR": json.dumps(str(script.parent))[1:-1], "NAME": job.name}
+        return _MARKS.sub(lambda m: values[m[1]] if m[1] else environment,
+                          self._template(job))
+
+    def _template(self, job: JobRequest) -> str:
+        key = (job.nodes, job.tasks, job.cores_per_task, job.gpus, int(job.walltime),
+               job.nested)
+        template = self._templates.get(key)
+        if template is None:
+            spec = build_jobspec(
+                self._flux_job, JobRequest(
+                    _NAME, job.job_type, "", Path(_DIR), nodes=job.nodes, tasks=job.tasks,
+                    cores_per_task=job.cores_per_task, gpus=job.gpus, walltime=job.walltime,
+                    nested=job.nested),
+                Path(_DIR) / f"{_NAME}.flux.sh", queue=self._queue, bank=self._bank,
+                kill_timeout=self._kill_timeout() if job.nested else KILL_TIMEOUT,
+                environment={_ENV: ""})
+            # Compact, so the environment's stand-in has one spelling.
+            template = json.dumps(json.loads(spec.dumps()), separators=(",", ":"))
+            self._templates[key] = template
+        return template
+
+
+def environment_json(environment: Mapping[str, str]) -> str:
+    """The environment as JSON for ``JobspecTexts.text``."""
+    return json.dumps(dict(environment), separators=(",", ":"))

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from mummi_spec.plan import FluxOptions, SchedulerPlan
 from mummi_spec.runtime.registry import SCHEDULERS
 from mummi_spec.runtime.schedulers._common import wait_terminal
 from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus
+from mummi_spec.runtime.schedulers.flux import import_flux
+from mummi_spec.runtime.schedulers.fluxspec import JobspecTexts, build_jobspec, environment_json
 from tests import plans
 from tests.conftest import SPECS
 
@@ -145,3 +148,24 @@ def test_an_unreachable_broker_is_a_scheduler_error_naming_it(flux_instance, tmp
     with pytest.raises(SchedulerError, match=f"cannot connect to the Flux broker at "
                                              f"local://{tmp_path}/nobody-here"):
         adapter.submit(JobRequest("lost", "test", "true", tmp_path))
+
+
+@pytest.mark.parametrize("request_", [
+    JobRequest("plain", "t", "true", Path("/w/a")),
+    JobRequest("gpus", "t", "true", Path("/w/b"), nodes=2, tasks=3, cores_per_task=2, gpus=3,
+               walltime=90),
+    JobRequest("nested", "t", "true", Path("/w/c"), tasks=2, gpus=1, nested=True),
+    JobRequest("odd", "t", "true", Path('/w/d "quoted" \\ back\\slash ünï'), tasks=2),
+], ids=lambda r: r.name)
+def test_each_jobs_text_is_the_jobspec_flux_python_builds(flux_instance, request_):
+    """Jobspecs are built once per shape and each job's values put into a copy of the text:
+    what is sent must be what flux-python would have built for the job itself."""
+    flux_module = import_flux()
+    environment = dict(os.environ, ODD='a "b" \\ c\nd')
+    texts = JobspecTexts(flux_module.job, queue="q", bank="b", kill_timeout=lambda: 4.0)
+    for job in (request_, dataclasses.replace(request_, name=f"{request_.name}2")):  # 2nd: copy
+        script = job.workdir / f"{job.name}.flux.sh"
+        built = build_jobspec(flux_module.job, job, script, queue="q", bank="b",
+                              kill_timeout=4.0, environment=environment)
+        sent = texts.text(job, script, environment_json(environment))
+        assert json.loads(sent) == json.loads(built.dumps())

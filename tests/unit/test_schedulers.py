@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
+import os
 import shutil
 import sys
 import time
@@ -409,6 +411,9 @@ class FakeJobspec:
     def setattr(self, key, value):
         self.attributes[key] = value
 
+    def dumps(self) -> str:
+        return json.dumps(vars(self))
+
 
 class FakeJobID(int):
     """Ids written f1, f2, ... (flux's own are f58, 'ƒ2oeYJij')."""
@@ -508,7 +513,8 @@ def test_flux_jobspec_maps_resources(fake_flux, tmp_path, nested):
     else:  # the script runs once per task, all in the node's slot
         assert spec.jobspec["tasks"][0]["count"] == {"total": 2}
     assert spec.duration == 5400
-    assert spec.cwd == str(tmp_path)
+    assert spec.resources["cwd"] == str(tmp_path)
+    assert spec.resources["environment"] == dict(os.environ)  # given, not copied afterwards
     assert spec.attributes["system.job.name"] == "aa_sim-7"
     assert (spec.stdout, spec.stderr) == ("aa_sim-7.out", "aa_sim-7.err")
 
@@ -547,9 +553,13 @@ def test_flux_adapter_against_fake_broker(fake_flux, tmp_path):
     script = (tmp_path / "fx" / "fx.flux.sh").read_text()
     assert "export K='a b'" in script and "flux run -N 1 -n 4 -c 1 -g 1 ./app" in script
     assert fake_flux.calls["submit"][0][1] == 20
+    sent = json.loads(fake_flux.calls["submit"][0][0])
     # the sub-instance stops its jobs in half the broker's kill-timeout
-    assert fake_flux.calls["submit"][0][0].resources["conf"] == {
-        "exec": {"kill-timeout": "2s"}}
+    assert sent["resources"]["conf"] == {"exec": {"kill-timeout": "2s"}}
+    # the job's own values in the template's place, the environment as it is
+    assert sent["command"] == ["/bin/bash", str(tmp_path / "fx" / "fx.flux.sh")]
+    assert (sent["stdout"], sent["resources"]["cwd"]) == ("fx.out", str(tmp_path / "fx"))
+    assert sent["resources"]["environment"] == dict(os.environ)
     assert adapter.status([job_id])[job_id].state is JobState.RUNNING
     adapter.cancel([job_id])
     assert adapter.status([job_id, "nope"]) == {
@@ -571,3 +581,18 @@ def test_flux_status_lists_the_active_jobs_once_past_a_few_ids(fake_flux, tmp_pa
     else:
         assert fake_flux.calls["list"] == [] and fake_flux.calls["list-id"] == [
             *range(1, count + 1), 999]
+
+
+def test_flux_status_asks_by_id_when_a_listing_would_hold_mostly_other_jobs(fake_flux,
+                                                                            tmp_path):
+    adapter = SCHEDULERS.get("flux")(plans.scheduler("flux"))
+    ids = adapter.submit_many([job(tmp_path, f"j{i}", "true") for i in range(400)])
+    asked = ids[:fluxlist.FEW_IDS + 10]  # 60 of 400 active jobs
+    adapter.status(asked)  # the first call lists, and counts 400 active jobs
+    assert len(fake_flux.calls["list"]) == 1 and fake_flux.calls["list-id"] == []
+    for _ in range(fluxlist.RECOUNT - 2):
+        assert {s.state for s in adapter.status(asked).values()} == {JobState.RUNNING}
+    assert len(fake_flux.calls["list"]) == 1  # 60 x 4 < 400: by id since
+    assert len(fake_flux.calls["list-id"]) == len(asked) * (fluxlist.RECOUNT - 2)
+    adapter.status(asked)  # and every RECOUNT calls the count is taken again
+    assert len(fake_flux.calls["list"]) == 2
