@@ -193,14 +193,10 @@ class FluxScheduler(SchedulerBase):
                 for entry in sent]
 
     def _jobspec(self, job: JobRequest, environment: str) -> tuple[str, str]:
-        """The job's script, written, and its jobspec text."""
+        """The job's name and jobspec text, its work directory made."""
         name, workdir = begin_submit(job, self._throttle, nests=self.nested_instances)
-        script = workdir / f"{name}.flux.sh"
         body = substitute_launcher(job_body(job), launcher_for(job))
-        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755)
-        with os.fdopen(fd, "w") as out:
-            out.write(f"#!/bin/bash\n\n{body}\n")
-        return name, self._texts.text(job, script, environment)
+        return name, self._texts.text(job, workdir, body, environment)
 
     def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
         parsed = self._job_ids(ids, strict=False)

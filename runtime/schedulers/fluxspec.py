@@ -14,9 +14,11 @@ from mummi_spec.runtime.schedulers.base import JobRequest
 
 # job-exec's kill-timeout when a broker does not say (flux-config-exec(5)): seconds.
 KILL_TIMEOUT = 5.0
-# Stand-ins for a job's own values in a template jobspec; NUL is in no path, name or value.
-_DIR, _NAME, _ENV = "\0DIR\0", "\0NAME\0", "\0ENV\0"
-_MARKS = re.compile(r'\\u0000(DIR|NAME)\\u0000|\{"\\u0000ENV\\u0000":""\}')
+# Stand-ins for a job's own values in a template jobspec. The template holds no NUL of its
+# own (no path, name or queue can: the kernel's strings end at one), and a value put in is
+# never read again, whatever it holds.
+_DIR, _NAME, _BODY, _ENV = "\0DIR\0", "\0NAME\0", "\0BODY\0", "\0ENV\0"
+_MARKS = re.compile(r'\\u0000(DIR|NAME|BODY)\\u0000|\{"\\u0000ENV\\u0000":""\}')
 
 
 def per_node_share(job: JobRequest) -> tuple[int, int]:
@@ -25,22 +27,26 @@ def per_node_share(job: JobRequest) -> tuple[int, int]:
     return per_node(job.tasks, job.nodes) * job.cores_per_task, per_node(job.gpus, job.nodes)
 
 
-def build_jobspec(flux_job: Any, job: JobRequest, script: Path, *, queue: str | None = None,
-                  bank: str | None = None, kill_timeout: float = KILL_TIMEOUT,
+def build_jobspec(flux_job: Any, job: JobRequest, workdir: Path, body: str, *,
+                  queue: str | None = None, bank: str | None = None,
+                  kill_timeout: float = KILL_TIMEOUT,
                   environment: Mapping[str, str] | None = None) -> Any:
-    """A ``JobspecV1`` for ``job``: its resources, walltime (seconds), cwd (the directory of
-    ``script``, an absolute path), name, logs and ``environment`` (default: this process's).
+    """A ``JobspecV1`` for ``job``: its resources, walltime (seconds), name, logs, the absolute
+    ``workdir`` it runs in and ``environment`` (default: this process's).
 
-    The allocation is one slot per node holding that node's share of the instance, never a
-    slot per task: 4 tasks with 1 GPU ask for 1 GPU, which the tasks share (per-task slots
-    asked for 4). A ``nested`` job's script runs in a sub-instance owning the allocation,
-    where ``$(LAUNCHER)`` = ``flux run``; otherwise Flux starts one copy per task.
-    ``kill_timeout`` is the enclosing instance's (seconds between SIGTERM and SIGKILL).
+    ``body`` is the job's bash script, carried in the jobspec (``flux job info ID jobspec``):
+    a script file per job cost as much as the rest of a submission, a metadata operation
+    more on a parallel file system. The allocation is one slot per node holding that node's
+    share of the instance, never a slot per task: 4 tasks with 1 GPU ask for 1 GPU, which
+    the tasks share (per-task slots asked for 4). A ``nested`` job's script runs in a
+    sub-instance owning the allocation, where ``$(LAUNCHER)`` = ``flux run``; otherwise Flux
+    starts one copy per task. ``kill_timeout`` is the enclosing instance's (seconds between
+    SIGTERM and SIGKILL).
     """
     cores, gpus = per_node_share(job)
-    command = ["/bin/bash", str(script)]
+    command = ["/bin/bash", "-c", body, job.name]  # the name is the script's $0
     # Given here, not set afterwards: flux-python copies os.environ for a jobspec without one.
-    common = {"num_nodes": job.nodes, "queue": queue, "bank": bank, "cwd": str(script.parent),
+    common = {"num_nodes": job.nodes, "queue": queue, "bank": bank, "cwd": str(workdir),
               "environment": dict(os.environ) if environment is None else environment}
     if job.nested:
         # A cancel or the walltime sends the sub-instance SIGTERM; it must stop its own jobs
@@ -81,8 +87,9 @@ def launcher_for(job: JobRequest) -> str:
 class JobspecTexts:
     """The jobspec text of each job. flux-python builds one template per shape (resources,
     walltime, sub-instance): building each job's took four times what the rest of a
-    submission costs us. A job's directory, name and the environment (encoded once per
-    batch) go into a copy of the text; ``kill_timeout`` is asked for at the first nested job.
+    submission costs us. A job's directory, name, script and the environment (encoded once
+    per batch) go into a copy of the text; ``kill_timeout`` is asked for at the first nested
+    job.
     """
 
     def __init__(self, flux_job: Any, *, queue: str | None, bank: str | None,
@@ -92,12 +99,12 @@ class JobspecTexts:
         self._kill_timeout = kill_timeout
         self._templates: dict[tuple[int, int, int, int, int, bool], str] = {}
 
-    def text(self, job: JobRequest, script: Path, environment: str) -> str:
-        """``job``'s jobspec; ``script`` is ``<workdir>/<name>.flux.sh``, ``environment``
-        JSON of the variables every job gets."""
-        if script.name != f"{job.name}.flux.sh" or not script.is_absolute():
-            raise ValueError(f"{script}: not the absolute <workdir>/{job.name}.flux.sh")
-        values = {"DIR": json.dumps(str(script.parent))[1:-1], "NAME": job.name}
+    def text(self, job: JobRequest, workdir: Path, body: str, environment: str) -> str:
+        """``job``'s jobspec (see ``build_jobspec``); ``environment``: JSON of the variables
+        every job gets."""
+        if not workdir.is_absolute():
+            raise ValueError(f"{workdir}: a job's work directory must be absolute here")
+        values = {"DIR": _inner(str(workdir)), "NAME": job.name, "BODY": _inner(body)}
         return _MARKS.sub(lambda m: values[m[1]] if m[1] else environment,
                           self._template(job))
 
@@ -111,13 +118,18 @@ class JobspecTexts:
                     _NAME, job.job_type, "", Path(_DIR), nodes=job.nodes, tasks=job.tasks,
                     cores_per_task=job.cores_per_task, gpus=job.gpus, walltime=job.walltime,
                     nested=job.nested),
-                Path(_DIR) / f"{_NAME}.flux.sh", queue=self._queue, bank=self._bank,
+                Path(_DIR), _BODY, queue=self._queue, bank=self._bank,
                 kill_timeout=self._kill_timeout() if job.nested else KILL_TIMEOUT,
                 environment={_ENV: ""})
             # Compact, so the environment's stand-in has one spelling.
             template = json.dumps(json.loads(spec.dumps()), separators=(",", ":"))
             self._templates[key] = template
         return template
+
+
+def _inner(text: str) -> str:
+    """``text`` as the inside of a JSON string."""
+    return json.dumps(text)[1:-1]
 
 
 def environment_json(environment: Mapping[str, str]) -> str:

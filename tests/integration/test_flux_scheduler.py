@@ -163,9 +163,9 @@ def test_each_jobs_text_is_the_jobspec_flux_python_builds(flux_instance, request
     flux_module = import_flux()
     environment = dict(os.environ, ODD='a "b" \\ c\nd')
     texts = JobspecTexts(flux_module.job, queue="q", bank="b", kill_timeout=lambda: 4.0)
+    body = 'export A=\'x "y" \\ z\'\necho "ü $0" > "$A"\n'
     for job in (request_, dataclasses.replace(request_, name=f"{request_.name}2")):  # 2nd: copy
-        script = job.workdir / f"{job.name}.flux.sh"
-        built = build_jobspec(flux_module.job, job, script, queue="q", bank="b",
+        built = build_jobspec(flux_module.job, job, job.workdir, body, queue="q", bank="b",
                               kill_timeout=4.0, environment=environment)
-        sent = texts.text(job, script, environment_json(environment))
+        sent = texts.text(job, job.workdir, body, environment_json(environment))
         assert json.loads(sent) == json.loads(built.dumps())

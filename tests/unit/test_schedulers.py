@@ -501,7 +501,7 @@ def test_flux_needs_flux_core(monkeypatch):
 def test_flux_jobspec_maps_resources(fake_flux, tmp_path, nested):
     request = JobRequest("aa_sim-7", "aa", "true", tmp_path, nodes=1, tasks=2,
                          cores_per_task=6, gpus=2, walltime=5400, nested=nested)
-    spec = fluxspec.build_jobspec(fake_flux.module.job, request, tmp_path / "s.sh",
+    spec = fluxspec.build_jobspec(fake_flux.module.job, request, tmp_path, "true",
                                       queue="pdebug", kill_timeout=3)
     assert spec.kind == ("nest" if nested else "command")
     counts = ("num_slots", "cores_per_slot", "gpus_per_slot") if nested else (
@@ -529,7 +529,7 @@ def test_flux_asks_each_nodes_share_of_the_instance(fake_flux, tmp_path, nodes, 
                                                      per_node):
     request = JobRequest("j", "t", "true", tmp_path, nodes=nodes, tasks=tasks,
                          cores_per_task=2, gpus=gpus)
-    spec = fluxspec.build_jobspec(fake_flux.module.job, request, tmp_path / "s.sh")
+    spec = fluxspec.build_jobspec(fake_flux.module.job, request, tmp_path, "true")
     asked = (spec.resources["cores_per_task"], spec.resources["gpus_per_task"] or 0)
     assert spec.resources["num_tasks"] == spec.resources["num_nodes"] == nodes
     assert asked == per_node  # cores and GPUs on each node (2 cores per task)
@@ -550,14 +550,16 @@ def test_flux_adapter_against_fake_broker(fake_flux, tmp_path):
     adapter = SCHEDULERS.get("flux")(plans.scheduler("flux", flux=FluxOptions(urgency=20)))
     job_id = adapter.submit(job(tmp_path, "fx", "$(LAUNCHER) ./app", tasks=4, gpus=4,
                                 env={"K": "a b"}, nested=True))
-    script = (tmp_path / "fx" / "fx.flux.sh").read_text()
-    assert "export K='a b'" in script and "flux run -N 1 -n 4 -c 1 -g 1 ./app" in script
     assert fake_flux.calls["submit"][0][1] == 20
     sent = json.loads(fake_flux.calls["submit"][0][0])
+    # the script travels in the jobspec, its name as $0
+    shell, flag, script, name = sent["command"]
+    assert (shell, flag, name) == ("/bin/bash", "-c", "fx")
+    assert "export K='a b'" in script and "flux run -N 1 -n 4 -c 1 -g 1 ./app" in script
+    assert not list((tmp_path / "fx").iterdir())  # no script file
     # the sub-instance stops its jobs in half the broker's kill-timeout
     assert sent["resources"]["conf"] == {"exec": {"kill-timeout": "2s"}}
     # the job's own values in the template's place, the environment as it is
-    assert sent["command"] == ["/bin/bash", str(tmp_path / "fx" / "fx.flux.sh")]
     assert (sent["stdout"], sent["resources"]["cwd"]) == ("fx.out", str(tmp_path / "fx"))
     assert sent["resources"]["environment"] == dict(os.environ)
     assert adapter.status([job_id])[job_id].state is JobState.RUNNING
