@@ -173,24 +173,31 @@ class FluxScheduler(SchedulerBase):
         return result
 
     def submit_many(self, jobs: Sequence[JobRequest]) -> list[str | SchedulerError]:
-        """Every job sent before any answer is awaited: the broker's ingest takes ~30 ms to
-        answer one submission here, and answers hundreds sent together about as fast."""
+        """Every job sent before any answer is awaited: the broker's ingest takes ~30 ms or
+        more to answer one submission here, and answers hundreds sent together about as
+        fast."""
         handle = self._handle()
         environment = environment_json(os.environ)  # every job's: encoded once
-        sent: list[tuple[str, Any] | SchedulerError] = []
+        out: list[str | SchedulerError] = []
+        sent: dict[int, tuple[str, Any]] = {}  # index in out -> the job's name, its future
         for job in jobs:
             try:
                 name, spec = self._jobspec(job, environment)
             except SchedulerError as exc:
-                sent.append(exc)
+                out.append(exc)
                 continue
             try:
-                sent.append((name, self._flux.job.submit_async(handle, spec,
-                                                               urgency=self._urgency)))
+                future = self._flux.job.submit_async(handle, spec, urgency=self._urgency)
             except OSError as exc:
-                sent.append(_refused(name, exc))
-        return [entry if isinstance(entry, SchedulerError) else _job_id(*entry)
-                for entry in sent]
+                out.append(_refused(name, exc))
+                continue
+            sent[len(out)] = name, future
+            out.append("")  # its id, below
+        names = [name for name, _ in sent.values()]
+        got = fluxlist.answers(handle, [future for _, future in sent.values()], _job_id)
+        for index, name, answer in zip(sent, names, got, strict=True):
+            out[index] = answer if isinstance(answer, str) else _refused(name, answer)
+        return out
 
     def _jobspec(self, job: JobRequest, environment: str) -> tuple[str, str]:
         """The job's name and jobspec text, its work directory made."""
@@ -207,11 +214,9 @@ class FluxScheduler(SchedulerBase):
 
     def cancel(self, ids: Sequence[str]) -> None:
         handle = self._handle()
-        futures = [self._flux.job.cancel_async(handle, job_id)  # all in flight at once
-                   for job_id in self._job_ids(ids, strict=True).values()]
-        for future in futures:
-            with contextlib.suppress(OSError):  # already inactive: nothing to cancel
-                future.get()
+        fluxlist.answers(handle, [self._flux.job.cancel_async(handle, number) for number
+                                  in self._job_ids(ids, strict=True).values()], _answered)
+
 
     def close(self) -> None:
         """Drop every thread's connection (flux closes a handle when it is collected; an
@@ -240,14 +245,19 @@ class FluxScheduler(SchedulerBase):
         return parsed
 
 
-def _job_id(name: str, future: Any) -> str | SchedulerError:
+def _job_id(future: Any) -> str | OSError:
     """The id a submission's future answers, or why flux refused it."""
     try:
         return str(future.get_id().f58)  # JobID objects do not pickle; f58 text round-trips
     except OSError as exc:
-        return _refused(name, exc)
+        return exc
 
 
 def _refused(name: str, exc: OSError) -> SchedulerError:
     # Flux's own reason, e.g. "unsatisfiable request: need 1 slot(s) with 5 GPU(s) ..."
     return SchedulerError(f"flux refused job {name}: {exc.strerror or exc}")
+
+
+def _answered(future: Any) -> None:
+    with contextlib.suppress(OSError):  # already inactive: nothing to cancel
+        future.get()

@@ -1,13 +1,15 @@
-"""Job states from Flux's job-list service: the few attributes a status needs, and one listing
-of the active jobs when many ids are asked about."""
+"""Job states from Flux's job-list service (the few attributes a status needs, one listing of
+the active jobs when many ids are asked about), and many requests' answers awaited at once."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from mummi_spec.runtime.schedulers.base import JobState, JobStatus
+
+R = TypeVar("R")
 
 # flux-jobs(1) "JOB STATUS" abbreviations; tests check coverage.
 FLUX_STATES: Mapping[str, JobState] = {
@@ -38,6 +40,29 @@ RECOUNT = 20
 _CANCELLED_BEFORE_RUN = -128
 
 
+def answers(handle: Any, futures: Sequence[Any], receive: Callable[[Any], R]) -> list[R]:
+    """``receive(future)`` for each of ``futures`` (requests already sent on ``handle``), in
+    their order, called as the answers arrive on the handle's reactor; ``receive`` must not
+    raise. Awaiting futures one by one gave each a reactor of its own, with a file
+    descriptor, until it was collected: with 5,000 cancels so awaited, libev aborted the
+    process ("I/O watcher with invalid fd found in epoll_ctl")."""
+    out: list[R | None] = [None] * len(futures)
+    left = len(futures)
+
+    def answered(future: Any, index: int) -> None:
+        nonlocal left
+        out[index] = receive(future)
+        left -= 1
+        if left == 0:
+            handle.reactor_stop()
+
+    for index, future in enumerate(futures):
+        future.then(answered, index)
+    if futures:
+        handle.reactor_run()
+    return out  # type: ignore[return-value]  # every entry was answered
+
+
 class JobRecords:
     """job-list's records of the ids asked about, asked for the cheaper way: one listing of
     our active jobs when the ids are a good part of them, else one request per id. Other
@@ -63,14 +88,20 @@ class JobRecords:
             self._active = len(active)
             found = {r["id"]: r for r in active if r["id"] in wanted}
             rest = [i for i in rest if i not in found]  # ended, or too new for the listing
-        futures = [self._flux.job.job_list_id(handle, i, list(ATTRS)) for i in rest]
-        for future in futures:  # all in flight before the first answer is awaited
-            try:
-                record = future.get_job()
-            except OSError:  # ENOENT: never submitted here, or purged since
-                continue
-            found[record["id"]] = record
+        attrs = list(ATTRS)
+        futures = [self._flux.job.job_list_id(handle, i, attrs) for i in rest]
+        for record in answers(handle, futures, _record):
+            if record is not None:
+                found[record["id"]] = record
         return found
+
+
+def _record(future: Any) -> Mapping[str, Any] | None:
+    try:
+        record: Mapping[str, Any] = future.get_job()
+    except OSError:  # ENOENT: never submitted here, or purged since
+        return None
+    return record
 
 
 def status_of(flux: Any, record: Mapping[str, Any]) -> JobStatus:

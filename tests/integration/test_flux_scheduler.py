@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,45 @@ def test_each_jobs_text_is_the_jobspec_flux_python_builds(flux_instance, request
                               kill_timeout=4.0, environment=environment)
         sent = texts.text(job, job.workdir, body, environment_json(environment))
         assert json.loads(sent) == json.loads(built.dumps())
+
+
+MANY = """
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from mummi_spec.plan import FluxOptions
+from mummi_spec.runtime.registry import SCHEDULERS
+from mummi_spec.runtime.schedulers.base import JobRequest, JobState
+from tests import plans
+peak = 0
+def count():  # open files, sampled while the adapter works
+    global peak
+    while True:
+        peak = max(peak, len(os.listdir("/proc/self/fd")))
+        time.sleep(0.001)
+threading.Thread(target=count, daemon=True).start()
+adapter = SCHEDULERS.get("flux")(plans.scheduler("flux", flux=FluxOptions(urgency=0)))
+jobs = [JobRequest(f"held{i}", "test", "true", Path(sys.argv[1])) for i in range(2000)]
+ids = adapter.submit_many(jobs)
+try:
+    assert all(isinstance(i, str) for i in ids), [i for i in ids if not isinstance(i, str)][:3]
+    states = adapter.status(ids)
+    assert {s.state for s in states.values()} == {JobState.PENDING}, set(states.values())
+finally:
+    adapter.cancel([i for i in ids if isinstance(i, str)])
+states = adapter.status(ids)  # by id: they are no longer active
+assert {s.state for s in states.values()} == {JobState.CANCELLED}, set(states.values())
+print(peak)
+"""
+
+
+def test_thousands_of_requests_at_once_hold_few_open_files(flux_instance, tmp_path):
+    """2,000 held jobs submitted, listed, cancelled and asked about by id, one call each:
+    awaiting flux-python futures one by one gave each a file descriptor until collected
+    (2,000 open at once here; with 5,000 cancels libev aborted the process, hence a child)."""
+    proc = subprocess.run([sys.executable, "-c", MANY, str(tmp_path)], capture_output=True,
+                          text=True, timeout=600, check=False, cwd=Path(__file__).parents[2])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout) < 50  # open files at the most, whatever the number of requests

@@ -435,7 +435,10 @@ def _future(value=None, error=None):
         if error is not None:
             raise error
         return value
-    return types.SimpleNamespace(get=get, get_job=get, get_id=get, get_jobs=get)
+
+    future = types.SimpleNamespace(get=get, get_job=get, get_id=get, get_jobs=get)
+    future.then = lambda callback, arg: callback(future, arg)  # answered at once
+    return future
 
 
 @pytest.fixture
@@ -477,6 +480,12 @@ def fake_flux(monkeypatch):
     flux_job.info = types.SimpleNamespace(statustostr=statustostr)
     flux.constants = FLUX_CONSTANTS
     class Handle:
+        def reactor_run(self):
+            """Every future has been answered already (``then`` calls back at once)."""
+
+        def reactor_stop(self):
+            pass
+
         def rpc(self, topic):
             answers = {"job-exec.stats-get": {"kill-timeout": 4.0}, "config.get": {}}
             return types.SimpleNamespace(get=lambda: answers[topic])
