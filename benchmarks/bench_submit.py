@@ -9,7 +9,9 @@ on an idle node); one ``status()`` over 1,000 tracked Slurm ids (baseline: Maest
 ``check_jobs``); the local Flux broker through our flux adapter, one job at a time and as a
 batch the way the manager submits (baselines: bare flux-python ``flux.job.submit`` in a loop,
 and ``submit_async`` for all then every answer, ours and theirs alternating in the same run),
-and one ``status()`` over 1,000 held Flux jobs (baseline: flux-python's ``JobList(ids=...)``).
+one ``status()`` over 1,000 held Flux jobs (baseline: flux-python's ``JobList(ids=...)``),
+and a job in a Flux sub-instance of its own (``nested``) from submission to its end (baseline:
+the same job plain).
 Times are medians of the runs (2 at full size, 3 for Flux). Slurm and Flux rows need
 ``scripts/services start``; without it they are reported as skipped, with the reason.
 """
@@ -257,6 +259,7 @@ def flux_rows(quick: bool, root: Path, repeats: int) -> list[dict[str, Any]]:
         ours.close()
     peak = peak_mb()
     share = f">= {BARE_SHARE}x bare"
+    nested, plain = _nesting_cost(root, 2 if quick else 5)
 
     def ratio(ours_s: list[float], bare_s: list[float]) -> float:
         return median(bare_s) / median(ours_s)
@@ -279,7 +282,29 @@ def flux_rows(quick: bool, root: Path, repeats: int) -> list[dict[str, Any]]:
             baseline_s=median(status_bare), target=share, paper="-", reference="-", peak=peak,
             met=ratio(status_ours, status_bare) >= BARE_SHARE,
             baseline_is="flux-python JobList(ids=...).jobs()"),
+        row("submit", "flux: `$(LAUNCHER) true` in a sub-instance, submitted to ended",
+            "1 job", nested, baseline_s=median(plain), target="-", paper="-", reference="-",
+            baseline_is="the same job plain (no nested), same run"),
     ]
+
+
+def _nesting_cost(root: Path, repeats: int) -> tuple[list[float], list[float]]:
+    """What a job's own Flux instance costs: one job at a time, nested and plain in turn."""
+    from mummi_spec.runtime.schedulers.flux import FluxScheduler
+
+    adapter = FluxScheduler(_settings("flux"))
+    tags = iter(range(10**6))
+
+    def one(nested: bool) -> None:
+        request = JobRequest(f"n{next(tags)}", "bench", "$(LAUNCHER) true", root / "nest",
+                             nested=nested)
+        job_id = adapter.submit(request)
+        wait_terminal(adapter, [job_id], timeout=120.0, interval=0.01)
+
+    try:
+        return paired(lambda: one(True), lambda: one(False), repeats)
+    finally:
+        adapter.close()
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
