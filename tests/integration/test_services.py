@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,22 @@ def test_second_start_changes_nothing(slurm_cluster):
     proc = services("start", "slurm")
     assert proc.returncode == 0, proc.stderr
     assert "started" not in proc.stdout and "config changed" not in proc.stdout
+
+
+def test_another_state_dirs_start_leaves_the_running_slurms_config_alone(slurm_cluster, tmp_path):
+    # A second checkout (a CI clone beside a working one) must not point the running
+    # slurmctld's clients at its own jobcomp file and fake GPUs.
+    confs = [Path("/etc/slurm/slurm.conf"), Path("/etc/slurm/gres.conf")]
+    before = [c.read_bytes() for c in confs]
+    try:
+        proc = subprocess.run([sys.executable, str(SERVICES), "start", "slurm"], text=True,
+                              capture_output=True, timeout=60, check=False,
+                              env={**os.environ, "MUMMI_SERVICES_DIR": str(tmp_path / "other")})
+        assert proc.returncode == 1 and "did not start" in proc.stderr, proc.stderr
+        assert [c.read_bytes() for c in confs] == before
+    finally:
+        for conf, data in zip(confs, before, strict=True):
+            conf.write_bytes(data)
 
 
 def test_gpu_job_sees_cuda_visible_devices(slurm_cluster, tmp_path):
