@@ -183,7 +183,8 @@ def watch(campaign: Campaign, console: Console, stop: threading.Event,
         while not last.ended and not stop.wait(every):
             last = look(campaign)
             live.update(screen(last, console.height), refresh=True)
-    console.print(screen(last, console.height))
+    # Left in the scrollback, with room below it for what follows (a line, the prompt).
+    console.print(screen(last, console.height - 2))
     return last
 
 
