@@ -1,7 +1,8 @@
 """Headless Chromium driven over the DevTools protocol on a pipe: load a page, collect console
 errors, exceptions and requests, evaluate JavaScript, take a full-page screenshot.
 
-``python -m tests.browser PAGE.html SHOT.png`` does it by hand (how docs/img/report.png is made).
+``python -m tests.browser PAGE.html SHOT.png [TOP:BOTTOM]`` does it by hand, the shot cut to
+those CSS pixels (how docs/img/report*.png are made).
 """
 
 from __future__ import annotations
@@ -129,9 +130,9 @@ class Browser:
                     return e
             self.events.append(self._message(deadline))
 
-    def load(self, url: str, script: str) -> Loaded:
+    def load(self, url: str, script: str, band: tuple[float, float] | None = None) -> Loaded:
         """Open ``url`` in a new page, wait for its load event, run ``script`` (an expression
-        whose value is returned), screenshot the whole page."""
+        whose value is returned), screenshot the whole page (or the ``band`` top to bottom)."""
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
         session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
@@ -144,8 +145,9 @@ class Browser:
         size = self.send("Page.getLayoutMetrics", session)["cssContentSize"]
         shot = self.send("Page.captureScreenshot", session, format="png",
                          captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": size["width"],
-                               "height": size["height"], "scale": 1})
+                         clip={"x": 0, "y": band[0] if band else 0, "width": size["width"],
+                               "height": min(size["height"], band[1]) - band[0] if band
+                               else size["height"], "scale": 1})
         out = Loaded(result=value.get("result", {}).get("value"),
                      screenshot=base64.b64decode(shot["data"]))
         for e in self.events:
@@ -173,7 +175,11 @@ def main(argv: list[str]) -> int:
         return 2
     page, shot = Path(argv[0]).resolve(), Path(argv[1])
     with Browser(exe) as browser:
-        seen = browser.load(page.as_uri(), "document.title")
+        band = None
+        if len(argv) > 2:
+            top, bottom = map(float, argv[2].split(":"))
+            band = (top, bottom)
+        seen = browser.load(page.as_uri(), "document.title", band)
     shot.write_bytes(seen.screenshot)
     print(f"{shot}: {len(seen.screenshot)} bytes; errors: {seen.errors or 'none'}")
     return 1 if seen.errors else 0
