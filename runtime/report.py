@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -25,9 +26,10 @@ def nearest_distances(candidates: np.ndarray, selected: np.ndarray) -> np.ndarra
     c = np.asarray(candidates, dtype=np.float64)
     s = np.asarray(selected, dtype=np.float64)
     best = np.full(len(c), np.inf)
+    cc = (c * c).sum(1)[:, None]
     for i in range(0, len(s), 256):  # bounded memory for large samples
         part = s[i:i + 256]
-        d2 = (c * c).sum(1)[:, None] - 2 * c @ part.T + (part * part).sum(1)[None, :]
+        d2 = cc - 2 * c @ part.T + (part * part).sum(1)[None, :]
         best = np.minimum(best, d2.min(axis=1))
     return np.asarray(np.sqrt(np.maximum(best, 0)))
 
@@ -37,6 +39,24 @@ def coverage_distance(candidates: np.ndarray, selected: np.ndarray) -> float:
     if len(selected) == 0 or len(candidates) == 0:
         return float("inf")
     return float(nearest_distances(candidates, selected).mean())
+
+
+@dataclass(frozen=True)
+class Covered:
+    """A stream's candidates (a sample), the selected ones, and how well these cover those."""
+
+    candidates: np.ndarray
+    selected: np.ndarray
+    radius: float  # covering_radius
+    mean: float  # coverage_distance
+
+    @classmethod
+    def of(cls, candidates: np.ndarray, selected: np.ndarray) -> Covered:
+        """Both measures from one pass over the distances (the costly part)."""
+        if len(selected) == 0 or len(candidates) == 0:
+            return cls(candidates, selected, float("inf"), float("inf"))
+        d = nearest_distances(candidates, selected)
+        return cls(candidates, selected, float(d.max()), float(d.mean()))
 
 
 def covering_radius(candidates: np.ndarray, selected: np.ndarray) -> float:
@@ -118,12 +138,13 @@ def plot_occupancy(rows: Sequence[tuple[float, int, int, int, int]], gpu_pool: i
     save(fig, out)
 
 
-def plot_coverage(streams: Mapping[str, tuple[np.ndarray, np.ndarray]], out: Out) -> None:
+def plot_coverage(streams: Mapping[str, Covered], out: Out) -> None:
     """One panel per candidate stream: every sampled candidate, and the selected ones."""
     plt = pyplot()
     n = max(1, len(streams))
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 4), squeeze=False)
-    for ax, (name, (cands, chosen)) in zip(axes[0], sorted(streams.items()), strict=False):
+    for ax, (name, cov) in zip(axes[0], sorted(streams.items()), strict=False):
+        cands, chosen = cov.candidates, cov.selected
         if len(cands):
             both = _project(np.vstack([cands, chosen]) if len(chosen) else cands)
             ax.scatter(both[:len(cands), 0], both[:len(cands), 1], s=4, c="0.7",

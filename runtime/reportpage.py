@@ -23,9 +23,8 @@ from mummi_spec.runtime.ledgerview import Attempt, LedgerView, Selection
 from mummi_spec.runtime.records import RecordError, decode
 from mummi_spec.runtime.registry import SELECTORS
 from mummi_spec.runtime.report import (
+    Covered,
     Out,
-    coverage_distance,
-    covering_radius,
     plot_coverage,
     plot_occupancy,
     read_points,
@@ -38,28 +37,27 @@ from mummi_spec.runtime.workspace import LEDGER
 REPORT = "report.html"
 LISTED = 200  # rows of each failure table; the ledger keeps every one
 FEEDBACK_READ = 200_000  # consumed items read back to redraw a target's history, at most
-Streams = Mapping[str, tuple[np.ndarray, np.ndarray]]
+Streams = Mapping[str, Covered]
 
 
-def coverage_samples(campaign: Campaign, selections: Sequence[Selection]) -> dict[
-        str, tuple[np.ndarray, np.ndarray]]:
+def coverage_samples(campaign: Campaign, selections: Sequence[Selection]) -> dict[str, Covered]:
     """Per candidate stream that feeds a coupling: a sample of its candidates and the ones
-    its couplings selected, read back from the store."""
+    its couplings selected, read back from the store, and how well these cover those."""
     out = {}
     for stream in sorted({c.source for c in campaign.plan.couplings.values()}):
         feeds = {n for n, c in campaign.plan.couplings.items() if c.source == stream}
         cands, sel = sample_stream(campaign, stream,
                                    [s.candidate for s in selections if s.coupling in feeds])
         if len(cands):
-            out[stream] = (cands, sel)
+            out[stream] = Covered.of(cands, sel)
     return out
 
 
 def coverage_lines(streams: Streams) -> list[str]:
     """One line per stream for summary.txt: how well the selections cover the candidates."""
-    return [f"coverage {name}: covering radius {covering_radius(c, s):.3f}, mean distance to "
-            f"nearest selected {coverage_distance(c, s):.3f}, over {len(c)} candidates"
-            for name, (c, s) in sorted(streams.items())]
+    return [f"coverage {name}: covering radius {c.radius:.3f}, mean distance to nearest "
+            f"selected {c.mean:.3f}, over {len(c.candidates)} candidates"
+            for name, c in sorted(streams.items())]
 
 
 def write_report(campaign: Campaign, out: Path | None = None,
@@ -182,9 +180,9 @@ def _job_rows(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
 
 
 def _coverage(streams: Streams) -> dict[str, Any]:
-    rows = [{"stream": name, "candidates": len(c), "selected": len(s),
-             "radius": f"{covering_radius(c, s):.3f}", "mean": f"{coverage_distance(c, s):.3f}"}
-            for name, (c, s) in sorted(streams.items())]
+    rows = [{"stream": name, "candidates": len(c.candidates), "selected": len(c.selected),
+             "radius": f"{c.radius:.3f}", "mean": f"{c.mean:.3f}"}
+            for name, c in sorted(streams.items())]
     return {"rows": rows, "png": _png(lambda o: plot_coverage(streams, o)) if rows else ""}
 
 
