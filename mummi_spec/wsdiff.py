@@ -107,8 +107,9 @@ def _effect(kind: str, role: str, fields: tuple[str, ...], queued: int, running:
     live = queued + running
     if kind == "removed":
         if live or later:
-            return (f"the new plan has no such job type: its {live} live attempts could not be "
-                    f"tracked and {later} selections waiting for it would never run")
+            return (f"the new plan has no such job type: its {_n(live, 'live attempt')} could "
+                    f"not be tracked and {_n(later, 'selection')} waiting for it would never "
+                    "run")
         return "the new plan has no such job type; none of its jobs is live or waiting"
     if all(f.split(".")[0] in INERT for f in fields):
         return "no job sees this change (a description, or what `mummi simulate` expects)"
@@ -120,8 +121,12 @@ def _effect(kind: str, role: str, fields: tuple[str, ...], queued: int, running:
             "the new settings apply when the manager next starts it"
     if not live and not later:
         return "none of its jobs is queued or running, and no selection waits for it"
-    return (f"{live} submitted attempts keep the settings they were submitted with; "
-            f"{later} selections not there yet would run with the new ones")
+    return (f"{_n(live, 'submitted attempt')} keep the settings they were submitted with; "
+            f"{_n(later, 'selection')} not there yet would run with the new ones")
+
+
+def _n(count: int, thing: str) -> str:
+    return f"{count} {thing}{'' if count == 1 else 's'}"
 
 
 def _selectors(campaign: Campaign, new: Plan, changes: tuple[Change, ...]

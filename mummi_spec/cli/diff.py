@@ -109,8 +109,7 @@ def ws_text(w: WorkspaceDiff) -> str:
     out.append("what needs a restart" if w.restarts else "what needs a restart: nothing")
     out += [f"  {r}" for r in w.restarts]
     out.append("the workspace")
-    for line in w.verdict:
-        out += textwrap.wrap(line, width=100, initial_indent="  ", subsequent_indent="    ")
+    out += [f"  {line}" for line in w.verdict]  # unwrapped: its commands copy whole
     return "\n".join([*out, ""])
 
 

@@ -40,6 +40,10 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     live.kill()
 
 
+def plural(n: int) -> str:
+    return "" if n == 1 else "s"
+
+
 def diff(ws: Path, spec: Path, *args: str) -> tuple[int, dict[str, object]]:
     proc = run_cli("diff", str(ws), str(spec), "--json", *args, cwd=spec.parent)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
@@ -66,9 +70,9 @@ def test_on_a_running_campaign_the_queued_and_running_jobs_are_counted(
     assert doc["jobs"] == {"cganalysis": {
         "role": "simulation", "kind": "changed", "fields": ["walltime"], "queued": queued,
         "running": jobs["running"], "later": later,
-        "effect": f"{queued + jobs['running']} submitted attempts keep the settings they were "
-                  f"submitted with; {later} selections not there yet would run with the new "
-                  "ones"}}
+        "effect": f"{queued + jobs['running']} submitted attempt{plural(queued + jobs['running'])} "
+                  f"keep the settings they were submitted with; {later} "
+                  f"selection{plural(later)} not there yet would run with the new ones"}}
     assert doc["selectors"]["sampler"]["fields"] == ["k"]
     assert doc["selectors"]["sampler"]["resumes"] is not checkpoint
     assert doc["restarts"] == ["the manager: it reads plan.json once, when it starts"]
