@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mummi_spec.compiler.compile import Compiled
@@ -18,7 +17,7 @@ from mummi_spec.runtime.ledgerview import LedgerView
 from mummi_spec.runtime.registry import SCHEDULERS, SELECTORS
 from mummi_spec.runtime.states import AttemptState, SimState
 from mummi_spec.runtime.status import read_status
-from mummi_spec.runtime.workspace import LEDGER, PLAN_COPY, digest, started_with
+from mummi_spec.runtime.workspace import LEDGER, digest, started_with
 
 # Settings of a job type no job ever sees: text, and what `mummi simulate` expects.
 INERT = ("description", "expect")
@@ -180,8 +179,8 @@ def _restarts(old: Plan, new: Plan, d: CampaignDiff, jobs: tuple[JobImpact, ...]
     return tuple(out)
 
 
-def _verdict(ws: Path, accepted: bool, found: str | None, new_digest: str, new_spec: str,
-             state: str) -> tuple[str, ...]:
+def _verdict(accepted: bool, found: str | None, new_digest: str, new_spec: str, state: str
+             ) -> tuple[str, ...]:
     if accepted:
         return ("the workspace takes this plan: it is the one the campaign started with",)
     refused = (f"the workspace refuses this plan: a workspace takes only the plan that started "
@@ -190,7 +189,7 @@ def _verdict(ws: Path, accepted: bool, found: str | None, new_digest: str, new_s
                "made under two plans")
     fresh = (f"`mummi run {new_spec} --workspace NEW_WORKSPACE`: a new campaign, which starts "
              "from none of this one's selections, jobs or feedback")
-    old = f"the plan it was started with (its copy: {ws / PLAN_COPY})"
+    old = "the build (or the spec and profile) it was started with"
     if state == "complete":
         return (refused, f"this campaign is complete; to run the new spec: {fresh}")
     if state == "running":
@@ -202,11 +201,12 @@ def _verdict(ws: Path, accepted: bool, found: str | None, new_digest: str, new_s
             f"to run the new spec instead: {fresh}")
 
 
-def workspace_diff(campaign: Campaign, new: Loaded, new_build: Compiled) -> WorkspaceDiff:
-    """Compare a workspace's campaign with a compiled spec, against its ledger now."""
+def workspace_diff(campaign: Campaign, old_text: str, new: Loaded, new_build: Compiled
+                   ) -> WorkspaceDiff:
+    """Compare a workspace's campaign (its plan.json ``old_text``) with a compiled spec,
+    against its ledger now."""
     ws = campaign.workspace
     old = campaign.plan
-    old_text = campaign.plan_path.read_text(encoding="utf-8")
     status = read_status(ws) or {}
     state = str(status.get("state", "not started"))
     d = diff_plan(Side(str(ws), old.profile), old, old_text, new, new_build)
@@ -237,5 +237,4 @@ def workspace_diff(campaign: Campaign, new: Loaded, new_build: Compiled) -> Work
     return WorkspaceDiff(d, old.name, state, tuple(jobs),
                          _selectors(campaign, new_build.plan, d.changes),
                          _restarts(old, new_build.plan, d, tuple(jobs), survive, state),
-                         accepted, _verdict(ws, accepted, found, new_digest, new.spec.file,
-                                            state))
+                         accepted, _verdict(accepted, found, new_digest, new.spec.file, state))

@@ -26,10 +26,9 @@ def nearest_distances(candidates: np.ndarray, selected: np.ndarray) -> np.ndarra
     c = np.asarray(candidates, dtype=np.float64)
     s = np.asarray(selected, dtype=np.float64)
     best = np.full(len(c), np.inf)
-    cc = (c * c).sum(1)[:, None]
     for i in range(0, len(s), 256):  # bounded memory for large samples
         part = s[i:i + 256]
-        d2 = cc - 2 * c @ part.T + (part * part).sum(1)[None, :]
+        d2 = (c * c).sum(1)[:, None] - 2 * c @ part.T + (part * part).sum(1)[None, :]
         best = np.minimum(best, d2.min(axis=1))
     return np.asarray(np.sqrt(np.maximum(best, 0)))
 

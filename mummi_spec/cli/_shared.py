@@ -86,10 +86,10 @@ def profile_args(p: argparse.ArgumentParser) -> None:
 
 
 def plan_arg(p: argparse.ArgumentParser, when: str = "") -> None:
-    """--plan PLAN: for a workspace that has no copy of the plan it was started with."""
+    """--plan PLAN: for a workspace whose ledger does not keep the plan it was started with."""
     p.add_argument("--plan", type=Path,
                    help=f"{when}the plan.json the campaign was started with, for a workspace "
-                        "without its copy (started by an older mummi)")
+                        "whose ledger does not keep it (started by an older mummi)")
 
 
 def chosen_profile(args: argparse.Namespace) -> str | None:

@@ -124,7 +124,7 @@ def run_workspace(args: argparse.Namespace) -> int:
     if args.old_profile is not None:
         raise UsageError(f"--old-profile: {args.old} is a workspace, whose campaign's profile "
                          "is the one it was started with; use --new-profile or --profile")
-    campaign = open_workspace(args.old, args.plan)
+    campaign, text = open_workspace(args.old, args.plan)
     try:
         ran = campaign.plan.profile
         chosen = args.new_profile if args.new_profile is not None else chosen_profile(args)
@@ -135,7 +135,7 @@ def run_workspace(args: argparse.Namespace) -> int:
                                  f"{args.old} runs; choose one with --profile NAME or "
                                  "--no-profile")
         loaded, compiled = load_and_compile(args.new, chosen)
-        w = workspace_diff(campaign, loaded, compiled)
+        w = workspace_diff(campaign, text, loaded, compiled)
     finally:
         campaign.close()
     if args.json:

@@ -14,7 +14,7 @@ def run(args: argparse.Namespace) -> int:
     from mummi_spec.runtime.reportpage import write_report
     from mummi_spec.runtime.workspace import open_workspace
 
-    campaign = open_workspace(args.workspace, args.plan)
+    campaign, _ = open_workspace(args.workspace, args.plan)
     try:
         path = write_report(campaign, args.output)
     finally:

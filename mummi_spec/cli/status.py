@@ -41,7 +41,7 @@ def watch(args: argparse.Namespace) -> int:
     every = live.REFRESH if args.every is None else args.every
     if not every > 0:
         raise UsageError(f"--every {every:g}: give a refresh interval in seconds above 0")
-    campaign = open_workspace(args.workspace, args.plan)
+    campaign, _ = open_workspace(args.workspace, args.plan)
     stop = threading.Event()
     # Ctrl-C ends the loop between two redraws, so the terminal is always given back whole.
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}

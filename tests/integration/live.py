@@ -57,6 +57,13 @@ class Running:
                                      cwd=cwd, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
 
+    def claimed(self) -> bool:
+        """Whether `mummi run` has claimed the workspace (its ledger keeps the plan)."""
+        try:
+            return bool(query(self.ws, "SELECT 1 FROM meta WHERE key = 'plan'"))
+        except sqlite3.Error:  # not there yet, or its tables not yet made
+            return False
+
     def output(self) -> str:
         return (self.cwd / "run.out").read_text(errors="replace")
 

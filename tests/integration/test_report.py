@@ -4,6 +4,7 @@ on demand it is the same bytes; a workspace without its plan copy is refused in 
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,7 @@ def test_the_page_of_a_finished_campaign_renders_every_section(mini: Path, chrom
         assert name in got["failures"]["text"]
     if not failed:
         assert "Attempts that failed or timed out\nNone." in got["failures"]["text"]
-    campaign = Campaign.open(mini / "plan.json", mini)
+    campaign = Campaign.open(mini.parent.parent / "build" / "plan.json", mini)
     stream = campaign.stream("structures.latent")
     written = len(campaign.store(stream.store).keys(stream.namespace))
     campaign.close()
@@ -127,22 +128,25 @@ def test_on_demand_the_page_is_the_same_bytes(mini: Path, tmp_path: Path) -> Non
     assert str(mini) not in text and "http:" not in text and "https:" not in text
 
 
-def test_a_workspace_without_its_plan_copy_needs_the_plan(mini: Path, tmp_path: Path) -> None:
+def test_a_workspace_whose_ledger_lacks_its_plan_needs_the_plan(mini: Path,
+                                                               tmp_path: Path) -> None:
     ws = tmp_path / "old"
     shutil.copytree(mini, ws)
-    plan = ws / "plan.json"
-    build = tmp_path / "build.json"
-    plan.rename(build)
-    cases = [
-        ((str(ws),), "no plan.json (a workspace started before mummi kept a copy of its "
-                     "plan); pass --plan build/plan.json"),
-        ((str(ws), "--plan", str(tmp_path / "nowhere.json")), "no plan.json (a workspace"),
-        ((str(tmp_path / "none"),), "no ledger.sqlite; is this a campaign workspace"),
-    ]
+    db = sqlite3.connect(ws / "ledger.sqlite")  # as a ledger claimed by an older mummi
+    with db:
+        (plan,), = db.execute("SELECT value FROM meta WHERE key = 'plan'").fetchall()
+        db.execute("DELETE FROM meta WHERE key = 'plan'")
+    db.close()
+    build = tmp_path / "plan.json"
+    build.write_text(plan)
     other = tmp_path / "other.json"
-    other.write_text(build.read_text().replace('"mini-mummi"', '"other"', 1))
-    cases.append(((str(ws), "--plan", str(other)), "not the plan that started the campaign"))
-    for args, message in cases:
+    other.write_text(plan.replace('"mini-mummi"', '"other"', 1))
+    for args, message in (
+            ((str(ws),), "its ledger does not keep the plan that started it (a campaign "
+                         "started by an older mummi); pass --plan build/plan.json"),
+            ((str(ws), "--plan", str(tmp_path / "nowhere.json")), "cannot read the plan"),
+            ((str(tmp_path / "none"),), "no ledger.sqlite; is this a campaign workspace"),
+            ((str(ws), "--plan", str(other)), "not the plan that started the campaign")):
         proc = run_cli("report", *args, cwd=tmp_path)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr

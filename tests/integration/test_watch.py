@@ -119,7 +119,7 @@ def test_watch_shows_what_the_ledger_holds_and_ends_with_the_campaign(
         tmux_server: Tmux, tmp_path: Path) -> None:
     live = Running(tmp_path)
     try:
-        wait_for("the workspace's plan copy", lambda: (live.ws / "plan.json").exists())
+        wait_for("the campaign's claim on its workspace", live.claimed)
         tmux_server.start("end", watch_command(live.ws))  # watches to the end
         tmux_server.start("quit", watch_command(live.ws))  # is stopped with Ctrl-C
         seen = []

@@ -1,10 +1,11 @@
 """What the report page, the live view and diff read from a workspace, on hand-made ledgers:
-the plan copy, lanes of the timeline, a target's history, the view at 80x24 and in a pipe."""
+the plan it keeps, lanes of the timeline, a target's history, the view at 80x24 and in a pipe."""
 
 from __future__ import annotations
 
 import io
 import re
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from mummi_spec.runtime.records import Record, encode
 from mummi_spec.runtime.reportpage import target_history
 from mummi_spec.runtime.states import AttemptState
 from mummi_spec.runtime.status import write_status
-from mummi_spec.runtime.workspace import PLAN_COPY, claim, open_workspace
+from mummi_spec.runtime.workspace import claim, open_workspace
 from tests.conftest import SPECS
 
 
@@ -45,23 +46,23 @@ def campaign(tmp_path: Path) -> Iterator[Campaign]:
     c.close()
 
 
-def test_the_workspace_keeps_the_plan_that_started_it(campaign: Campaign) -> None:
+def test_the_ledger_keeps_the_plan_that_started_the_campaign(campaign: Campaign) -> None:
     ws = campaign.workspace
-    assert (ws / PLAN_COPY).read_bytes() == campaign.plan_path.read_bytes()
-    assert open_workspace(ws).plan == campaign.plan
-    (ws / PLAN_COPY).unlink()
+    built = campaign.plan_path.read_text()
+    found, text = open_workspace(ws)
+    assert text == built and found.plan == campaign.plan and found.workspace == ws
+    # A workspace claimed before the ledger kept its plan: the plan is asked for, and checked.
+    db = sqlite3.connect(ws / "ledger.sqlite")
+    with db:
+        db.execute("DELETE FROM meta WHERE key = 'plan'")
+    db.close()
     with pytest.raises(UsageError, match=r"pass --plan build/plan\.json"):
         open_workspace(ws)
-    assert open_workspace(ws, campaign.plan_path).plan == campaign.plan
+    assert open_workspace(ws, campaign.plan_path)[1] == built
     other = ws.parent / "other.json"
-    other.write_text(campaign.plan_path.read_text().replace("rasraf", "other", 1))
+    other.write_text(built.replace("rasraf", "other", 1))
     with pytest.raises(UsageError, match="not the plan that started the campaign"):
         open_workspace(ws, other)
-    # Claimed again (a resumed run), the copy comes back.
-    ledger = Ledger(ws / "ledger.sqlite")
-    claim(campaign, ledger)
-    ledger.close()
-    assert (ws / PLAN_COPY).read_bytes() == campaign.plan_path.read_bytes()
 
 
 @pytest.mark.parametrize("seed", range(5))
