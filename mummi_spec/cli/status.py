@@ -17,6 +17,9 @@ def run(args: argparse.Namespace) -> int:
     """Print a campaign's state."""
     if args.watch:
         return watch(args)
+    given = [f"--{n}" for n in ("every", "plan") if getattr(args, n) is not None]
+    if given:
+        raise UsageError(f"{' and '.join(given)}: only with --watch")
     from mummi_spec.runtime.status import read_status, render
 
     ws = Path(args.workspace)

@@ -164,3 +164,17 @@ def test_a_stopped_watch_returns_at_once_with_the_campaign_still_running(
     out = io.StringIO()
     last = watch.watch(campaign, Console(file=out, width=80, color_system=None), stop)
     assert not last.ended and out.getvalue().count("running  1.0 s") == 1
+
+
+def test_watch_arguments_are_checked_in_one_line(campaign: Campaign, capsys) -> None:
+    from mummi_spec.cli import main
+
+    ws = str(campaign.workspace)
+    for argv, message in (
+            (["status", ws, "--every", "2"], "--every: only with --watch"),
+            (["status", "--watch", ws, "--every", "0"], "--every 0: give a refresh interval"),
+            (["status", "--watch", ws + "-missing"], "no ledger.sqlite; is this a campaign"),
+            (["report", ws + "-missing"], "no ledger.sqlite; is this a campaign")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
