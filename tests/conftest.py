@@ -99,3 +99,28 @@ def flux_instance() -> Iterator[dict[str, object]]:
         if proc.returncode != 0 or len(counts) != 2:
             _missing(f"the Flux broker at {uri} does not answer: {proc.stderr.strip()}")
         yield {"uri": uri, "cores": int(counts[0]), "gpus": int(counts[1])}
+
+
+def _tool(name: str, *candidates: str) -> str:
+    found = next((p for p in map(shutil.which, candidates or (name,)) if p), None)
+    if found is None:
+        what = f"{name} is not installed"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{what} (MUMMI_REQUIRE_SERVICES=1: run 'scripts/services install "
+                        "tools' as root first)")
+        pytest.skip(f"{what}; 'scripts/services install tools' installs it (as root)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless-capable Chromium, which scripts/services installs with the tools."""
+    from tests.browser import CHROMIUM
+
+    return _tool("chromium", *CHROMIUM)
+
+
+@pytest.fixture(scope="session")
+def tmux() -> str:
+    """tmux, a real terminal to run `mummi status --watch` in and read back."""
+    return _tool("tmux")

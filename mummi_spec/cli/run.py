@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     """Run a campaign: Maestro runs the static study; its manager step is the runtime."""
     from mummi_spec.runtime.campaign import WORKSPACE_ENV, Campaign
     from mummi_spec.runtime.ledger import Ledger
+    from mummi_spec.runtime.reportpage import REPORT
     from mummi_spec.runtime.status import STATUS_FILE, read_status, render
     from mummi_spec.runtime.workspace import claim
 
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise MummiError(f"the campaign did not finish (Maestro exit {proc.returncode}); see "
                          f"{log_path} and {ws / 'manager.log'}")
     print(render(status), end="")
-    for name in ("summary.txt", "occupancy.png", "coverage.png"):
+    for name in ("summary.txt", "occupancy.png", "coverage.png", REPORT):
         if (ws / name).exists():
             print(f"  {ws / name}")
     if status.get("allocation_ended"):
