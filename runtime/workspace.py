@@ -1,4 +1,4 @@
-"""A workspace belongs to one campaign: the plan that started it is the only one it takes."""
+"""A workspace belongs to one campaign and one manager: its plan, then its lease."""
 
 from __future__ import annotations
 
@@ -6,11 +6,16 @@ import hashlib
 
 from mummi_spec.errors import UsageError
 from mummi_spec.runtime.campaign import Campaign
+from mummi_spec.runtime.lease import Lease, take
 from mummi_spec.runtime.ledger import Ledger
+from mummi_spec.runtime.states import Holder
 
 
-def claim(campaign: Campaign, ledger: Ledger) -> None:
-    """Claim the workspace for this plan, or refuse a plan other than the one that started it."""
+def claim(campaign: Campaign, ledger: Ledger, holder: Holder, period: float, *,
+          handover: str | None = None) -> Lease:
+    """Claim the workspace for this plan and this process, renewing every ``period``
+    seconds: refuse a plan other than the one that started it, then take the lease or raise
+    ``WorkspaceHeldError`` naming its live holder (lease.py)."""
     digest = hashlib.sha256(campaign.plan_path.read_bytes()).hexdigest()
     found = ledger.meta("plan_sha256")
     if found is None:
@@ -21,3 +26,4 @@ def claim(campaign: Campaign, ledger: Ledger) -> None:
             f"workspace {campaign.workspace} holds campaign '{ledger.meta('campaign')}' started "
             "from a different plan.json; resuming it with this plan would mix two campaigns. "
             "Use another --workspace, or recompile the spec the campaign was started with")
+    return take(ledger, campaign.workspace, holder, period, handover=handover)

@@ -207,7 +207,11 @@ class Rig:
         return m.tick(self.clock.now())
 
     def crash(self, m: Manager) -> None:
-        """The process dies: no shutdown, nothing cancelled, nothing checkpointed."""
+        """The process dies: no shutdown, nothing cancelled, nothing checkpointed; its lease
+        is left as a dead holder's is once its heartbeat is past the bound."""
+        if m.lease is not None:
+            with m.ledger.transaction() as db:
+                db.execute("UPDATE lease SET heartbeat = 0")
         m.submitter.close()
         m.ledger.close()
         m.campaign.close()
