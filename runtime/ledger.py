@@ -151,12 +151,13 @@ class Ledger:
         return sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All statements inside commit together or not at all."""
+    def transaction(self, *, fenced: bool = True) -> Iterator[sqlite3.Connection]:
+        """All statements inside commit together or not at all (and none once this process
+        lost its lease, unless ``fenced`` is False: taking a new one)."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                if self.fence is not None:
+                if fenced and self.fence is not None:
                     held = read_lease(self._db)
                     if held is None or held.token != self.fence or held.released is not None:
                         raise LeaseLostError(f"{self.path}: this process no longer holds the "
@@ -194,7 +195,7 @@ class Ledger:
                    ) -> LeaseRow | None:
         """Write ``row`` as the lease if ``may(current)`` allows, in one transaction: None
         then, else the current holder's row. A stop request stays with its token."""
-        with self.transaction() as db:
+        with self.transaction(fenced=False) as db:
             current = read_lease(db)
             if not may(current):
                 return current

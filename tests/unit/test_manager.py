@@ -183,10 +183,11 @@ class Rig:
     def plan(self) -> Plan:
         return Plan.read(self.plan_path)
 
-    def manager(self, sched: FakeScheduler, *, start: bool = True) -> Manager:
+    def manager(self, sched: FakeScheduler, *, start: bool = True,
+                run_token: str | None = None) -> Manager:
         """A new manager process on the campaign reopened from disk, started unless not."""
         m = Manager(Campaign.open(self.plan_path, self.ws), sched, clock=self.clock,
-                    threads=False)
+                    threads=False, run_token=run_token)
         self.managers.append(m)
         if start:
             m.start()
