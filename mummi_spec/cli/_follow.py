@@ -18,10 +18,11 @@ if TYPE_CHECKING:
 REFRESH = 1.0  # seconds between two looks at the workspace: the display, the launcher's heartbeat
 # A stop that always stops: after the second Ctrl-C or SIGTERM (or the first, before the
 # manager step has started), Maestro gets CANCEL_WAIT seconds to cancel its steps, then its
-# process group SIGTERM and, KILL_WAIT seconds later, SIGKILL. `mummi run` ends within their
-# sum and a second, whatever the scheduler does.
+# process group SIGTERM and, KILL_WAIT seconds later, SIGKILL. `mummi run` ends within
+# STOP_BOUND of that signal, whatever the scheduler does (docs/reliability.md).
 CANCEL_WAIT = 10.0
 KILL_WAIT = 5.0
+STOP_BOUND = REFRESH + CANCEL_WAIT + 2 * KILL_WAIT
 
 
 class Signals:
@@ -106,23 +107,28 @@ class Study:
         return True
 
     def cancel(self) -> None:
-        """End the study within CANCEL_WAIT + KILL_WAIT seconds: `maestro cancel` (its steps'
+        """End the study within CANCEL_WAIT + 2 KILL_WAIT seconds: `maestro cancel` (its steps'
         scheduler jobs, queued or running), then its process group's end by signal."""
         if self.proc.poll() is not None:
             return
         if self.queued_steps and self.out.is_dir():
+            deadline = time.monotonic() + CANCEL_WAIT
             with contextlib.suppress(subprocess.TimeoutExpired):
                 subprocess.run(["maestro", "cancel", "-y", str(self.out)], env=self.env,
                                stdout=self.log, stderr=subprocess.STDOUT, timeout=CANCEL_WAIT,
                                check=False)
-            if self.wait(CANCEL_WAIT):
+            if self.wait(max(0.0, deadline - time.monotonic())):
                 return
-        for sig, grace in ((signal.SIGTERM, KILL_WAIT), (signal.SIGKILL, KILL_WAIT)):
+        # Its local steps (the manager, say) are in its process group: all of it must end, not
+        # only Maestro, which may die at SIGTERM while a hung step ignores it.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            deadline = time.monotonic() + KILL_WAIT
             try:
                 os.killpg(self.proc.pid, sig)
+                while time.monotonic() < deadline:
+                    self.wait(0.1)  # reaps Maestro, whose zombie would keep the group
+                    os.killpg(self.proc.pid, 0)
             except ProcessLookupError:
-                return
-            if self.wait(grace):
                 return
 
 
