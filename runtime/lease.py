@@ -19,6 +19,10 @@ from mummi_spec.runtime.states import Holder
 # keep their clocks within a small part of it of each other (NTP does).
 LEASE_TICKS = 10
 LEASE_FLOOR = 60.0
+# A holder writes its heartbeat, and reads the stop request, at most once a second of wall
+# time: every tick at the usual tick lengths, not hundreds of times a second under
+# `mummi simulate`'s virtual clock.
+RENEW_EVERY = 1.0
 TOKEN_ENV = "MUMMI_RUN_TOKEN"  # the run token `mummi run` hands to its manager step
 
 
@@ -147,14 +151,19 @@ class Lease:
         self.ledger = ledger
         self.row = row
         self.lost = False
+        self._renewed = time.monotonic()
 
     @property
     def token(self) -> str:
         return self.row.token
 
     def renew(self) -> str | None:
-        """A heartbeat now. Returns who asked this holder to stop, if anyone has; raises
-        ``LeaseLostError`` once another process holds the workspace."""
+        """A heartbeat now (if RENEW_EVERY has passed since the last). Returns who asked this
+        holder to stop, if anyone has; raises ``LeaseLostError`` once another process holds
+        the workspace."""
+        if time.monotonic() - self._renewed < RENEW_EVERY:
+            return self.row.stop
+        self._renewed = time.monotonic()
         try:
             row = self.ledger.renew_lease(self.token, self.row.holder, time.time())
         except LeaseLostError:

@@ -157,11 +157,11 @@ class Ledger:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                if fenced and self.fence is not None:
-                    held = read_lease(self._db)
-                    if held is None or held.token != self.fence or held.released is not None:
-                        raise LeaseLostError(f"{self.path}: this process no longer holds the "
-                                             "workspace's lease; it writes nothing more")
+                if fenced and self.fence is not None and self._db.execute(
+                        "SELECT 1 FROM lease WHERE id = 1 AND token = ? AND released IS NULL",
+                        (self.fence,)).fetchone() is None:
+                    raise LeaseLostError(f"{self.path}: this process no longer holds the "
+                                         "workspace's lease; it writes nothing more")
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException:

@@ -27,6 +27,12 @@ from mummi_spec.runtime.ledger import LeaseRow, Ledger
 from mummi_spec.runtime.states import Holder
 
 
+@pytest.fixture(autouse=True)
+def renew_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each renew writes and reads (the once-a-second limit has its own test)."""
+    monkeypatch.setattr(lease_mod, "RENEW_EVERY", 0.0)
+
+
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
     return tmp_path / "ws"
@@ -210,3 +216,19 @@ def test_without_proc_only_the_heartbeat_counts(monkeypatch: pytest.MonkeyPatch)
     assert process_identity(1) == ""
     row = dataclasses.replace(elsewhere(), proc="")
     assert not free(row, time.time()) and local_pid(row) is None
+
+
+def test_a_holder_renews_at_most_once_a_second(ledger: Ledger, ws: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lease_mod, "RENEW_EVERY", 1.0)
+    clock = [100.0]
+    monkeypatch.setattr(lease_mod.time, "monotonic", lambda: clock[0])
+    mine = take(ledger, ws, Holder.MANAGER, 1.0)
+    beat = mine.row.heartbeat
+    ledger.stop_lease(mine.token, "`mummi stop`")
+    clock[0] += 0.5
+    assert mine.renew() is None  # not read yet: no write, no read within the second
+    assert ledger.lease().heartbeat == beat  # type: ignore[union-attr]
+    clock[0] += 0.5
+    assert mine.renew() == "`mummi stop`"
+    assert ledger.lease().heartbeat > beat  # type: ignore[union-attr]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from mummi_spec.errors import LeaseLostError
+from mummi_spec.runtime import lease
 from mummi_spec.runtime.lease import WorkspaceHeldError, take
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.states import Holder
@@ -18,6 +19,12 @@ from tests.unit.test_manager import (  # noqa: F401  (fixtures used by name)
     launch,
     make_rig,
 )
+
+
+@pytest.fixture(autouse=True)
+def renew_every_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake clock's ticks come faster than the once-a-second limit on renewals."""
+    monkeypatch.setattr(lease, "RENEW_EVERY", 0.0)
 
 
 def test_a_second_manager_on_a_live_workspace_refuses_and_writes_nothing(
