@@ -118,6 +118,11 @@ def test_a_second_run_follows_the_first_and_the_campaign_runs_once(
         first: tuple[dict[str, str], Path, Run, LeaseRow], tmp_path: Path) -> None:
     env, ws, run, manager = first
     second = Run(tmp_path, "second", env)
+    _until("the second run following", lambda: "following it" in second.text(), 60)
+    # Maestro killed too: the first run follows its orphaned manager through the workspace.
+    (maestro,) = (pid for pid, cmd in _study_processes(tmp_path / "build")
+                  if "maestro run" in cmd)
+    os.kill(maestro, signal.SIGKILL)
     assert second.wait() == 0, second.text()
     assert run.wait() == 0, run.text()
     assert (f"campaign already running: manager pid {manager.pid} on host {manager.host}; "
@@ -243,8 +248,8 @@ def down_partition(slurm_cluster: dict[str, str]) -> Iterator[str]:
                        timeout=30, check=False)
 
 
-def _study_processes(build: Path) -> list[str]:
-    """Command lines of live processes running this build's study (Maestro, its steps)."""
+def _study_processes(build: Path) -> list[tuple[int, str]]:
+    """Live processes running this build's study (Maestro, its steps): pid, command line."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -253,7 +258,7 @@ def _study_processes(build: Path) -> list[str]:
         except OSError:
             continue
         if str(build) in cmd and state != "Z":
-            found.append(cmd)
+            found.append((int(proc.name), cmd))
     return found
 
 
