@@ -117,8 +117,12 @@ def first(request: pytest.FixtureRequest, tmp_path: Path
 def test_a_second_run_follows_the_first_and_the_campaign_runs_once(
         first: tuple[dict[str, str], Path, Run, LeaseRow], tmp_path: Path) -> None:
     env, ws, run, manager = first
-    second = Run(tmp_path, "second", env)
+    second, third = Run(tmp_path, "second", env), Run(tmp_path, "third", env)
     _until("the second run following", lambda: "following it" in second.text(), 60)
+    _until("the third run following", lambda: "following it" in third.text(), 60)
+    third.proc.send_signal(signal.SIGINT)  # Ctrl-C stops following, not the campaign
+    assert third.wait() == 130, third.text()
+    assert "stopped following; the campaign goes on" in third.text()
     # Maestro killed too: the first run follows its orphaned manager through the workspace.
     (maestro,) = (pid for pid, cmd in _study_processes(tmp_path / "build")
                   if "maestro run" in cmd)
