@@ -141,6 +141,8 @@ def _follow_own(ws: Path, ledger: Ledger, lease: Lease, study: Study, signals: S
         row = ledger.lease()
         now = time.time()
         if row is None or row.token != lease.token:
+            if released_at is not None:
+                return ""  # its manager finished, and a new run already holds the workspace
             study.cancel()  # its manager would be refused, or is fenced off: end it now
             return f"lost: {describe(row, now)}"
         launching = row.holder is Holder.LAUNCHER and row.released is None
