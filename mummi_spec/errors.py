@@ -132,5 +132,9 @@ class LedgerError(MummiError):
     """The campaign ledger is unusable or inconsistent."""
 
 
+class LeaseLostError(LedgerError):
+    """This process no longer holds its workspace's lease: another took it over."""
+
+
 class UsageError(MummiError):
     """The command line or the build directory is not usable as given."""

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mummi_spec.errors import LedgerError
-from mummi_spec.runtime.states import AttemptState, SimState
+from mummi_spec.errors import LeaseLostError, LedgerError
+from mummi_spec.runtime.states import AttemptState, Holder, SimState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,7 +40,18 @@ CREATE TABLE IF NOT EXISTS rejected (
 CREATE TABLE IF NOT EXISTS occupancy (
     t REAL NOT NULL, busy_gpus INTEGER NOT NULL, busy_cores INTEGER NOT NULL,
     running INTEGER NOT NULL, queued INTEGER NOT NULL);
+
+-- Schema 3: one manager per workspace (runtime/lease.py). At most one row: the lease's
+-- holder (process identity, heartbeat, the staleness bound it declared), the run token
+-- that lets a `mummi run` hand it to its manager, when it was released, and the first stop
+-- request addressed to it.
+CREATE TABLE IF NOT EXISTS lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1), token TEXT NOT NULL, holder TEXT NOT NULL,
+    host TEXT NOT NULL, proc TEXT NOT NULL, pid INTEGER NOT NULL, taken REAL NOT NULL,
+    heartbeat REAL NOT NULL, stale_after REAL NOT NULL, released REAL, stop TEXT);
 """
+_LEASE = ("SELECT token, holder, host, proc, pid, taken, heartbeat, stale_after, released, stop"
+          " FROM lease WHERE id = 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,34 @@ class JobRow:
     exit_code: int | None = None
     reason: str | None = None
     started: bool = False  # the scheduler started it (it may have left checkpoints)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """Who holds the workspace, since when, and whether someone asked it to stop."""
+
+    token: str  # this holding's run token
+    holder: Holder
+    host: str
+    proc: str  # where the pid means this process (lease.process_identity); "" if unknown
+    pid: int
+    taken: float
+    heartbeat: float  # wall-clock time of the last renewal
+    stale_after: float  # seconds without a heartbeat after which the holder is presumed dead
+    released: float | None = None
+    stop: str | None = None  # who asked the holder to stop, once someone has
+
+
+def read_lease(db: sqlite3.Connection) -> LeaseRow | None:
+    """The lease row through any connection (a read-only one too); None before schema 3."""
+    try:
+        row = db.execute(_LEASE).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    if row is None:
+        return None
+    token, holder, *rest = row
+    return LeaseRow(token, Holder(holder), *rest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +124,10 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        # The lease token this process holds: once set, every transaction first checks it
+        # still does, so a manager that lost its lease (stalled past the bound and taken over)
+        # can commit nothing, and so submit nothing, beside the new holder.
+        self.fence: str | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -108,11 +151,17 @@ class Ledger:
         return sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All statements inside commit together or not at all."""
+    def transaction(self, *, fenced: bool = True) -> Iterator[sqlite3.Connection]:
+        """All statements inside commit together or not at all (and none once this process
+        lost its lease, unless ``fenced`` is False: taking a new one)."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+                if fenced and self.fence is not None and self._db.execute(
+                        "SELECT 1 FROM lease WHERE id = 1 AND token = ? AND released IS NULL",
+                        (self.fence,)).fetchone() is None:
+                    raise LeaseLostError(f"{self.path}: this process no longer holds the "
+                                         "workspace's lease; it writes nothing more")
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
@@ -136,6 +185,46 @@ class Ledger:
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # ----------------------------------------------------------------- lease
+    def lease(self) -> LeaseRow | None:
+        with self._lock:
+            return read_lease(self._db)
+
+    def take_lease(self, row: LeaseRow, may: Callable[[LeaseRow | None], bool]
+                   ) -> LeaseRow | None:
+        """Write ``row`` as the lease if ``may(current)`` allows, in one transaction: None
+        then, else the current holder's row. A stop request stays with its token."""
+        with self.transaction(fenced=False) as db:
+            current = read_lease(db)
+            if not may(current):
+                return current
+            stop = current.stop if current is not None and current.token == row.token \
+                else None
+            db.execute("INSERT OR REPLACE INTO lease VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                       (row.token, row.holder, row.host, row.proc, row.pid, row.taken,
+                        row.heartbeat, row.stale_after, stop))
+        return None
+
+    def renew_lease(self, token: str, holder: Holder, t: float) -> LeaseRow | None:
+        """A heartbeat at ``t`` for ``token``'s lease as ``holder`` holds it: its row, or
+        None once it does not (released, handed to the manager, or taken over)."""
+        with self.transaction() as db:
+            if db.execute("UPDATE lease SET heartbeat = ? WHERE token = ? AND holder = ? AND"
+                          " released IS NULL", (t, token, holder)).rowcount == 0:
+                return None
+            return read_lease(db)
+
+    def stop_lease(self, token: str, who: str) -> bool:
+        """Ask ``token``'s holder to stop (the first request is the one kept)."""
+        with self.transaction() as db:
+            return db.execute("UPDATE lease SET stop = COALESCE(stop, ?) WHERE token = ? AND "
+                              "released IS NULL", (who, token)).rowcount > 0
+
+    def release_lease(self, token: str, t: float) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE lease SET released = ? WHERE token = ? AND released IS NULL",
+                       (t, token))
 
     # ------------------------------------------------------------------ sims
     def add_sims(self, rows: Iterable[tuple[str, str, str, int, float]]) -> None:

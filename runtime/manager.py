@@ -16,17 +16,19 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
-from mummi_spec.errors import SelectorError, UsageError
+from mummi_spec.errors import LeaseLostError, SelectorError, UsageError
 from mummi_spec.runtime.book import Book, Pipeline
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.feedback import FeedbackLoop, selector_weights
 from mummi_spec.runtime.ingest import Guarded, Ingest
+from mummi_spec.runtime.lease import Lease
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.periodic import Periodic, Task
 from mummi_spec.runtime.policy import Policy
 from mummi_spec.runtime.poller import Poller
 from mummi_spec.runtime.registry import SELECTORS
 from mummi_spec.runtime.schedulers.base import SchedulerAdapter
+from mummi_spec.runtime.states import Holder
 from mummi_spec.runtime.status import write_status
 from mummi_spec.runtime.submitter import Submitter
 from mummi_spec.runtime.workspace import claim
@@ -65,11 +67,14 @@ class Manager:
     ``status_every``: seconds of clock time between ``status.json`` writes (0: each tick).
     ``allocation_margin``: how long before its allocation's end a run stops (default 2 %, at
     most a minute; a virtual clock needs none).
+    ``run_token``: the lease `mummi run` took for this manager (lease.TOKEN_ENV); the manager
+    takes only that one. Without it, it takes the workspace if no one holds it.
     """
 
     def __init__(self, campaign: Campaign, scheduler: SchedulerAdapter, *,
                  clock: Clock | None = None, threads: bool = True,
-                 status_every: float = 0.0, allocation_margin: float | None = None) -> None:
+                 status_every: float = 0.0, allocation_margin: float | None = None,
+                 run_token: str | None = None) -> None:
         self.campaign = campaign
         self.plan = campaign.plan
         self.ws = campaign.workspace
@@ -88,6 +93,8 @@ class Manager:
         self.loops: dict[str, FeedbackLoop] = {}
         self.periodic = Periodic([], threads=threads)
         self.stop_requested = threading.Event()
+        self.run_token = run_token
+        self.lease: Lease | None = None
         self.why = ""  # why the campaign ended, once it has
         self.allocation_ended = False
         allocation = self.plan.manager.allocation
@@ -102,9 +109,12 @@ class Manager:
 
     # ============================================================ lifecycle
     def start(self) -> None:
-        """Claim the workspace, open selectors, streams and loops, resume from the ledger,
-        and start the persistent jobs and the periodic tasks."""
-        claim(self.campaign, self.ledger)
+        """Claim the workspace and its lease, open selectors, streams and loops, resume from
+        the ledger, and start the persistent jobs and the periodic tasks."""
+        self.lease = claim(self.campaign, self.ledger, Holder.MANAGER, self.plan.manager.tick,
+                           handover=self.run_token)
+        if self.lease.row.stop:  # asked before this manager started (a queue wait, say)
+            self._stop_asked(self.lease.row.stop)
         # The campaign's own code (aggregates) imports from the spec's pythonpath.
         sys.path[:0] = [p for p in self.campaign.python_paths() if p not in sys.path]
         now = self.clock.now()
@@ -116,8 +126,10 @@ class Manager:
         self._open_streams()
         self._open_feedback()
         self.book.recover(self.scheduler, now)
+        self._heartbeat()
         resumed_stop = self.ledger.meta("outcome") == "stopped"
-        self._submit_persistent(now, start=True, resumed_stop=resumed_stop)
+        if not self.stop_requested.is_set():
+            self._submit_persistent(now, start=True, resumed_stop=resumed_stop)
         self.ledger.set_meta("outcome", "running")
         self.periodic = Periodic(self._tasks(), threads=self.threads)
         self.periodic.start()
@@ -125,8 +137,12 @@ class Manager:
 
     def tick(self, now: float) -> str | None:
         """One pass: due tasks, poll, decide and submit, observe. Returns ``"complete"`` once
-        the campaign has ended, ``"stopped"`` when this run's allocation ends (``why`` says
-        which), else None."""
+        the campaign has ended, ``"stopped"`` when this run's allocation ends or a stop was
+        requested through the workspace (``why`` says which), else None."""
+        by = self.lease.renew() if self.lease is not None else None
+        if by is not None:
+            self._stop_asked(by)
+            return "stopped"
         self.periodic.run_due(now)
         self.poller.poll(now)
         self._schedule(now)
@@ -160,9 +176,39 @@ class Manager:
                     outcome = ended
                     break
                 self.clock.sleep(self.plan.manager.tick)
-        finally:
+        except LeaseLostError:
+            self._abandon()
+            raise
+        except BaseException:
             self.stop(outcome)
+            raise
+        self.stop(outcome)
         return outcome
+
+    def _stop_asked(self, by: str) -> None:
+        self.why = f"a stop was requested ({by})"
+        log.info("stopping: %s", self.why)
+        self.request_stop()
+
+    def _heartbeat(self) -> None:
+        """Renew the lease during the long steps of a start or a stop, as a tick does."""
+        if self.lease is not None:
+            self.lease.renew()
+
+    def release(self) -> None:
+        """Leave the workspace to the next manager (after ``stop`` and the summary)."""
+        if self.lease is not None:
+            self.lease.release()
+
+    def _abandon(self) -> None:
+        """Another process took the workspace over (this one stalled past the lease's
+        bound): end without a checkpoint, a cancel or a status, which are its now."""
+        log.error("this manager lost the workspace's lease; it stops without touching it")
+        self.stop_requested.set()
+        self.periodic.stop()
+        self.submitter.close()
+        self.scheduler.close()
+        self.campaign.close()
 
     def request_stop(self) -> None:
         """Stop spawning, checkpoint, leave a resumable workspace (from a signal handler)."""
@@ -175,9 +221,11 @@ class Manager:
         self.stop_requested.set()
         self.book.stopping = True
         self.periodic.stop()
+        self._heartbeat()
         # The last items of the last simulations count, and make a last iteration that the
         # coarse model, still running, reads when SIGTERM comes (docs/applications.md).
         self.periodic.run_all()
+        self._heartbeat()
         now = self.clock.now()
         # Finished campaign: persistent jobs are no longer needed. Stopped campaign on a
         # scheduler that cannot re-attach: cancel, and resubmit on resume. Otherwise the jobs

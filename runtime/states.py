@@ -1,8 +1,9 @@
-"""The states of a simulation and of a job attempt, their terminal sets and legal moves.
+"""The states of a simulation, a job attempt and the workspace's lease; legal moves.
 
 A simulation (one selection) moves ``selected -> setup -> ready -> simulating -> done |
 failed``; a job attempt ``submitting -> queued -> running -> completed | failed | timedout |
-cancelled | lost``. ``Book`` (book.py) makes every change and writes it to the ledger.
+cancelled | lost``. ``Book`` (book.py) makes every change and writes it to the ledger. The
+lease passes ``launcher -> manager`` (lease.py makes those changes).
 """
 
 from __future__ import annotations
@@ -78,3 +79,13 @@ def check_transition(sim: str, old: SimState, new: SimState) -> None:
     """Refuse a simulation state change the pipeline never makes."""
     if new not in SIM_TRANSITIONS.get(old, frozenset()):
         raise TransitionError(f"simulation {sim}: no transition {old.value} -> {new.value}")
+
+
+class Holder(str, enum.Enum):
+    """Who holds a workspace's lease (runtime/lease.py)."""
+
+    LAUNCHER = "launcher"
+    """A `mummi run` that started Maestro and waits for its manager step (a Slurm queue wait,
+    say): it keeps the workspace for the manager its run token names."""
+    MANAGER = "manager"
+    """The workflow manager."""

@@ -16,13 +16,14 @@ from mummi_spec.cli import (
     simulate,
     status,
     steps,
+    stop,
     validate,
 )
 from mummi_spec.cli._shared import error_handler
 
-# In `mummi --help` order: check, build, inspect, run, watch, report, predict; the study's steps,
-# then what a job's own program calls, last.
-COMMANDS = (validate, compile, dryrun, diff, run, status, report, simulate, steps, app)
+# In `mummi --help` order: check, build, inspect, run, watch, stop, report, predict; the study's
+# steps, then what a job's own program calls, last.
+COMMANDS = (validate, compile, dryrun, diff, run, status, stop, report, simulate, steps, app)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,36 +1,64 @@
-"""`mummi status`: a running or finished campaign's state, from its workspace; live with --watch."""
+"""`mummi status`: a running or finished campaign's state and who holds it, from its workspace;
+live with --watch."""
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sqlite3
 import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mummi_spec.cli._shared import Exit, plan_arg
-from mummi_spec.cli.steps import manager_pid
-from mummi_spec.errors import UsageError
+from mummi_spec.errors import LedgerError, UsageError
+
+if TYPE_CHECKING:
+    from mummi_spec.runtime.ledger import LeaseRow
+
+
+def lease_of(ws: Path) -> LeaseRow | None:
+    """The workspace's lease, read without writing anything; None without a ledger."""
+    from mummi_spec.runtime.ledger import Ledger, read_lease
+
+    try:
+        db = Ledger.open_readonly(ws / "ledger.sqlite")
+    except LedgerError:
+        return None
+    try:
+        return read_lease(db)
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print a campaign's state."""
+    """Print a campaign's state and its manager: host, pid, heartbeat age."""
     if args.watch:
         return watch(args)
     given = [f"--{n}" for n in ("every", "plan") if getattr(args, n) is not None]
     if given:
         raise UsageError(f"{' and '.join(given)}: only with --watch")
+    from mummi_spec.runtime.lease import describe, free
     from mummi_spec.runtime.status import read_status, render
 
     ws = Path(args.workspace)
     status = read_status(ws)
+    row = lease_of(ws)
+    now = time.time()
     if status is None:
-        raise UsageError(f"{ws}: no status.json; is this a campaign workspace (the `workspace:` "
-                         "of the spec, e.g. ./workspace/<name>)?")
-    if status.get("state") == "running" and manager_pid(ws) is None:
-        status["state"] = "not running (the manager ended without finishing; `mummi run` "\
-                          "resumes it)"
-    print(render(status), end="")
+        if row is None:
+            raise UsageError(f"{ws}: no status.json; is this a campaign workspace (the "
+                             "`workspace:` of the spec, e.g. ./workspace/<name>)?")
+        print(f"campaign in {ws}: no status yet")
+    else:
+        if status.get("state") == "running" and free(row, now):
+            status["state"] = "not running (the manager ended without finishing; `mummi run` "\
+                              "resumes it)"
+        print(render(status), end="")
+    print(describe(row, now))
     return Exit.OK
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 import shlex
 import threading
@@ -27,6 +29,17 @@ _OPTION = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _LAUNCHER = re.compile(r"\$\(LAUNCHER\)(\[[^\]]*\])?[ \t]*")
 # Values Maestro pastes into script headers and shell command lines without quoting.
 _TOKEN = re.compile(r"[A-Za-z0-9_.,:@%+=/-]*")
+
+
+def real_user() -> str:
+    """The name of the user this process runs as, whatever ``$USER`` says (unset under some
+    batch systems and containers): Maestro's adapters poll ``squeue -u $USER``, which with a
+    wrong name never sees a job end. The uid where the system has no name for it (squeue
+    takes either)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 
 def shell_quote(value: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pwd
 import re
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,6 +19,7 @@ from mummi_spec.runtime.schedulers._common import (
     begin_submit,
     directives,
     job_body,
+    real_user,
 )
 from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus, SchedulerBase
 
@@ -69,8 +69,8 @@ class SlurmScheduler(SchedulerBase):
     jobs_survive_manager: ClassVar[bool] = True
 
     def __init__(self, settings: SchedulerPlan) -> None:
-        # Maestro's adapter polls `squeue -u $USER`; an unset USER breaks it silently.
-        os.environ.setdefault("USER", pwd.getpwuid(os.getuid()).pw_name)
+        # Maestro's adapter polls `squeue -u $USER`; an unset or wrong USER breaks it silently.
+        os.environ["USER"] = real_user()
         block = batch_tokens(settings)
         block.setdefault("reservation", "")
         # `procs` in the batch block makes the header ask --ntasks=<step procs>; without it a

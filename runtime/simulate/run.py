@@ -247,6 +247,7 @@ def _simulate(plan: Plan, options: Options, tmp: Path) -> Result:
             outcome = ended
         finally:
             manager.stop(outcome)
+            manager.release()  # the next allocation's manager takes the workspace
             ingested.update({s: i.ingested for s, i in manager.ingests.items()})
             feedback = {n: manager.ledger.feedback_state(n)[:2] for n in sorted(manager.loops)}
             manager.ledger.close()

@@ -183,10 +183,11 @@ class Rig:
     def plan(self) -> Plan:
         return Plan.read(self.plan_path)
 
-    def manager(self, sched: FakeScheduler, *, start: bool = True) -> Manager:
+    def manager(self, sched: FakeScheduler, *, start: bool = True,
+                run_token: str | None = None) -> Manager:
         """A new manager process on the campaign reopened from disk, started unless not."""
         m = Manager(Campaign.open(self.plan_path, self.ws), sched, clock=self.clock,
-                    threads=False)
+                    threads=False, run_token=run_token)
         self.managers.append(m)
         if start:
             m.start()
@@ -207,7 +208,11 @@ class Rig:
         return m.tick(self.clock.now())
 
     def crash(self, m: Manager) -> None:
-        """The process dies: no shutdown, nothing cancelled, nothing checkpointed."""
+        """The process dies: no shutdown, nothing cancelled, nothing checkpointed; its lease
+        is left as a dead holder's is once its heartbeat is past the bound."""
+        if m.lease is not None:
+            with m.ledger.transaction() as db:
+                db.execute("UPDATE lease SET heartbeat = 0")
         m.submitter.close()
         m.ledger.close()
         m.campaign.close()
