@@ -24,7 +24,7 @@ from mummi_spec.runtime.figures import lanes
 from mummi_spec.runtime.ledger import JobRow, Ledger
 from mummi_spec.runtime.records import Record, encode
 from mummi_spec.runtime.reportpage import target_history
-from mummi_spec.runtime.states import AttemptState
+from mummi_spec.runtime.states import AttemptState, Holder
 from mummi_spec.runtime.status import write_status
 from mummi_spec.runtime.workspace import claim, open_workspace
 from tests.conftest import SPECS
@@ -39,8 +39,9 @@ def campaign(tmp_path: Path) -> Iterator[Campaign]:
     c = Campaign.open(tmp_path / "build" / "plan.json", tmp_path / "ws")
     c.workspace.mkdir()
     ledger = Ledger(c.workspace / "ledger.sqlite")
-    claim(c, ledger)
+    lease = claim(c, ledger, Holder.MANAGER, 1.0)
     ledger.set_meta("started", "1000.0")
+    lease.release()  # claimed by a manager that has ended
     ledger.close()
     yield c
     c.close()
