@@ -16,6 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mummi_spec.errors import LedgerError
+from mummi_spec.runtime.ledger import Ledger, read_lease
+from mummi_spec.runtime.states import Holder
 from tests.conftest import SPECS
 
 T = TypeVar("T")
@@ -71,12 +74,21 @@ class Running:
         """The manager's pid, once it runs."""
         def pid() -> int | None:
             assert self.proc.poll() is None, f"the campaign ended early:\n{self.output()}"
-            try:
-                found = int((self.ws / "manager.pid").read_text())
-                os.kill(found, 0)
-                return found
-            except (OSError, ValueError):
+            try:  # the holder of the workspace's lease, once the manager has taken it
+                db = Ledger.open_readonly(self.ws / "ledger.sqlite")
+            except LedgerError:
                 return None
+            try:
+                row = read_lease(db)
+            finally:
+                db.close()
+            if row is None or row.holder is not Holder.MANAGER or row.released is not None:
+                return None
+            try:
+                os.kill(row.pid, 0)
+            except OSError:
+                return None
+            return row.pid
         return wait_for("the manager to start", pid)
 
     def status(self) -> dict[str, Any]:
