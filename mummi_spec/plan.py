@@ -23,6 +23,9 @@ from mummi_spec.errors import MummiError
 T = TypeVar("T")
 Scalar = str | int | float | bool
 
+# A workspace's ledger: the runtime writes it; the compiler refuses to replace a build holding one.
+LEDGER_FILE = "ledger.sqlite"
+
 
 class PlanError(MummiError):
     """``plan.json`` is missing, unreadable or from another version of mummi-spec."""

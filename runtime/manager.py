@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from mummi_spec.errors import SelectorError, UsageError
+from mummi_spec.plan import LEDGER_FILE
 from mummi_spec.runtime.book import Book, Pipeline
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.feedback import FeedbackLoop, selector_weights
@@ -76,7 +77,7 @@ class Manager:
         self.scheduler = scheduler
         self.clock = clock or Clock()
         self.threads = threads
-        self.ledger = Ledger(self.ws / "ledger.sqlite")
+        self.ledger = Ledger(self.ws / LEDGER_FILE)
         self.book = Book(self.plan, self.ledger, self.ws)
         self.policy = Policy(self.plan, self.book, self._select)
         self.poller = Poller(self.plan, scheduler, self.book)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 from mummi_spec.errors import UsageError
 from mummi_spec.runtime.campaign import Campaign
@@ -21,3 +23,20 @@ def claim(campaign: Campaign, ledger: Ledger) -> None:
             f"workspace {campaign.workspace} holds campaign '{ledger.meta('campaign')}' started "
             "from a different plan.json; resuming it with this plan would mix two campaigns. "
             "Use another --workspace, or recompile the spec the campaign was started with")
+
+
+def refuse_inside(build: Path, workspace: Path) -> None:
+    """Refuse a workspace inside the build directory: the next compile replaces the build whole."""
+    build, inside = build.resolve(), workspace.resolve()
+    if inside.is_relative_to(build):
+        beside = build.parent / (inside.relative_to(build) if inside != build else "workspace")
+        raise UsageError(
+            f"workspace {_shown(workspace)} lies inside the build directory {_shown(build)}, "
+            "which every compile replaces whole (it would delete the ledger); put the workspace "
+            f"outside it, e.g. --workspace {_shown(beside)}")
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current directory when it lies below it."""
+    rel = os.path.relpath(path)
+    return path.as_posix() if rel.startswith("..") else rel

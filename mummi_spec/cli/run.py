@@ -14,6 +14,7 @@ from typing import Any
 from mummi_spec.cli._shared import Exit, chosen_profile, load_and_compile, profile_args
 from mummi_spec.cli.steps import manager_pid
 from mummi_spec.errors import MummiError, UsageError
+from mummi_spec.plan import LEDGER_FILE
 
 RUN_LOG = "run.log"
 
@@ -23,8 +24,12 @@ def _build_for(args: argparse.Namespace) -> Path:
     target = Path(args.target)
     if target.is_file():
         from mummi_spec.compiler.emit import write
+        from mummi_spec.runtime.campaign import resolve_workspace
+        from mummi_spec.runtime.workspace import refuse_inside
 
         loaded, compiled = load_and_compile(target, chosen_profile(args))
+        refuse_inside(args.output, resolve_workspace(args.output / "plan.json", compiled.plan,
+                                                     args.workspace))
         write(args.output, compiled.files)
         print(f"compiled {target} (profile {loaded.spec.profile or 'none'}) into {args.output}/")
         return Path(args.output)
@@ -39,13 +44,14 @@ def run(args: argparse.Namespace) -> int:
     from mummi_spec.runtime.campaign import WORKSPACE_ENV, Campaign
     from mummi_spec.runtime.ledger import Ledger
     from mummi_spec.runtime.status import STATUS_FILE, read_status, render
-    from mummi_spec.runtime.workspace import claim
+    from mummi_spec.runtime.workspace import claim, refuse_inside
 
     build = _build_for(args)
     campaign = Campaign.open(build / "plan.json", args.workspace)
     ws = campaign.workspace
+    refuse_inside(build, ws)
     ws.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(ws / "ledger.sqlite")
+    ledger = Ledger(ws / LEDGER_FILE)
     try:
         claim(campaign, ledger)  # refuse before Maestro starts, not inside its step
     finally:
