@@ -134,3 +134,7 @@ class LedgerError(MummiError):
 
 class UsageError(MummiError):
     """The command line or the build directory is not usable as given."""
+
+
+class WorkspaceError(MummiError):
+    """The workspace stopped taking the manager's writes (disk full, read-only) for too long."""

@@ -354,6 +354,7 @@ class ManagerPlan:
     stop_after: float | None  # campaign time after which it is complete; None: no limit
     max_simulations: int | None
     allocation: float  # one run's allocation (machine.walltime): it stops, resumable, then
+    write_retry_for: float  # how long a refused write to the workspace is tried again
 
 
 # ----------------------------------------------------------------------------- plan

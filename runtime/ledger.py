@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +13,7 @@ from typing import Any
 
 from mummi_spec.errors import LedgerError
 from mummi_spec.runtime.states import AttemptState, SimState
+from mummi_spec.runtime.writes import Writes
 
 SCHEMA_VERSION = 2
 
@@ -79,11 +80,13 @@ class Ledger:
 
     WAL mode with ``synchronous=NORMAL``: a committed transaction survives the process being
     killed (only a power cut can lose the last few), and readers such as ``mummi status`` never
-    block the manager.
+    block the manager. Each write is one transaction, tried again through ``writes`` while
+    the disk refuses it (by default not at all: a ``WorkspaceError`` at once).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, writes: Writes | None = None) -> None:
         self.path = Path(path)
+        self.writes = writes or Writes()
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +123,15 @@ class Ledger:
                     self._db.execute("ROLLBACK")
                 raise
 
+    def _write(self, fn: Callable[[sqlite3.Connection], object]) -> None:
+        """``fn(db)`` in one transaction; all of it again if the disk refused the commit."""
+
+        def once() -> None:
+            with self.transaction() as db:
+                fn(db)
+
+        self.writes.run(self.path, once)
+
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
@@ -134,22 +146,23 @@ class Ledger:
         return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        self._write(lambda db: db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                          (key, value)))
 
     # ------------------------------------------------------------------ sims
     def add_sims(self, rows: Iterable[tuple[str, str, str, int, float]]) -> None:
         """Record new selections ``(sim, coupling, candidate, seq, t)`` in state ``selected``."""
-        with self.transaction() as db:
-            db.executemany("INSERT INTO sims (sim, coupling, candidate, seq, state, selected_at)"
-                           " VALUES (?, ?, ?, ?, 'selected', ?)", rows)
+        rows = list(rows)  # a retry writes them again
+        self._write(lambda db: db.executemany(
+            "INSERT INTO sims (sim, coupling, candidate, seq, state, selected_at)"
+            " VALUES (?, ?, ?, ?, 'selected', ?)", rows))
 
     def set_sim(self, sim: str, state: SimState, *, setup_dir: str | None = None,
                 reason: str | None = None, t: float | None = None) -> None:
-        with self.transaction() as db:
-            db.execute("UPDATE sims SET state = ?, setup_dir = COALESCE(?, setup_dir),"
-                       " reason = COALESCE(?, reason), ended_at = COALESCE(?, ended_at)"
-                       " WHERE sim = ?", (state, setup_dir, reason, t, sim))
+        self._write(lambda db: db.execute(
+            "UPDATE sims SET state = ?, setup_dir = COALESCE(?, setup_dir),"
+            " reason = COALESCE(?, reason), ended_at = COALESCE(?, ended_at)"
+            " WHERE sim = ?", (state, setup_dir, reason, t, sim)))
 
     def sims(self, states: Sequence[SimState] | None = None) -> list[SimRow]:
         sql = "SELECT sim, coupling, candidate, seq, state, setup_dir, reason FROM sims"
@@ -174,23 +187,21 @@ class Ledger:
     # ------------------------------------------------------------------ jobs
     def add_job(self, job: JobRow, t: float) -> None:
         """Record a job before it is submitted, so a crash mid-submit leaves a trace."""
-        with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO jobs (name, job_type, sim, attempt, state,"
-                       " sched_id, workdir, gpus, cores, submitted_at)"
-                       " VALUES (?, ?, ?, ?, 'submitting', NULL, ?, ?, ?, ?)",
-                       (job.name, job.job_type, job.sim, job.attempt, job.workdir, job.gpus,
-                        job.cores, t))
+        self._write(lambda db: db.execute(
+            "INSERT OR REPLACE INTO jobs (name, job_type, sim, attempt, state,"
+            " sched_id, workdir, gpus, cores, submitted_at)"
+            " VALUES (?, ?, ?, ?, 'submitting', NULL, ?, ?, ?, ?)",
+            (job.name, job.job_type, job.sim, job.attempt, job.workdir, job.gpus, job.cores, t)))
 
     def set_job(self, name: str, state: AttemptState, *, sched_id: str | None = None,
                 exit_code: int | None = None, reason: str | None = None,
                 t: float | None = None, started: float | None = None) -> None:
         """A new state; ``t`` is when it ended, ``started`` when the scheduler started it."""
-        with self.transaction() as db:
-            db.execute("UPDATE jobs SET state = ?, sched_id = COALESCE(?, sched_id),"
-                       " exit_code = COALESCE(?, exit_code), reason = COALESCE(?, reason),"
-                       " ended_at = COALESCE(?, ended_at),"
-                       " started_at = COALESCE(started_at, ?) WHERE name = ?",
-                       (state, sched_id, exit_code, reason, t, started, name))
+        self._write(lambda db: db.execute(
+            "UPDATE jobs SET state = ?, sched_id = COALESCE(?, sched_id),"
+            " exit_code = COALESCE(?, exit_code), reason = COALESCE(?, reason),"
+            " ended_at = COALESCE(?, ended_at), started_at = COALESCE(started_at, ?)"
+            " WHERE name = ?", (state, sched_id, exit_code, reason, t, started, name)))
 
     def jobs(self, states: Sequence[AttemptState] | None = None) -> list[JobRow]:
         sql = ("SELECT name, job_type, sim, attempt, state, sched_id, workdir, gpus, cores,"
@@ -224,17 +235,19 @@ class Ledger:
     def commit_feedback(self, loop: str, iteration: int, items: int, state: dict[str, Any],
                         keys: Sequence[str]) -> None:
         """The consumed keys and the new aggregate, atomically: each item counts exactly once."""
-        with self.transaction() as db:
+        def write(db: sqlite3.Connection) -> None:
             db.executemany("INSERT INTO consumed VALUES (?, ?, ?)",
                            [(loop, k, iteration) for k in keys])
             db.execute("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?)",
                        (loop, iteration, items, json.dumps(state, sort_keys=True)))
 
+        self._write(write)
+
     # ---------------------------------------------------------------- ingest
     def reject(self, stream: str, items: Sequence[tuple[str, str]]) -> None:
-        with self.transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO rejected VALUES (?, ?, ?)",
-                           [(stream, _sql_key(k), why) for k, why in items])
+        rows = [(stream, _sql_key(k), why) for k, why in items]
+        self._write(lambda db: db.executemany("INSERT OR IGNORE INTO rejected VALUES (?, ?, ?)",
+                                              rows))
 
     def rejected(self, stream: str) -> set[str]:
         return {k.decode("utf-8", "surrogatepass") if isinstance(k, bytes) else k
@@ -243,9 +256,8 @@ class Ledger:
     # ------------------------------------------------------------- occupancy
     def record_occupancy(self, t: float, gpus: int, cores: int, running: int,
                          queued: int) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT INTO occupancy VALUES (?, ?, ?, ?, ?)",
-                       (t, gpus, cores, running, queued))
+        self._write(lambda db: db.execute("INSERT INTO occupancy VALUES (?, ?, ?, ?, ?)",
+                                          (t, gpus, cores, running, queued)))
 
     def occupancy(self) -> list[tuple[float, int, int, int, int]]:
         return [tuple(r) for r in self._rows("SELECT * FROM occupancy ORDER BY t")]

@@ -14,9 +14,10 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
-from mummi_spec.errors import SelectorError, UsageError
+from mummi_spec.errors import MummiError, SelectorError, UsageError, WorkspaceError
 from mummi_spec.plan import LEDGER_FILE
 from mummi_spec.runtime.book import Book, Pipeline
 from mummi_spec.runtime.campaign import Campaign
@@ -28,9 +29,11 @@ from mummi_spec.runtime.policy import Policy
 from mummi_spec.runtime.poller import Poller
 from mummi_spec.runtime.registry import SELECTORS
 from mummi_spec.runtime.schedulers.base import SchedulerAdapter
-from mummi_spec.runtime.status import write_status
+from mummi_spec.runtime.states import CampaignState
+from mummi_spec.runtime.status import STATUS_FILE, write_status
 from mummi_spec.runtime.submitter import Submitter
 from mummi_spec.runtime.workspace import claim
+from mummi_spec.runtime.writes import Writes
 from mummi_spec.units import format_hms
 
 log = logging.getLogger("mummi.manager")
@@ -59,7 +62,7 @@ class Clock:
 
 
 class Manager:
-    """One campaign's workflow manager. ``run()`` returns ``"complete"`` or ``"stopped"``.
+    """One campaign's workflow manager. ``run()`` returns how it ended (``CampaignState``).
 
     ``threads=False`` runs everything in the calling thread: ingest and feedback when due,
     submissions one after another in order (a virtual clock needs one thread of control).
@@ -77,11 +80,12 @@ class Manager:
         self.scheduler = scheduler
         self.clock = clock or Clock()
         self.threads = threads
-        self.ledger = Ledger(self.ws / LEDGER_FILE)
+        self.writes = Writes(self.plan.manager.write_retry_for)
+        self.ledger = Ledger(self.ws / LEDGER_FILE, self.writes)
         self.book = Book(self.plan, self.ledger, self.ws)
         self.policy = Policy(self.plan, self.book, self._select)
         self.poller = Poller(self.plan, scheduler, self.book)
-        self.submitter = Submitter(campaign, scheduler, self.book, self.clock.now,
+        self.submitter = Submitter(campaign, scheduler, self.book, self.clock.now, self.writes,
                                    threads=threads)
         self.selectors: dict[str, Guarded] = {}
         self.rebuilt: set[str] = set()  # selectors started without a usable checkpoint
@@ -106,6 +110,7 @@ class Manager:
         """Claim the workspace, open selectors, streams and loops, resume from the ledger,
         and start the persistent jobs and the periodic tasks."""
         claim(self.campaign, self.ledger)
+        self.writes.reserve(self.ws)
         # The campaign's own code (aggregates) imports from the spec's pythonpath.
         sys.path[:0] = [p for p in self.campaign.python_paths() if p not in sys.path]
         now = self.clock.now()
@@ -117,7 +122,9 @@ class Manager:
         self._open_streams()
         self._open_feedback()
         self.book.recover(self.scheduler, now)
-        resumed_stop = self.ledger.meta("outcome") == "stopped"
+        # A failed run cancelled its jobs as a stop does: they start again as after one.
+        resumed_stop = self.ledger.meta("outcome") in (CampaignState.STOPPED,
+                                                       CampaignState.FAILED)
         self._submit_persistent(now, start=True, resumed_stop=resumed_stop)
         self.ledger.set_meta("outcome", "running")
         self.periodic = Periodic(self._tasks(), threads=self.threads)
@@ -151,9 +158,16 @@ class Manager:
         return None
 
     def run(self) -> str:
-        """``start``, ``tick`` every ``manager.tick`` until the end or a stop, ``stop``."""
-        self.start()
-        outcome = "stopped"
+        """``start``, ``tick`` every ``manager.tick`` until the end or a stop, ``stop``.
+
+        A workspace that refuses writes for longer than ``manager.write_retry_for`` ends the
+        run ``failed`` (``why`` says where and why).
+        """
+        try:
+            self.start()
+        except WorkspaceError as exc:
+            return self.stop(self._failed(exc))
+        outcome: str = CampaignState.STOPPED
         try:
             while not self.stop_requested.is_set():
                 ended = self.tick(self.clock.now())
@@ -161,8 +175,10 @@ class Manager:
                     outcome = ended
                     break
                 self.clock.sleep(self.plan.manager.tick)
+        except WorkspaceError as exc:
+            outcome = self._failed(exc)
         finally:
-            self.stop(outcome)
+            outcome = self.stop(outcome)
         return outcome
 
     def request_stop(self) -> None:
@@ -171,11 +187,50 @@ class Manager:
         self.book.stopping = True
         self.clock.wake()
 
-    def stop(self, outcome: str) -> None:
-        """End the campaign (``complete``) or leave it resumable (``stopped``)."""
+    def stop(self, outcome: str) -> str:
+        """End the campaign (``complete``) or leave it resumable (``stopped``, ``failed``);
+        returns the outcome, ``failed`` if the workspace refused the last writes."""
         self.stop_requested.set()
         self.book.stopping = True
         self.periodic.stop()
+        if outcome != CampaignState.FAILED:
+            try:
+                self._wind_down(outcome)
+            except WorkspaceError as exc:
+                outcome = self._failed(exc)
+        if outcome == CampaignState.FAILED:
+            self._abandon()
+        self.writes.release()
+        self.submitter.close()
+        self.scheduler.close()
+        self.campaign.close()
+        return outcome
+
+    def _failed(self, exc: WorkspaceError) -> str:
+        self.why = str(exc)
+        log.error("campaign failed: %s", exc)
+        return CampaignState.FAILED
+
+    def _abandon(self) -> None:
+        """End as a crash would, once the workspace refuses writes: the ledger holds what
+        committed, and a resumed run recovers from it. Only jobs the scheduler cannot find
+        again are cancelled; one try at recording the failure, no waiting."""
+        self.writes.release()  # room to say why on a full disk
+        ending = [] if self.scheduler.jobs_survive_manager else list(self.book.live.values())
+        try:
+            self.scheduler.cancel([lj.row.sched_id for lj in ending if lj.row.sched_id])
+        except MummiError as exc:
+            log.error("could not cancel the jobs: %s", exc)
+        self.writes.retry_for = 0.0
+        now = self.clock.now()
+        try:
+            self.book.cancel_live([lj.row.name for lj in ending], "campaign failed", now)
+            self.ledger.set_meta("outcome", CampaignState.FAILED)
+            self._write_status(CampaignState.FAILED, now)
+        except MummiError as exc:
+            log.error("could not record the failure either: %s", exc)
+
+    def _wind_down(self, outcome: str) -> None:
         # The last items of the last simulations count, and make a last iteration that the
         # coarse model, still running, reads when SIGTERM comes (docs/applications.md).
         self.periodic.run_all()
@@ -190,10 +245,7 @@ class Manager:
             self.book.cancel_live([lj.row.name for lj in ending], f"campaign {outcome}", now)
         self.checkpoint()
         self.ledger.set_meta("outcome", outcome)
-        write_status(self.ws, self.snapshot(outcome))
-        self.submitter.close()
-        self.scheduler.close()
-        self.campaign.close()
+        self._write_status(outcome, now)
 
     # ============================================================ wiring
     def _open_selectors(self) -> None:
@@ -295,8 +347,12 @@ class Manager:
             self.ledger.record_occupancy(now - self.t0, *sample)
             self.last_occupancy = sample
         if now - self.last_status >= self.status_every:
-            write_status(self.ws, self.snapshot("running", now))
+            self._write_status(CampaignState.RUNNING, now)
             self.last_status = now
+
+    def _write_status(self, state: str, now: float) -> None:
+        status = self.snapshot(state, now)
+        self.writes.run(self.ws / STATUS_FILE, lambda: write_status(self.ws, status))
 
     def snapshot(self, state: str, now: float | None = None) -> dict[str, Any]:
         """What status.json holds."""
@@ -331,16 +387,22 @@ class Manager:
             out["why"] = self.why
         if self.allocation_ended:
             out["allocation_ended"] = True
+        if self.writes.retried:
+            out["writes"] = self.writes.state()
         return out
 
     def checkpoint(self) -> None:
         """Save every selector; the previous checkpoint is kept as a fallback."""
         ckdir = self.ws / "checkpoints"
-        ckdir.mkdir(parents=True, exist_ok=True)
+        self.writes.run(ckdir, lambda: ckdir.mkdir(parents=True, exist_ok=True))
         for name, g in self.selectors.items():
             path, prev = ckdir / f"{name}.npz", ckdir / f"{name}.prev.npz"
-            with g.lock:
-                if path.exists():
-                    path.replace(prev)  # keep one good checkpoint while writing the next
-                g.selector.save(path)
+
+            def save(path: Path = path, prev: Path = prev, g: Guarded = g) -> None:
+                with g.lock:
+                    if path.exists():
+                        path.replace(prev)  # keep one good checkpoint while writing the next
+                    g.selector.save(path)
+
+            self.writes.run(path, save)
         self.last_checkpoint = self.clock.now()

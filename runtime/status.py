@@ -60,6 +60,11 @@ def events(status: dict[str, Any], told: set[str]) -> list[str]:
     if refusal and f"refused:{refusal}" not in told:
         told.add(f"refused:{refusal}")
         out.append(f"the scheduler refuses submissions: {refusal} (backing off, retrying)")
+    writes = status.get("writes", {})
+    if writes.get("last") and f"writes:{writes['last']}" not in told:
+        told.add(f"writes:{writes['last']}")
+        out.append(f"the workspace refused a write: {writes['last']} ({writes['retried']} "
+                   "writes retried with back-off so far, up to manager.write_retry_for each)")
     return out
 
 
@@ -108,6 +113,10 @@ def render(status: dict[str, Any]) -> str:
     for job_type, why in sorted(status.get("unrunnable", {}).items()):
         out.append(f"job type {job_type} cannot run: {why}; its couplings stopped, and "
                    "`mummi run` again resumes them once the program is there")
+    writes = status.get("writes", {})
+    if writes.get("retried"):
+        out.append(f"workspace writes retried: {writes['retried']} (the last: "
+                   f"{writes['last']})")
     busy, pool = status.get("busy", {}), status.get("pool", {})
     out.append(f"busy now: {busy.get('gpus', 0)}/{pool.get('gpus', 0)} GPUs, "
                f"{busy.get('cores', 0)}/{pool.get('cores', 0):g} cores")

@@ -47,7 +47,8 @@ def finish(manager: Manager) -> None:
                      f"over {len(cands)} candidates")
     lines += _failures(manager)
     text = render(status) + "".join(line + "\n" for line in lines)
-    (ws / "summary.txt").write_text(text, encoding="utf-8")
+    path = ws / "summary.txt"
+    manager.writes.run(path, lambda: path.write_text(text, encoding="utf-8"))
     pools = manager.plan.pools
     try:
         plot_occupancy(manager.ledger.occupancy(), pools.gpus_held, pools.cores_held,

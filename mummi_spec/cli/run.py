@@ -43,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
     """Run a campaign: Maestro runs the static study; its manager step is the runtime."""
     from mummi_spec.runtime.campaign import WORKSPACE_ENV, Campaign
     from mummi_spec.runtime.ledger import Ledger
+    from mummi_spec.runtime.states import CampaignState
     from mummi_spec.runtime.status import STATUS_FILE, read_status, render
     from mummi_spec.runtime.workspace import claim, refuse_inside
+    from mummi_spec.runtime.writes import refused
 
     build = _build_for(args)
     campaign = Campaign.open(build / "plan.json", args.workspace)
@@ -79,10 +81,19 @@ def run(args: argparse.Namespace) -> int:
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         _follow(proc, ws, lambda: _forward_stop(ws))
-    status = read_status(ws)
-    if status is None or status.get("state") not in ("complete", "stopped"):
-        raise MummiError(f"the campaign did not finish (Maestro exit {proc.returncode}); see "
-                         f"{log_path} and {ws / 'manager.log'}")
+    status = read_status(ws) or {}
+    if status.get("state") not in (CampaignState.COMPLETE, CampaignState.STOPPED):
+        if status.get("state") == CampaignState.FAILED:
+            print(render(status), end="")
+            why = status.get("why")
+        else:  # a manager that could not even write its status, or one that died
+            why = refused(ws)
+            if why is None:
+                raise MummiError(f"the campaign did not finish (Maestro exit "
+                                 f"{proc.returncode}); see {log_path} and "
+                                 f"{ws / 'manager.log'}")
+        print(f"mummi: error: campaign {campaign.plan.name} failed: {why}", file=sys.stderr)
+        return Exit.FAILED
     print(render(status), end="")
     for name in ("summary.txt", "occupancy.png", "coverage.png"):
         if (ws / name).exists():

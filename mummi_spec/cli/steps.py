@@ -48,6 +48,7 @@ def manager(args: argparse.Namespace) -> int:
     """The study's manager step: the workflow manager of one campaign, until it ends."""
     from mummi_spec.runtime.manager import Manager
     from mummi_spec.runtime.registry import SCHEDULERS
+    from mummi_spec.runtime.states import CampaignState
     from mummi_spec.runtime.summary import finish
 
     campaign = _campaign(args)
@@ -68,6 +69,10 @@ def manager(args: argparse.Namespace) -> int:
         signal.signal(sig, stop)
     try:
         outcome = mgr.run()
+        if outcome == CampaignState.FAILED:  # nothing more is written: say why, and end
+            print(f"mummi: error: campaign {campaign.plan.name} failed: {mgr.why}",
+                  file=sys.stderr)
+            return Exit.FAILED
         finish(mgr)
     finally:
         pid_file.unlink(missing_ok=True)

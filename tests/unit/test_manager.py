@@ -30,6 +30,7 @@ from mummi_spec.runtime.schedulers.base import (
     SchedulerAdapter,
     SchedulerBase,
 )
+from tests.conftest import fill, mounted
 
 COUPLING = "gen-to-cg"
 SPEC = """
@@ -537,6 +538,45 @@ def test_run_completes_on_the_fake_scheduler(make_rig: Callable[..., Rig]) -> No
     # The generator was running at the end: the final status counts it cancelled, holding nothing.
     assert status["jobs"]["generator"] == {"cancelled": 1}
     assert status["busy"] == {"gpus": 0, "cores": 0}
+
+
+def test_a_disk_that_stays_full_ends_the_run_failed_and_a_later_run_resumes(
+        make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(budget=2, sim_max=2)
+    rig.ws.mkdir()
+    # Room for SQLite's write-ahead log to grow to its checkpoint size (1,000 pages).
+    with mounted("-t", "tmpfs", "-o", "size=8m", "tmpfs", at=rig.ws):
+        rig.candidates(30)
+        sched = FakeScheduler()
+        filled: list[Path] = []
+
+        def fill_once() -> None:  # between two ticks, once jobs run, the disk fills for good
+            if not filled and len(sched.live()) >= 3:
+                filled.append(fill(rig.ws))
+
+        rig.clock.on_sleep = fill_once
+        m = rig.manager(sched, start=False)
+        m.writes.retry_for = 0.2
+        assert m.run() == "failed"
+        rig.managers.remove(m)  # run() closed everything itself
+        assert m.why.startswith(f"cannot write {rig.ws}/")
+        assert "(still after 0.2 s of retries, manager.write_retry_for)" in m.why
+        # The space the manager held was enough to record why, on the full disk.
+        status = json.loads((rig.ws / "status.json").read_text())
+        assert status["state"] == "failed" and status["why"] == m.why
+        assert status["writes"]["retried"] >= 1
+        # Jobs this scheduler cannot find again are cancelled, and recorded so.
+        assert sched.live() == [] and sched.cancelled
+        assert status["busy"] == {"gpus": 0, "cores": 0}
+        filled[0].unlink()
+        again = FakeScheduler()
+        m = rig.manager(again)
+        assert "generator.2" in again.names()  # cancelled by the failure: started again
+        for _ in range(5):
+            again.complete_all()
+            rig.tick(m)
+        assert "done" in set(sim_states(m).values())
+        assert_each_candidate_once(m)
 
 
 def test_a_timed_out_simulation_is_retried_and_no_gpu_waits_a_tick(
