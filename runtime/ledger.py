@@ -100,8 +100,20 @@ class Ledger:
             elif found != str(SCHEMA_VERSION):
                 raise LedgerError(f"{self.path}: ledger schema {found}, this mummi writes "
                                   f"{SCHEMA_VERSION}; use a new workspace")
+            # Damage found now, before a run starts, not by the query that meets it.
+            problems = [r[0] for r in self._db.execute("PRAGMA quick_check(1)")]
+            if problems != ["ok"]:  # "*** in database main ***\nOn tree page 7 ...": one line
+                raise self._damaged(" ".join(" ".join(problems).split()))
         except sqlite3.Error as exc:
-            raise LedgerError(f"{self.path}: cannot open the ledger ({exc})") from None
+            raise self._damaged(str(exc)) if _corrupt(exc) else LedgerError(
+                f"{self.path}: cannot open the ledger ({exc})") from None
+
+    def _damaged(self, why: str) -> LedgerError:
+        return LedgerError(
+            f"{self.path}: the ledger is damaged ({why}); restore it from a copy, or salvage "
+            f"what SQLite can read (`sqlite3 {self.path.name} .recover | sqlite3 "
+            f"recovered.sqlite`, then move recovered.sqlite over it); or start the campaign "
+            "afresh in another --workspace")
 
     @classmethod
     def open_readonly(cls, path: Path) -> sqlite3.Connection:
@@ -130,11 +142,21 @@ class Ledger:
             with self.transaction() as db:
                 fn(db)
 
-        self.writes.run(self.path, once)
+        try:
+            self.writes.run(self.path, once)
+        except sqlite3.DatabaseError as exc:
+            if _corrupt(exc):
+                raise self._damaged(str(exc)) from None
+            raise
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as exc:
+                if _corrupt(exc):
+                    raise self._damaged(str(exc)) from None
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -272,3 +294,16 @@ def _sql_key(key: str) -> str | bytes:
     except UnicodeEncodeError:
         return key.encode("utf-8", "surrogatepass")
     return key
+
+
+# SQLite's primary result code for a database file it finds damaged: SQLITE_CORRUPT
+# (https://www.sqlite.org/rescode.html); a file that is no database at all is NOTADB (26).
+_CORRUPT = 11
+
+
+def _corrupt(exc: sqlite3.Error) -> bool:
+    """Whether SQLite found the file damaged."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is None:  # 3.10 raises damage as the bare class, its subclasses for the rest
+        return type(exc) is sqlite3.DatabaseError
+    return bool(code & 0xFF == _CORRUPT)

@@ -43,16 +43,20 @@ def run(args: argparse.Namespace) -> int:
     """Run a campaign: Maestro runs the static study; its manager step is the runtime."""
     from mummi_spec.runtime.campaign import WORKSPACE_ENV, Campaign
     from mummi_spec.runtime.ledger import Ledger
+    from mummi_spec.runtime.registry import SCHEDULERS
     from mummi_spec.runtime.states import CampaignState
     from mummi_spec.runtime.status import STATUS_FILE, read_status, render
-    from mummi_spec.runtime.workspace import claim, refuse_inside
+    from mummi_spec.runtime.workspace import claim, make, refuse_inside, refuse_unquotable
     from mummi_spec.runtime.writes import refused
 
     build = _build_for(args)
     campaign = Campaign.open(build / "plan.json", args.workspace)
     ws = campaign.workspace
     refuse_inside(build, ws)
-    ws.mkdir(parents=True, exist_ok=True)
+    scheduler = campaign.plan.scheduler.type
+    if SCHEDULERS.get(scheduler).paths_unquoted:
+        refuse_unquotable(ws, scheduler)
+    make(ws)
     ledger = Ledger(ws / LEDGER_FILE)
     try:
         claim(campaign, ledger)  # refuse before Maestro starts, not inside its step
@@ -139,7 +143,10 @@ def _follow(proc: subprocess.Popen[bytes], ws: Path, on_stop: Callable[[], None]
                 break
             except subprocess.TimeoutExpired:
                 pass
-            status = read_status(ws)
+            try:
+                status = read_status(ws)
+            except MummiError:  # scribbled on: the manager's next write replaces it
+                continue
             if status is None:
                 continue
             for news in events(status, told):

@@ -23,7 +23,10 @@ def _campaign(args: argparse.Namespace) -> Any:
 
 def prepare(args: argparse.Namespace) -> int:
     """The study's first step: the workspace layout, and every store opened once."""
+    from mummi_spec.runtime.workspace import make
+
     campaign = _campaign(args)
+    make(campaign.workspace)
     for sub in ("runs", "checkpoints"):
         (campaign.workspace / sub).mkdir(parents=True, exist_ok=True)
     names = sorted(campaign.plan.stores)
@@ -50,10 +53,11 @@ def manager(args: argparse.Namespace) -> int:
     from mummi_spec.runtime.registry import SCHEDULERS
     from mummi_spec.runtime.states import CampaignState
     from mummi_spec.runtime.summary import finish
+    from mummi_spec.runtime.workspace import make
 
     campaign = _campaign(args)
     ws = campaign.workspace
-    ws.mkdir(parents=True, exist_ok=True)
+    make(ws)
     _logging(ws)
     settings = campaign.plan.scheduler
     mgr = Manager(campaign, SCHEDULERS.get(settings.type)(settings))

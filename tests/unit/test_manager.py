@@ -30,6 +30,7 @@ from mummi_spec.runtime.schedulers.base import (
     SchedulerAdapter,
     SchedulerBase,
 )
+from mummi_spec.runtime.status import read_status
 from tests.conftest import fill, mounted
 
 COUPLING = "gen-to-cg"
@@ -562,7 +563,8 @@ def test_a_disk_that_stays_full_ends_the_run_failed_and_a_later_run_resumes(
         assert m.why.startswith(f"cannot write {rig.ws}/")
         assert "(still after 0.2 s of retries, manager.write_retry_for)" in m.why
         # The space the manager held was enough to record why, on the full disk.
-        status = json.loads((rig.ws / "status.json").read_text())
+        status = read_status(rig.ws)
+        assert status is not None  # and in the shape `mummi status` reads
         assert status["state"] == "failed" and status["why"] == m.why
         assert status["writes"]["retried"] >= 1
         # Jobs this scheduler cannot find again are cancelled, and recorded so.
