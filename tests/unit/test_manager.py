@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mummi_spec.compiler.compile import compile_loaded
-from mummi_spec.errors import SchedulerError, UsageError
+from mummi_spec.errors import LedgerError, SchedulerError, UsageError
 from mummi_spec.frontend import load_spec_text
 from mummi_spec.plan import Plan, RetryPolicy
 from mummi_spec.runtime.campaign import Campaign
@@ -579,6 +579,27 @@ def test_a_disk_that_stays_full_ends_the_run_failed_and_a_later_run_resumes(
             rig.tick(m)
         assert "done" in set(sim_states(m).values())
         assert_each_candidate_once(m)
+
+
+def test_a_ledger_found_damaged_mid_run_ends_it_failed_with_the_reason(
+        make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = make_rig()
+    rig.candidates(30)
+    sched = FakeScheduler()
+    m = rig.manager(sched, start=False)
+    damaged = LedgerError(f"{m.ledger.path}: the ledger is damaged (database disk image is "
+                          "malformed); restore it from a copy")
+
+    def occupancy(*_: object) -> None:
+        raise damaged
+
+    monkeypatch.setattr(m.ledger, "record_occupancy", occupancy)
+    assert m.run() == "failed"
+    rig.managers.remove(m)
+    assert m.why == str(damaged)
+    status = read_status(rig.ws)
+    assert status is not None and status["state"] == "failed" and status["why"] == m.why
+    assert sched.live() == []  # nothing left running that no manager tracks
 
 
 def test_a_timed_out_simulation_is_retried_and_no_gpu_waits_a_tick(
