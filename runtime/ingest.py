@@ -15,6 +15,7 @@ from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.readtries import ReadTries
 from mummi_spec.runtime.records import Record, decode_each
+from mummi_spec.runtime.restarts import RestartWatch
 from mummi_spec.runtime.selectors.base import AddResult, Selector
 from mummi_spec.runtime.stores.base import Journaled
 from mummi_spec.runtime.stores.common import check_keys, check_name, read_each
@@ -59,11 +60,15 @@ class Ingest:
         self._journal = self.store if isinstance(self.store, Journaled) else None
         self._cursor: Any = None
         self._tries = ReadTries("passes")
+        self.watch = RestartWatch(self.store, cfg.store)
+        self._gone: set[str] = set()  # known keys its server lost in a restart
 
     def run_once(self) -> int:
         """Ingest every new item; returns how many were accepted."""
         with self._lock:
             try:
+                if self.watch.restarted():
+                    self._restarted()
                 keys, cursor = self._new_keys()
             except StoreError as exc:
                 log.warning("ingest %s: cannot list candidates (%s); will retry", self.stream, exc)
@@ -73,6 +78,19 @@ class Ingest:
                 accepted += self._batch(keys[i:i + _CHUNK])
             self._cursor = cursor  # only once every key listed was taken in or set to retry
             return accepted
+
+    def _restarted(self) -> None:
+        """The store's server restarted: list from scratch (its journal began again), and
+        report the candidates read before that are gone (a server that kept no copy)."""
+        self._cursor = None
+        present = set(self.store.keys(self.namespace, self.glob))
+        gone = [k for k in self.known if k not in present and k not in self._gone]
+        if gone:
+            self._gone.update(gone)
+            self.watch.lost(
+                f"{len(self._gone)} candidate(s) of {self.stream} read before its server "
+                f"restarted are gone (first {min(gone)!r}): the server kept no copy (Redis: "
+                "appendonly yes keeps one); selections of them cannot be set up")
 
     def _new_keys(self) -> tuple[list[str], Any]:
         """Keys not known yet, and the cursor to keep once they are taken in."""

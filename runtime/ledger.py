@@ -247,6 +247,10 @@ class Ledger:
                 f"({','.join('?' * len(chunk))})", (loop, *chunk)))
         return out
 
+    def consumed_keys(self, loop: str) -> set[str]:
+        """Every key this loop has aggregated."""
+        return {r[0] for r in self._rows("SELECT key FROM consumed WHERE loop = ?", (loop,))}
+
     def feedback_state(self, loop: str) -> tuple[int, int, dict[str, Any]]:
         """(iteration, items consumed so far, aggregator state) of a feedback loop."""
         rows = self._rows("SELECT iteration, items, state FROM feedback WHERE loop = ?", (loop,))

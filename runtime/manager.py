@@ -389,6 +389,10 @@ class Manager:
             out["allocation_ended"] = True
         if self.writes.retried:
             out["writes"] = self.writes.state()
+        lost = {**{f"candidates {s}": i.watch.note for s, i in self.ingests.items()},
+                **{f"feedback {n}": f.watch.note for n, f in self.loops.items()}}
+        if any(lost.values()):  # items a store's server lost in a restart
+            out["lost"] = {what: note for what, note in sorted(lost.items()) if note}
         return out
 
     def checkpoint(self) -> None:

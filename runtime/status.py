@@ -76,7 +76,7 @@ _SHAPE: dict[str, Callable[[object], bool]] = {
     "feedback": _map(_record(iteration=_num, items=_num)),
     "busy": _record(gpus=_num, cores=_num), "pool": _record(gpus=_num, cores=_num),
     "unrunnable": _map(_text), "refused": _record(count=_num, last=_text),
-    "writes": _record(retried=_num, last=_text),
+    "writes": _record(retried=_num, last=_text), "lost": _map(_text),
 }
 
 
@@ -126,6 +126,10 @@ def events(status: dict[str, Any], told: set[str]) -> list[str]:
     if refusal and f"refused:{refusal}" not in told:
         told.add(f"refused:{refusal}")
         out.append(f"the scheduler refuses submissions: {refusal} (backing off, retrying)")
+    for what, note in sorted(status.get("lost", {}).items()):
+        if f"lost:{note}" not in told:
+            told.add(f"lost:{note}")
+            out.append(f"lost: {what}: {note}")
     writes = status.get("writes", {})
     if writes.get("last") and f"writes:{writes['last']}" not in told:
         told.add(f"writes:{writes['last']}")
@@ -179,6 +183,8 @@ def render(status: dict[str, Any]) -> str:
     for job_type, why in sorted(status.get("unrunnable", {}).items()):
         out.append(f"job type {job_type} cannot run: {why}; its couplings stopped, and "
                    "`mummi run` again resumes them once the program is there")
+    for what, note in sorted(status.get("lost", {}).items()):
+        out.append(f"lost: {what}: {note}")
     writes = status.get("writes", {})
     if writes.get("retried"):
         out.append(f"workspace writes retried: {writes['retried']} (the last: "

@@ -239,31 +239,43 @@ class RedisStore(StoreBase):
         return sorted(names)
 
     def keys_after(self, namespace: str, pattern: str = "*", cursor: Any = None
-                   ) -> tuple[list[str], int | None]:
-        """Keys written since ``cursor`` (a length of the journal), from the journal; from
-        ``None``, every live key by SCAN, so items written by other clients are found too."""
+                   ) -> tuple[list[str], tuple[str, int] | None]:
+        """Keys written since ``cursor`` (the server's run id and a length of the journal),
+        from the journal; from ``None``, or from before the server restarted (its journal
+        may have begun again, empty, and grown past the old length), every live key by SCAN,
+        so items written by other clients are found too."""
         journal = self._journal(namespace)
         if journal is None:  # not journaled: every pass lists in full, as keys() does
             return self.keys(namespace, pattern), None
-        if cursor is None:
-            # The length first: what is written during the scan is listed again next time.
-            end = self._call("list", namespace, "the journal", partial(self._client.llen, journal))
-            return self.keys(namespace, pattern), int(end)
-        start = int(cursor)
+        since, start = cursor if cursor is not None else (None, 0)
 
-        def read() -> tuple[list[bytes], int]:
-            end = int(self._client.llen(journal))
+        def read() -> tuple[str, list[bytes] | None, int]:
+            pipe = self._client.pipeline(transaction=True)  # one server's answers
+            pipe.info("server")
+            pipe.llen(journal)
+            info, length = pipe.execute()
+            epoch, end = str(info["run_id"]), int(length)
+            if epoch != since:
+                return epoch, None, end
             begin = 0 if end < start else start  # the journal was deleted (purge): read it all
             names: list[bytes] = []
             for lo in range(begin, end, SCAN_COUNT):
                 part = self._client.lrange(journal, lo, min(lo + SCAN_COUNT, end) - 1)
                 names += cast("list[bytes]", part)  # bytes: no decode_responses
-            return names, end
+            return epoch, names, end
 
-        names, end = self._call("list", namespace, f"keys matching {pattern!r} in the journal",
-                                read)
+        epoch, names, end = self._call("list", namespace,
+                                       f"keys matching {pattern!r} in the journal", read)
+        if names is None:
+            # The length first: what is written during the scan is listed again next time.
+            return self.keys(namespace, pattern), (epoch, end)
         found = dict.fromkeys(n.decode("utf-8", "surrogateescape") for n in names)
-        return [k for k in found if fnmatchcase(k, pattern)], end
+        return [k for k in found if fnmatchcase(k, pattern)], (epoch, end)
+
+    def epoch(self) -> str:
+        """The server's run id (INFO): another one means it restarted, maybe without its data."""
+        return self._call("ask", "", "the server's run id",
+                          lambda: str(self._client.info("server")["run_id"]))
 
     def move(self, namespace: str, keys: Sequence[str], dest: str) -> None:
         wanted = check_keys(namespace, keys)

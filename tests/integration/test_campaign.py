@@ -28,6 +28,14 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, **extra: str
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def start_cli(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """``mummi ARGS`` started in ``cwd``, its output piped, for a test to act on meanwhile."""
+    env = dict(os.environ, USER=os.environ.get("USER", "root"))
+    env.pop("MUMMI_WORKSPACE", None)
+    return subprocess.Popen([sys.executable, "-m", "mummi_spec", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def run_spec(factory: pytest.TempPathFactory, spec: str, **env: str) -> Path:
     cwd = factory.mktemp(spec.split(".")[0])
     proc = run_cli("run", str(SPECS / spec), cwd=cwd, **env)

@@ -5,9 +5,7 @@ where and why; `mummi run` exits 1 (never 130, never an internal error) and resu
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 
 from mummi_spec.runtime.status import read_status
 from tests.conftest import SPECS, fill, mounted
-from tests.integration.test_campaign import check_campaign
+from tests.integration.test_campaign import check_campaign, start_cli
 
 OUTAGE = 10.0  # how long the disk stays full: the fault's length, well inside 60 s
 LOCAL_MANAGER = "manager: {tick: 0.2s, checkpoint_every: 10s, max_simulations: 12}"
@@ -33,13 +31,6 @@ def campaign(tmp_path: Path) -> tuple[Path, Path]:
     ws = tmp_path / "workspace" / "mini-mummi-local"
     ws.mkdir(parents=True)
     return spec, ws
-
-
-def _start(target: Path, cwd: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ, USER=os.environ.get("USER", "root"))
-    env.pop("MUMMI_WORKSPACE", None)
-    return subprocess.Popen([sys.executable, "-m", "mummi_spec", "run", str(target)], cwd=cwd,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for(proc: subprocess.Popen[str], reached: Callable[[], bool], what: str) -> None:
@@ -63,7 +54,7 @@ def test_a_disk_full_for_10_s_under_the_ledger_is_ridden_out(campaign, tmp_path)
     spec, ws = campaign
     spec.write_text(spec.read_text().replace(", write_retry_for: 2s}", "}"))  # 60 s
     with mounted("-t", "tmpfs", "-o", "size=8m", "tmpfs", at=ws):
-        proc = _start(spec, tmp_path)
+        proc = start_cli("run", str(spec), cwd=tmp_path)
         _wait_for(proc, _under_way(ws), "the first simulation")
         filler = fill(ws)
         time.sleep(OUTAGE)  # the outage itself
@@ -83,7 +74,7 @@ def test_a_disk_full_for_10_s_under_the_ledger_is_ridden_out(campaign, tmp_path)
 def test_runs_turning_read_only_fails_the_campaign_saying_where_and_why(campaign, tmp_path):
     spec, ws = campaign
     runs = ws / "runs"
-    proc = _start(spec, tmp_path)
+    proc = start_cli("run", str(spec), cwd=tmp_path)
     _wait_for(proc, lambda: (runs / "cg-000001").is_dir(), "the first setup")
     with mounted("--bind", "-o", "ro", str(runs), at=runs):
         out, err = proc.communicate(timeout=300)
@@ -97,7 +88,7 @@ def test_runs_turning_read_only_fails_the_campaign_saying_where_and_why(campaign
     assert status["state"] == "failed" and status["why"] in line
     # Nothing is left running: the local jobs were cancelled and recorded so.
     assert not [t for t, s in status["jobs"].items() if s.get("running") or s.get("queued")]
-    rerun = _start(tmp_path / "build", tmp_path)
+    rerun = start_cli("run", str(tmp_path / "build"), cwd=tmp_path)
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, out + err
     check_campaign(tmp_path)
@@ -106,7 +97,7 @@ def test_runs_turning_read_only_fails_the_campaign_saying_where_and_why(campaign
 def test_a_disk_that_stays_full_fails_the_campaign_and_says_so(campaign, tmp_path):
     spec, ws = campaign
     with mounted("-t", "tmpfs", "-o", "size=8m", "tmpfs", at=ws):
-        proc = _start(spec, tmp_path)
+        proc = start_cli("run", str(spec), cwd=tmp_path)
         _wait_for(proc, _under_way(ws), "the first simulation")
         filler = fill(ws)
         out, err = proc.communicate(timeout=300)
@@ -118,7 +109,7 @@ def test_a_disk_that_stays_full_fails_the_campaign_and_says_so(campaign, tmp_pat
         # The space it held for the purpose let it record why, on the full disk.
         assert json.loads((ws / "status.json").read_text())["state"] == "failed"
         filler.unlink()
-        rerun = _start(tmp_path / "build", tmp_path)
+        rerun = start_cli("run", str(tmp_path / "build"), cwd=tmp_path)
         out, err = rerun.communicate(timeout=300)
         assert rerun.returncode == 0, out + err
         check_campaign(tmp_path)
