@@ -16,7 +16,7 @@ from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.readtries import ReadTries
 from mummi_spec.runtime.records import Record, decode_each
 from mummi_spec.runtime.restarts import RestartWatch
-from mummi_spec.runtime.selectors.base import AddResult, Selector
+from mummi_spec.runtime.selectors.base import AddResult, Outside, Selector
 from mummi_spec.runtime.stores.base import Journaled
 from mummi_spec.runtime.stores.common import check_keys, check_name, read_each
 
@@ -32,6 +32,7 @@ class Guarded:
 
     selector: Selector
     lock: threading.Lock = field(default_factory=threading.Lock)
+    name: str = ""  # the plan's name for it, in messages
 
 
 class Ingest:
@@ -61,6 +62,9 @@ class Ingest:
         self._cursor: Any = None
         self._tries = ReadTries("passes")
         self.watch = RestartWatch(self.store, cfg.store)
+        # Per selector: candidates beyond its bounds, and per dimension [low, high, below, above].
+        self._outside: dict[str, tuple[int, dict[int, list[float]]]] = {}
+        self.outside = ""  # what status.json and the console say of them
         self._gone: set[str] = set()  # known keys its server lost in a restart
 
     def run_once(self) -> int:
@@ -123,6 +127,8 @@ class Ingest:
                     except SelectorError as exc:
                         bad.extend((k, str(exc)) for k in ids)
                         continue
+                if result.outside is not None:
+                    self._beyond(guarded.name, result.outside)
                 accepted = max(accepted, result.accepted)
                 bad.extend(result.rejected)
         if bad:
@@ -137,6 +143,26 @@ class Ingest:
         self.known.update(k for k in keys if k not in later)
         self.ingested += accepted
         return accepted
+
+    def _beyond(self, selector: str, found: Outside) -> None:
+        """Count candidates beyond a selector's bounds; warn once per stream: the bounds in
+        the spec are likely wrong, and the edge bins are taking what lies past them."""
+        points, dims = self._outside.get(selector, (0, {}))
+        for j, (lo, hi, below, above) in found.dims.items():
+            seen = dims.setdefault(j, [lo, hi, 0, 0])
+            seen[2] += below
+            seen[3] += above
+        self._outside[selector] = (points + found.points, dims)
+        first = not self.outside
+        self.outside = "; ".join(
+            f"{n} candidate(s) of {self.stream} lie outside the bounds of selector "
+            f"'{name}' (" + ", ".join(f"bounds[{j}] = [{lo:g}, {hi:g}]: {below:.0f} below, "
+                                      f"{above:.0f} above" for j, (lo, hi, below, above)
+                                      in sorted(seen.items())) +
+            f"); they go into the edge bins: widen selectors.{name}.bounds to spread them"
+            for name, (n, seen) in sorted(self._outside.items()))
+        if first:
+            log.warning("ingest %s: %s", self.stream, self.outside)
 
     def restore_selected(self, guarded: Guarded, ids: Sequence[str]) -> AddResult:
         """Give ``guarded``'s selector, rebuilt without a usable checkpoint, the candidates

@@ -270,7 +270,7 @@ class Manager:
                     log.warning("selector %s has no checkpoint yet: rebuilding it from the "
                                 "stores and the ledger", name)
                     self.rebuilt.add(name)
-            self.selectors[name] = Guarded(sel)
+            self.selectors[name] = Guarded(sel, name=name)
 
     def _open_streams(self) -> None:
         by_stream: dict[str, list[Pipeline]] = defaultdict(list)
@@ -370,7 +370,8 @@ class Manager:
         out: dict[str, Any] = {
             "campaign": self.plan.name, "state": state, "elapsed": round(now - self.t0, 1),
             "candidates": {s: {"ingested": i.ingested, "rejected": i.rejected,
-                               "examples": [list(e) for e in i.examples]}
+                               "examples": [list(e) for e in i.examples],
+                               **({"outside": i.outside} if i.outside else {})}
                            for s, i in self.ingests.items()},
             "refused": {"count": self.submitter.refused, "last": self.submitter.refusal},
             "selected": {p.name: p.selected for p in book.pipes.values()},

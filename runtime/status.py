@@ -115,6 +115,9 @@ def events(status: dict[str, Any], told: set[str]) -> list[str]:
             if news not in told:
                 told.add(news)
                 out.append(news)
+        if v.get("outside") and f"outside:{stream}" not in told:
+            told.add(f"outside:{stream}")  # once per stream: the count grows, the news not
+            out.append(f"warning: {v['outside']}")
         count = v.get("rejected", 0)
         # The count once it passes 10, 100, 1000...: news, not a line every second.
         step = 10 ** (len(str(count)) - 1) if count >= 10 else 0
@@ -164,6 +167,8 @@ def render(status: dict[str, Any]) -> str:
     out.append(f"{'stream':<24} {'ingested':>9} {'rejected':>9}")
     for name, v in sorted(status.get("candidates", {}).items()):
         out.append(f"{name:<24} {v['ingested']:>9} {v['rejected']:>9}")
+    out += [f"warning: {v['outside']}" for _, v in sorted(status.get("candidates", {}).items())
+            if v.get("outside")]
     out.append("")
     out.append(f"{'coupling':<24} {'selected':>9}")
     for name, n in sorted(status.get("selected", {}).items()):
