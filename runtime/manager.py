@@ -126,7 +126,7 @@ class Manager:
         resumed_stop = self.ledger.meta("outcome") in (CampaignState.STOPPED,
                                                        CampaignState.FAILED)
         self._submit_persistent(now, start=True, resumed_stop=resumed_stop)
-        self.ledger.set_meta("outcome", "running")
+        self.ledger.set_meta("outcome", CampaignState.RUNNING)
         self.periodic = Periodic(self._tasks(), threads=self.threads)
         self.periodic.start()
         self.last_checkpoint = now

@@ -1,9 +1,4 @@
-"""A store's server restarting under a reader (Redis without persistence loses what it held).
-
-Ingest and feedback each keep a ``RestartWatch`` on their store: at each pass it compares the
-server's epoch with the last pass's, so they list again from scratch and report the items
-they knew of that are gone, instead of carrying on as if nothing happened.
-"""
+"""A store's server restarting under a reader (Redis without persistence loses what it held)."""
 
 from __future__ import annotations
 
@@ -16,7 +11,12 @@ log = logging.getLogger("mummi.manager")
 
 class RestartWatch:
     """Whether a store's server restarted since the last call (never, for a store without a
-    server of its own); ``note`` keeps what the reader found gone, for status and console."""
+    server of its own); ``note`` keeps what the reader found gone, for status and console.
+
+    Ingest and feedback each keep one on their store and ask it at each pass, so that they
+    list again from scratch and report the items they knew of that are gone, instead of
+    carrying on as if nothing happened.
+    """
 
     def __init__(self, store: Store, name: str) -> None:
         self.name = name

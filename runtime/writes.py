@@ -1,11 +1,4 @@
-"""The manager's own writes to its workspace ride out a full or read-only disk, then fail clearly.
-
-The ledger, job directories and scripts, checkpoints, status and summary all go through
-``Writes.run``: a write the disk refuses is tried again with bounded back-off (a warning each
-time, counted for ``status.json`` and the console) for up to ``manager.write_retry_for``; then
-a ``WorkspaceError`` names the path and the cause, and the manager ends ``failed``, leaving a
-workspace that ``mummi run`` resumes as after a crash.
-"""
+"""The manager's writes to its workspace ride out a full or read-only disk, then fail clearly."""
 
 from __future__ import annotations
 
@@ -56,7 +49,14 @@ def _what(path: Path, exc: BaseException) -> str:
 
 class Writes:
     """The workspace's writes, each retried for up to ``retry_for`` seconds; shared by the
-    manager's threads, it keeps how many were retried and the last failure."""
+    manager's threads, it keeps how many were retried and the last failure.
+
+    The ledger, job directories and scripts, checkpoints, status and summary all go through
+    ``run``: a write the disk refuses is tried again with bounded back-off (a warning each
+    time) for up to ``manager.write_retry_for``; then a ``WorkspaceError`` names the path and
+    the cause, and the manager ends ``failed``, leaving a workspace that ``mummi run``
+    resumes as after a crash.
+    """
 
     def __init__(self, retry_for: float = 0.0) -> None:
         self.retry_for = retry_for

@@ -16,7 +16,7 @@ import pytest
 from mummi_spec.runtime.stores.redis import RedisStore
 from tests import plans
 from tests.conftest import SPECS
-from tests.integration.test_campaign import start_cli
+from tests.integration.test_campaign import running
 from tests.reliability.test_redis_restart import RedisProcess, own_server
 
 pytestmark = pytest.mark.redis
@@ -73,15 +73,15 @@ def test_a_restart_that_lost_the_data_is_reported_and_the_campaign_goes_on(
         bare_redis, tmp_path):
     spec = _spec(tmp_path, bare_redis.port)
     ws = tmp_path / "workspace" / "mini-mummi-local"
-    proc = start_cli("run", str(spec), cwd=tmp_path)
-    deadline = time.monotonic() + 180
-    while _feedback_iterations(ws) < 1:  # feedback consumed and candidates ingested
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no feedback iteration"
-        time.sleep(0.05)  # polling the ledger for the moment, not waiting for an outcome
-    bare_redis.kill()
-    bare_redis.start()  # back at once, empty
-    out, err = proc.communicate(timeout=300)
+    with running("run", str(spec), cwd=tmp_path) as proc:
+        deadline = time.monotonic() + 180
+        while _feedback_iterations(ws) < 1:  # feedback consumed and candidates ingested
+            assert proc.poll() is None, "mummi run ended before a feedback iteration"
+            assert time.monotonic() < deadline, "no feedback iteration"
+            time.sleep(0.05)  # polling the ledger for the moment, not waiting for an outcome
+        bare_redis.kill()
+        bare_redis.start()  # back at once, empty
+        out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, out + err
     status = json.loads((ws / "status.json").read_text())
     lost = status["lost"]

@@ -14,7 +14,7 @@ import pytest
 
 from mummi_spec.runtime.status import read_status
 from tests.conftest import SPECS, fill, mounted
-from tests.integration.test_campaign import check_campaign, start_cli
+from tests.integration.test_campaign import check_campaign, running
 
 OUTAGE = 10.0  # how long the disk stays full: the fault's length, well inside 60 s
 LOCAL_MANAGER = "manager: {tick: 0.2s, checkpoint_every: 10s, max_simulations: 12}"
@@ -50,11 +50,14 @@ def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("mummi:")]
 
 
+DISK = "size=16m"  # room for the campaign (a peak of 4.3 MB measured) and its ledger's log
+
+
 def test_a_disk_full_for_10_s_under_the_ledger_is_ridden_out(campaign, tmp_path):
     spec, ws = campaign
     spec.write_text(spec.read_text().replace(", write_retry_for: 2s}", "}"))  # 60 s
-    with mounted("-t", "tmpfs", "-o", "size=8m", "tmpfs", at=ws):
-        proc = start_cli("run", str(spec), cwd=tmp_path)
+    with mounted("-t", "tmpfs", "-o", DISK, "tmpfs", at=ws), \
+            running("run", str(spec), cwd=tmp_path) as proc:
         _wait_for(proc, _under_way(ws), "the first simulation")
         filler = fill(ws)
         time.sleep(OUTAGE)  # the outage itself
@@ -74,10 +77,10 @@ def test_a_disk_full_for_10_s_under_the_ledger_is_ridden_out(campaign, tmp_path)
 def test_runs_turning_read_only_fails_the_campaign_saying_where_and_why(campaign, tmp_path):
     spec, ws = campaign
     runs = ws / "runs"
-    proc = start_cli("run", str(spec), cwd=tmp_path)
-    _wait_for(proc, lambda: (runs / "cg-000001").is_dir(), "the first setup")
-    with mounted("--bind", "-o", "ro", str(runs), at=runs):
-        out, err = proc.communicate(timeout=300)
+    with running("run", str(spec), cwd=tmp_path) as proc:
+        _wait_for(proc, lambda: (runs / "cg-000001").is_dir(), "the first setup")
+        with mounted("--bind", "-o", "ro", str(runs), at=runs):
+            out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, out + err
     (line,) = _error_lines(err)
     assert line.startswith(f"mummi: error: campaign mini-mummi failed: cannot write {runs}/")
@@ -88,19 +91,19 @@ def test_runs_turning_read_only_fails_the_campaign_saying_where_and_why(campaign
     assert status["state"] == "failed" and status["why"] in line
     # Nothing is left running: the local jobs were cancelled and recorded so.
     assert not [t for t, s in status["jobs"].items() if s.get("running") or s.get("queued")]
-    rerun = start_cli("run", str(tmp_path / "build"), cwd=tmp_path)
-    out, err = rerun.communicate(timeout=300)
+    with running("run", str(tmp_path / "build"), cwd=tmp_path) as rerun:
+        out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, out + err
     check_campaign(tmp_path)
 
 
 def test_a_disk_that_stays_full_fails_the_campaign_and_says_so(campaign, tmp_path):
     spec, ws = campaign
-    with mounted("-t", "tmpfs", "-o", "size=8m", "tmpfs", at=ws):
-        proc = start_cli("run", str(spec), cwd=tmp_path)
-        _wait_for(proc, _under_way(ws), "the first simulation")
-        filler = fill(ws)
-        out, err = proc.communicate(timeout=300)
+    with mounted("-t", "tmpfs", "-o", DISK, "tmpfs", at=ws):
+        with running("run", str(spec), cwd=tmp_path) as proc:
+            _wait_for(proc, _under_way(ws), "the first simulation")
+            filler = fill(ws)
+            out, err = proc.communicate(timeout=300)
         assert proc.returncode == 1, out + err
         (line,) = _error_lines(err)
         assert line.startswith(f"mummi: error: campaign mini-mummi failed: cannot write {ws}/")
@@ -109,7 +112,7 @@ def test_a_disk_that_stays_full_fails_the_campaign_and_says_so(campaign, tmp_pat
         # The space it held for the purpose let it record why, on the full disk.
         assert json.loads((ws / "status.json").read_text())["state"] == "failed"
         filler.unlink()
-        rerun = start_cli("run", str(tmp_path / "build"), cwd=tmp_path)
-        out, err = rerun.communicate(timeout=300)
+        with running("run", str(tmp_path / "build"), cwd=tmp_path) as rerun:
+            out, err = rerun.communicate(timeout=300)
         assert rerun.returncode == 0, out + err
         check_campaign(tmp_path)
