@@ -11,13 +11,13 @@ from mummi_spec.compiler.compile import Compiled
 from mummi_spec.compiler.diff import CampaignDiff, Change, Side, diff_plan
 from mummi_spec.errors import SelectorError
 from mummi_spec.frontend import Loaded
-from mummi_spec.plan import Plan, Role
+from mummi_spec.plan import LEDGER_FILE, Plan, Role
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.ledgerview import LedgerView
 from mummi_spec.runtime.registry import SCHEDULERS, SELECTORS
 from mummi_spec.runtime.states import AttemptState, SimState
 from mummi_spec.runtime.status import read_status
-from mummi_spec.runtime.workspace import LEDGER, digest, started_with
+from mummi_spec.runtime.workspace import digest, started_with
 
 # Settings of a job type no job ever sees: text, and what `mummi simulate` expects.
 INERT = ("description", "expect")
@@ -210,7 +210,7 @@ def workspace_diff(campaign: Campaign, old_text: str, new: Loaded, new_build: Co
     status = read_status(ws) or {}
     state = str(status.get("state", "not started"))
     d = diff_plan(Side(str(ws), old.profile), old, old_text, new, new_build)
-    with LedgerView(ws / LEDGER) as view, view.snapshot():
+    with LedgerView(ws / LEDGER_FILE) as view, view.snapshot():
         counts = view.attempt_counts()
         sims = view.pipelines()
     survive = bool(SCHEDULERS.get(old.scheduler.type).jobs_survive_manager)

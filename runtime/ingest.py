@@ -15,7 +15,8 @@ from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.readtries import ReadTries
 from mummi_spec.runtime.records import Record, decode_each
-from mummi_spec.runtime.selectors.base import AddResult, Selector
+from mummi_spec.runtime.restarts import RestartWatch
+from mummi_spec.runtime.selectors.base import AddResult, Outside, Selector
 from mummi_spec.runtime.stores.base import Journaled
 from mummi_spec.runtime.stores.common import check_keys, check_name, read_each
 
@@ -31,6 +32,7 @@ class Guarded:
 
     selector: Selector
     lock: threading.Lock = field(default_factory=threading.Lock)
+    name: str = ""  # the plan's name for it, in messages
 
 
 class Ingest:
@@ -59,11 +61,18 @@ class Ingest:
         self._journal = self.store if isinstance(self.store, Journaled) else None
         self._cursor: Any = None
         self._tries = ReadTries("passes")
+        self.watch = RestartWatch(self.store, cfg.store)
+        # Per selector: candidates beyond its bounds, and per dimension [low, high, below, above].
+        self._outside: dict[str, tuple[int, dict[int, list[float]]]] = {}
+        self.outside = ""  # what status.json and the console say of them
+        self._gone: set[str] = set()  # known keys its server lost in a restart
 
     def run_once(self) -> int:
         """Ingest every new item; returns how many were accepted."""
         with self._lock:
             try:
+                if self.watch.restarted():
+                    self._restarted()
                 keys, cursor = self._new_keys()
             except StoreError as exc:
                 log.warning("ingest %s: cannot list candidates (%s); will retry", self.stream, exc)
@@ -73,6 +82,19 @@ class Ingest:
                 accepted += self._batch(keys[i:i + _CHUNK])
             self._cursor = cursor  # only once every key listed was taken in or set to retry
             return accepted
+
+    def _restarted(self) -> None:
+        """The store's server restarted: list from scratch (its journal began again), and
+        report the candidates read before that are gone (a server that kept no copy)."""
+        self._cursor = None
+        present = set(self.store.keys(self.namespace, self.glob))
+        gone = [k for k in self.known if k not in present and k not in self._gone]
+        if gone:
+            self._gone.update(gone)
+            self.watch.lost(
+                f"{len(self._gone)} candidate(s) of {self.stream} read before its server "
+                f"restarted are gone (first {min(gone)!r}): the server kept no copy (Redis: "
+                "appendonly yes keeps one); selections of them cannot be set up")
 
     def _new_keys(self) -> tuple[list[str], Any]:
         """Keys not known yet, and the cursor to keep once they are taken in."""
@@ -105,6 +127,8 @@ class Ingest:
                     except SelectorError as exc:
                         bad.extend((k, str(exc)) for k in ids)
                         continue
+                if result.outside is not None:
+                    self._beyond(guarded.name, result.outside)
                 accepted = max(accepted, result.accepted)
                 bad.extend(result.rejected)
         if bad:
@@ -119,6 +143,26 @@ class Ingest:
         self.known.update(k for k in keys if k not in later)
         self.ingested += accepted
         return accepted
+
+    def _beyond(self, selector: str, found: Outside) -> None:
+        """Count candidates beyond a selector's bounds; warn once per stream: the bounds in
+        the spec are likely wrong, and the edge bins are taking what lies past them."""
+        points, dims = self._outside.get(selector, (0, {}))
+        for j, (lo, hi, below, above) in found.dims.items():
+            seen = dims.setdefault(j, [lo, hi, 0, 0])
+            seen[2] += below
+            seen[3] += above
+        self._outside[selector] = (points + found.points, dims)
+        first = not self.outside
+        self.outside = "; ".join(
+            f"{n} candidate(s) of {self.stream} lie outside the bounds of selector "
+            f"'{name}' (" + ", ".join(f"bounds[{j}] = [{lo:g}, {hi:g}]: {below:.0f} below, "
+                                      f"{above:.0f} above" for j, (lo, hi, below, above)
+                                      in sorted(seen.items())) +
+            f"); they go into the edge bins: widen selectors.{name}.bounds to spread them"
+            for name, (n, seen) in sorted(self._outside.items()))
+        if first:
+            log.warning("ingest %s: %s", self.stream, self.outside)
 
     def restore_selected(self, guarded: Guarded, ids: Sequence[str]) -> AddResult:
         """Give ``guarded``'s selector, rebuilt without a usable checkpoint, the candidates

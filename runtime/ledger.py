@@ -9,10 +9,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mummi_spec.errors import LeaseLostError, LedgerError
 from mummi_spec.runtime.states import AttemptState, Holder, SimState
+from mummi_spec.runtime.writes import Writes
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 3
 
@@ -118,11 +121,13 @@ class Ledger:
 
     WAL mode with ``synchronous=NORMAL``: a committed transaction survives the process being
     killed (only a power cut can lose the last few), and readers such as ``mummi status`` never
-    block the manager.
+    block the manager. Each write is one transaction, tried again through ``writes`` while
+    the disk refuses it (by default not at all: a ``WorkspaceError`` at once).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, writes: Writes | None = None) -> None:
         self.path = Path(path)
+        self.writes = writes or Writes()
         self._lock = threading.RLock()
         # The lease token this process holds: once set, every transaction first checks it
         # still does, so a manager that lost its lease (stalled past the bound and taken over)
@@ -140,8 +145,20 @@ class Ledger:
             elif found != str(SCHEMA_VERSION):
                 raise LedgerError(f"{self.path}: ledger schema {found}, this mummi writes "
                                   f"{SCHEMA_VERSION}; use a new workspace")
+            # Damage found now, before a run starts, not by the query that meets it.
+            problems = [r[0] for r in self._db.execute("PRAGMA quick_check(1)")]
+            if problems != ["ok"]:  # "*** in database main ***\nOn tree page 7 ...": one line
+                raise self._damaged(" ".join(" ".join(problems).split()))
         except sqlite3.Error as exc:
-            raise LedgerError(f"{self.path}: cannot open the ledger ({exc})") from None
+            raise self._damaged(str(exc)) if _corrupt(exc) else LedgerError(
+                f"{self.path}: cannot open the ledger ({exc})") from None
+
+    def _damaged(self, why: str) -> LedgerError:
+        return LedgerError(
+            f"{self.path}: the ledger is damaged ({why}); restore it from a copy, or salvage "
+            f"what SQLite can read (`sqlite3 {self.path.name} .recover | sqlite3 "
+            f"recovered.sqlite`, then move recovered.sqlite over it); or start the campaign "
+            "afresh in another --workspace")
 
     @classmethod
     def open_readonly(cls, path: Path) -> sqlite3.Connection:
@@ -169,9 +186,28 @@ class Ledger:
                     self._db.execute("ROLLBACK")
                 raise
 
+    def _write(self, fn: Callable[[sqlite3.Connection], T], *, fenced: bool = True) -> T:
+        """``fn(db)`` in one transaction; all of it again if the disk refused the commit."""
+
+        def once() -> T:
+            with self.transaction(fenced=fenced) as db:
+                return fn(db)
+
+        try:
+            return self.writes.run(self.path, once)
+        except sqlite3.DatabaseError as exc:
+            if _corrupt(exc):
+                raise self._damaged(str(exc)) from None
+            raise
+
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as exc:
+                if _corrupt(exc):
+                    raise self._damaged(str(exc)) from None
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -183,8 +219,8 @@ class Ledger:
         return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        self._write(lambda db: db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                          (key, value)))
 
     # ----------------------------------------------------------------- lease
     def lease(self) -> LeaseRow | None:
@@ -195,7 +231,8 @@ class Ledger:
                    ) -> LeaseRow | None:
         """Write ``row`` as the lease if ``may(current)`` allows, in one transaction: None
         then, else the current holder's row. A stop request stays with its token."""
-        with self.transaction(fenced=False) as db:
+
+        def take(db: sqlite3.Connection) -> LeaseRow | None:
             current = read_lease(db)
             if not may(current):
                 return current
@@ -204,41 +241,46 @@ class Ledger:
             db.execute("INSERT OR REPLACE INTO lease VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
                        (row.token, row.holder, row.host, row.proc, row.pid, row.taken,
                         row.heartbeat, row.stale_after, stop))
-        return None
+            return None
+
+        return self._write(take, fenced=False)
 
     def renew_lease(self, token: str, holder: Holder, t: float) -> LeaseRow | None:
         """A heartbeat at ``t`` for ``token``'s lease as ``holder`` holds it: its row, or
         None once it does not (released, handed to the manager, or taken over)."""
-        with self.transaction() as db:
+
+        def renew(db: sqlite3.Connection) -> LeaseRow | None:
             if db.execute("UPDATE lease SET heartbeat = ? WHERE token = ? AND holder = ? AND"
                           " released IS NULL", (t, token, holder)).rowcount == 0:
                 return None
             return read_lease(db)
 
+        return self._write(renew)
+
     def stop_lease(self, token: str, who: str) -> bool:
         """Ask ``token``'s holder to stop (the first request is the one kept)."""
-        with self.transaction() as db:
-            return db.execute("UPDATE lease SET stop = COALESCE(stop, ?) WHERE token = ? AND "
-                              "released IS NULL", (who, token)).rowcount > 0
+        return self._write(lambda db: db.execute(
+            "UPDATE lease SET stop = COALESCE(stop, ?) WHERE token = ? AND released IS NULL",
+            (who, token)).rowcount > 0)
 
     def release_lease(self, token: str, t: float) -> None:
-        with self.transaction() as db:
-            db.execute("UPDATE lease SET released = ? WHERE token = ? AND released IS NULL",
-                       (t, token))
+        self._write(lambda db: db.execute(
+            "UPDATE lease SET released = ? WHERE token = ? AND released IS NULL", (t, token)))
 
     # ------------------------------------------------------------------ sims
     def add_sims(self, rows: Iterable[tuple[str, str, str, int, float]]) -> None:
         """Record new selections ``(sim, coupling, candidate, seq, t)`` in state ``selected``."""
-        with self.transaction() as db:
-            db.executemany("INSERT INTO sims (sim, coupling, candidate, seq, state, selected_at)"
-                           " VALUES (?, ?, ?, ?, 'selected', ?)", rows)
+        rows = list(rows)  # a retry writes them again
+        self._write(lambda db: db.executemany(
+            "INSERT INTO sims (sim, coupling, candidate, seq, state, selected_at)"
+            " VALUES (?, ?, ?, ?, 'selected', ?)", rows))
 
     def set_sim(self, sim: str, state: SimState, *, setup_dir: str | None = None,
                 reason: str | None = None, t: float | None = None) -> None:
-        with self.transaction() as db:
-            db.execute("UPDATE sims SET state = ?, setup_dir = COALESCE(?, setup_dir),"
-                       " reason = COALESCE(?, reason), ended_at = COALESCE(?, ended_at)"
-                       " WHERE sim = ?", (state, setup_dir, reason, t, sim))
+        self._write(lambda db: db.execute(
+            "UPDATE sims SET state = ?, setup_dir = COALESCE(?, setup_dir),"
+            " reason = COALESCE(?, reason), ended_at = COALESCE(?, ended_at)"
+            " WHERE sim = ?", (state, setup_dir, reason, t, sim)))
 
     def sims(self, states: Sequence[SimState] | None = None) -> list[SimRow]:
         sql = "SELECT sim, coupling, candidate, seq, state, setup_dir, reason FROM sims"
@@ -263,23 +305,21 @@ class Ledger:
     # ------------------------------------------------------------------ jobs
     def add_job(self, job: JobRow, t: float) -> None:
         """Record a job before it is submitted, so a crash mid-submit leaves a trace."""
-        with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO jobs (name, job_type, sim, attempt, state,"
-                       " sched_id, workdir, gpus, cores, submitted_at)"
-                       " VALUES (?, ?, ?, ?, 'submitting', NULL, ?, ?, ?, ?)",
-                       (job.name, job.job_type, job.sim, job.attempt, job.workdir, job.gpus,
-                        job.cores, t))
+        self._write(lambda db: db.execute(
+            "INSERT OR REPLACE INTO jobs (name, job_type, sim, attempt, state,"
+            " sched_id, workdir, gpus, cores, submitted_at)"
+            " VALUES (?, ?, ?, ?, 'submitting', NULL, ?, ?, ?, ?)",
+            (job.name, job.job_type, job.sim, job.attempt, job.workdir, job.gpus, job.cores, t)))
 
     def set_job(self, name: str, state: AttemptState, *, sched_id: str | None = None,
                 exit_code: int | None = None, reason: str | None = None,
                 t: float | None = None, started: float | None = None) -> None:
         """A new state; ``t`` is when it ended, ``started`` when the scheduler started it."""
-        with self.transaction() as db:
-            db.execute("UPDATE jobs SET state = ?, sched_id = COALESCE(?, sched_id),"
-                       " exit_code = COALESCE(?, exit_code), reason = COALESCE(?, reason),"
-                       " ended_at = COALESCE(?, ended_at),"
-                       " started_at = COALESCE(started_at, ?) WHERE name = ?",
-                       (state, sched_id, exit_code, reason, t, started, name))
+        self._write(lambda db: db.execute(
+            "UPDATE jobs SET state = ?, sched_id = COALESCE(?, sched_id),"
+            " exit_code = COALESCE(?, exit_code), reason = COALESCE(?, reason),"
+            " ended_at = COALESCE(?, ended_at), started_at = COALESCE(started_at, ?)"
+            " WHERE name = ?", (state, sched_id, exit_code, reason, t, started, name)))
 
     def jobs(self, states: Sequence[AttemptState] | None = None) -> list[JobRow]:
         sql = ("SELECT name, job_type, sim, attempt, state, sched_id, workdir, gpus, cores,"
@@ -303,6 +343,10 @@ class Ledger:
                 f"({','.join('?' * len(chunk))})", (loop, *chunk)))
         return out
 
+    def consumed_keys(self, loop: str) -> set[str]:
+        """Every key this loop has aggregated."""
+        return {r[0] for r in self._rows("SELECT key FROM consumed WHERE loop = ?", (loop,))}
+
     def feedback_state(self, loop: str) -> tuple[int, int, dict[str, Any]]:
         """(iteration, items consumed so far, aggregator state) of a feedback loop."""
         rows = self._rows("SELECT iteration, items, state FROM feedback WHERE loop = ?", (loop,))
@@ -313,17 +357,19 @@ class Ledger:
     def commit_feedback(self, loop: str, iteration: int, items: int, state: dict[str, Any],
                         keys: Sequence[str]) -> None:
         """The consumed keys and the new aggregate, atomically: each item counts exactly once."""
-        with self.transaction() as db:
+        def write(db: sqlite3.Connection) -> None:
             db.executemany("INSERT INTO consumed VALUES (?, ?, ?)",
                            [(loop, k, iteration) for k in keys])
             db.execute("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?)",
                        (loop, iteration, items, json.dumps(state, sort_keys=True)))
 
+        self._write(write)
+
     # ---------------------------------------------------------------- ingest
     def reject(self, stream: str, items: Sequence[tuple[str, str]]) -> None:
-        with self.transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO rejected VALUES (?, ?, ?)",
-                           [(stream, _sql_key(k), why) for k, why in items])
+        rows = [(stream, _sql_key(k), why) for k, why in items]
+        self._write(lambda db: db.executemany("INSERT OR IGNORE INTO rejected VALUES (?, ?, ?)",
+                                              rows))
 
     def rejected(self, stream: str) -> set[str]:
         return {k.decode("utf-8", "surrogatepass") if isinstance(k, bytes) else k
@@ -332,9 +378,8 @@ class Ledger:
     # ------------------------------------------------------------- occupancy
     def record_occupancy(self, t: float, gpus: int, cores: int, running: int,
                          queued: int) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT INTO occupancy VALUES (?, ?, ?, ?, ?)",
-                       (t, gpus, cores, running, queued))
+        self._write(lambda db: db.execute("INSERT INTO occupancy VALUES (?, ?, ?, ?, ?)",
+                                          (t, gpus, cores, running, queued)))
 
     def occupancy(self) -> list[tuple[float, int, int, int, int]]:
         return [tuple(r) for r in self._rows("SELECT * FROM occupancy ORDER BY t")]
@@ -349,3 +394,16 @@ def _sql_key(key: str) -> str | bytes:
     except UnicodeEncodeError:
         return key.encode("utf-8", "surrogatepass")
     return key
+
+
+# SQLite's primary result code for a database file it finds damaged: SQLITE_CORRUPT
+# (https://www.sqlite.org/rescode.html); a file that is no database at all is NOTADB (26).
+_CORRUPT = 11
+
+
+def _corrupt(exc: sqlite3.Error) -> bool:
+    """Whether SQLite found the file damaged."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is None:  # 3.10 raises damage as the bare class, its subclasses for the rest
+        return type(exc) is sqlite3.DatabaseError
+    return bool(code & 0xFF == _CORRUPT)

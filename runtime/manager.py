@@ -14,9 +14,11 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
-from mummi_spec.errors import LeaseLostError, SelectorError, UsageError
+from mummi_spec.errors import LeaseLostError, MummiError, SelectorError, UsageError, WorkspaceError
+from mummi_spec.plan import LEDGER_FILE
 from mummi_spec.runtime.book import Book, Pipeline
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.feedback import FeedbackLoop, selector_weights
@@ -28,10 +30,11 @@ from mummi_spec.runtime.policy import Policy
 from mummi_spec.runtime.poller import Poller
 from mummi_spec.runtime.registry import SELECTORS
 from mummi_spec.runtime.schedulers.base import SchedulerAdapter
-from mummi_spec.runtime.states import Holder
-from mummi_spec.runtime.status import write_status
+from mummi_spec.runtime.states import CampaignState, Holder
+from mummi_spec.runtime.status import STATUS_FILE, write_status
 from mummi_spec.runtime.submitter import Submitter
 from mummi_spec.runtime.workspace import claim
+from mummi_spec.runtime.writes import Writes
 from mummi_spec.units import format_hms
 
 log = logging.getLogger("mummi.manager")
@@ -60,7 +63,7 @@ class Clock:
 
 
 class Manager:
-    """One campaign's workflow manager. ``run()`` returns ``"complete"`` or ``"stopped"``.
+    """One campaign's workflow manager. ``run()`` returns how it ended (``CampaignState``).
 
     ``threads=False`` runs everything in the calling thread: ingest and feedback when due,
     submissions one after another in order (a virtual clock needs one thread of control).
@@ -81,11 +84,12 @@ class Manager:
         self.scheduler = scheduler
         self.clock = clock or Clock()
         self.threads = threads
-        self.ledger = Ledger(self.ws / "ledger.sqlite")
+        self.writes = Writes(self.plan.manager.write_retry_for)
+        self.ledger = Ledger(self.ws / LEDGER_FILE, self.writes)
         self.book = Book(self.plan, self.ledger, self.ws)
         self.policy = Policy(self.plan, self.book, self._select)
         self.poller = Poller(self.plan, scheduler, self.book)
-        self.submitter = Submitter(campaign, scheduler, self.book, self.clock.now,
+        self.submitter = Submitter(campaign, scheduler, self.book, self.clock.now, self.writes,
                                    threads=threads)
         self.selectors: dict[str, Guarded] = {}
         self.rebuilt: set[str] = set()  # selectors started without a usable checkpoint
@@ -115,6 +119,7 @@ class Manager:
                            handover=self.run_token)
         if self.lease.row.stop:  # asked before this manager started (a queue wait, say)
             self._stop_asked(self.lease.row.stop)
+        self.writes.reserve(self.ws)
         # The campaign's own code (aggregates) imports from the spec's pythonpath.
         sys.path[:0] = [p for p in self.campaign.python_paths() if p not in sys.path]
         now = self.clock.now()
@@ -127,10 +132,12 @@ class Manager:
         self._open_feedback()
         self.book.recover(self.scheduler, now)
         self._heartbeat()
-        resumed_stop = self.ledger.meta("outcome") == "stopped"
+        # A failed run cancelled its jobs as a stop does: they start again as after one.
+        resumed_stop = self.ledger.meta("outcome") in (CampaignState.STOPPED,
+                                                       CampaignState.FAILED)
         if not self.stop_requested.is_set():
             self._submit_persistent(now, start=True, resumed_stop=resumed_stop)
-        self.ledger.set_meta("outcome", "running")
+        self.ledger.set_meta("outcome", CampaignState.RUNNING)
         self.periodic = Periodic(self._tasks(), threads=self.threads)
         self.periodic.start()
         self.last_checkpoint = now
@@ -142,7 +149,7 @@ class Manager:
         by = self.lease.renew() if self.lease is not None else None
         if by is not None:
             self._stop_asked(by)
-            return "stopped"
+            return CampaignState.STOPPED
         self.periodic.run_due(now)
         self.poller.poll(now)
         self._schedule(now)
@@ -156,19 +163,27 @@ class Manager:
         if why is not None:
             self.why = why
             log.info("campaign complete: %s", why)
-            return "complete"
+            return CampaignState.COMPLETE
         if now - self.run_start >= mp.allocation - self.margin:
             self.why = (f"its allocation ({format_hms(mp.allocation)}) ended; `mummi run` "
                         "again continues the campaign")
             self.allocation_ended = True
             log.info("stopping: %s", self.why)
-            return "stopped"
+            return CampaignState.STOPPED
         return None
 
     def run(self) -> str:
-        """``start``, ``tick`` every ``manager.tick`` until the end or a stop, ``stop``."""
-        self.start()
-        outcome = "stopped"
+        """``start``, ``tick`` every ``manager.tick`` until the end or a stop, ``stop``.
+
+        A workspace that refuses writes for longer than ``manager.write_retry_for`` ends the
+        run ``failed`` (``why`` says where and why); a manager whose lease was taken over
+        ends at once, touching nothing (``LeaseLostError``).
+        """
+        try:
+            self.start()
+        except WorkspaceError as exc:
+            return self.stop(self._failed(exc))
+        outcome: str = CampaignState.STOPPED
         try:
             while not self.stop_requested.is_set():
                 ended = self.tick(self.clock.now())
@@ -177,13 +192,14 @@ class Manager:
                     break
                 self.clock.sleep(self.plan.manager.tick)
         except LeaseLostError:
-            self._abandon()
+            self._lost()
             raise
+        except WorkspaceError as exc:
+            outcome = self._failed(exc)
         except BaseException:
             self.stop(outcome)
             raise
-        self.stop(outcome)
-        return outcome
+        return self.stop(outcome)
 
     def _stop_asked(self, by: str) -> None:
         self.why = f"a stop was requested ({by})"
@@ -200,12 +216,13 @@ class Manager:
         if self.lease is not None:
             self.lease.release()
 
-    def _abandon(self) -> None:
+    def _lost(self) -> None:
         """Another process took the workspace over (this one stalled past the lease's
         bound): end without a checkpoint, a cancel or a status, which are its now."""
         log.error("this manager lost the workspace's lease; it stops without touching it")
         self.stop_requested.set()
         self.periodic.stop()
+        self.writes.release()
         self.submitter.close()
         self.scheduler.close()
         self.campaign.close()
@@ -216,11 +233,50 @@ class Manager:
         self.book.stopping = True
         self.clock.wake()
 
-    def stop(self, outcome: str) -> None:
-        """End the campaign (``complete``) or leave it resumable (``stopped``)."""
+    def stop(self, outcome: str) -> str:
+        """End the campaign (``complete``) or leave it resumable (``stopped``, ``failed``);
+        returns the outcome, ``failed`` if the workspace refused the last writes."""
         self.stop_requested.set()
         self.book.stopping = True
         self.periodic.stop()
+        if outcome != CampaignState.FAILED:
+            try:
+                self._wind_down(outcome)
+            except WorkspaceError as exc:
+                outcome = self._failed(exc)
+        if outcome == CampaignState.FAILED:
+            self._abandon()
+        self.writes.release()
+        self.submitter.close()
+        self.scheduler.close()
+        self.campaign.close()
+        return outcome
+
+    def _failed(self, exc: WorkspaceError) -> str:
+        self.why = str(exc)
+        log.error("campaign failed: %s", exc)
+        return CampaignState.FAILED
+
+    def _abandon(self) -> None:
+        """End as a crash would, once the workspace refuses writes: the ledger holds what
+        committed, and a resumed run recovers from it. Only jobs the scheduler cannot find
+        again are cancelled; one try at recording the failure, no waiting."""
+        self.writes.release()  # room to say why on a full disk
+        ending = [] if self.scheduler.jobs_survive_manager else list(self.book.live.values())
+        try:
+            self.scheduler.cancel([lj.row.sched_id for lj in ending if lj.row.sched_id])
+        except MummiError as exc:
+            log.error("could not cancel the jobs: %s", exc)
+        self.writes.retry_for = 0.0
+        now = self.clock.now()
+        try:
+            self.book.cancel_live([lj.row.name for lj in ending], "campaign failed", now)
+            self.ledger.set_meta("outcome", CampaignState.FAILED)
+            self._write_status(CampaignState.FAILED, now)
+        except MummiError as exc:
+            log.error("could not record the failure either: %s", exc)
+
+    def _wind_down(self, outcome: str) -> None:
         self._heartbeat()
         # The last items of the last simulations count, and make a last iteration that the
         # coarse model, still running, reads when SIGTERM comes (docs/applications.md).
@@ -237,10 +293,7 @@ class Manager:
             self.book.cancel_live([lj.row.name for lj in ending], f"campaign {outcome}", now)
         self.checkpoint()
         self.ledger.set_meta("outcome", outcome)
-        write_status(self.ws, self.snapshot(outcome))
-        self.submitter.close()
-        self.scheduler.close()
-        self.campaign.close()
+        self._write_status(outcome, now)
 
     # ============================================================ wiring
     def _open_selectors(self) -> None:
@@ -265,7 +318,7 @@ class Manager:
                     log.warning("selector %s has no checkpoint yet: rebuilding it from the "
                                 "stores and the ledger", name)
                     self.rebuilt.add(name)
-            self.selectors[name] = Guarded(sel)
+            self.selectors[name] = Guarded(sel, name=name)
 
     def _open_streams(self) -> None:
         by_stream: dict[str, list[Pipeline]] = defaultdict(list)
@@ -342,8 +395,12 @@ class Manager:
             self.ledger.record_occupancy(now - self.t0, *sample)
             self.last_occupancy = sample
         if now - self.last_status >= self.status_every:
-            write_status(self.ws, self.snapshot("running", now))
+            self._write_status(CampaignState.RUNNING, now)
             self.last_status = now
+
+    def _write_status(self, state: str, now: float) -> None:
+        status = self.snapshot(state, now)
+        self.writes.run(self.ws / STATUS_FILE, lambda: write_status(self.ws, status))
 
     def snapshot(self, state: str, now: float | None = None) -> dict[str, Any]:
         """What status.json holds."""
@@ -361,7 +418,8 @@ class Manager:
         out: dict[str, Any] = {
             "campaign": self.plan.name, "state": state, "elapsed": round(now - self.t0, 1),
             "candidates": {s: {"ingested": i.ingested, "rejected": i.rejected,
-                               "examples": [list(e) for e in i.examples]}
+                               "examples": [list(e) for e in i.examples],
+                               **({"outside": i.outside} if i.outside else {})}
                            for s, i in self.ingests.items()},
             "refused": {"count": self.submitter.refused, "last": self.submitter.refusal},
             "selected": {p.name: p.selected for p in book.pipes.values()},
@@ -378,16 +436,26 @@ class Manager:
             out["why"] = self.why
         if self.allocation_ended:
             out["allocation_ended"] = True
+        if self.writes.retried:
+            out["writes"] = self.writes.state()
+        lost = {**{f"candidates {s}": i.watch.note for s, i in self.ingests.items()},
+                **{f"feedback {n}": f.watch.note for n, f in self.loops.items()}}
+        if any(lost.values()):  # items a store's server lost in a restart
+            out["lost"] = {what: note for what, note in sorted(lost.items()) if note}
         return out
 
     def checkpoint(self) -> None:
         """Save every selector; the previous checkpoint is kept as a fallback."""
         ckdir = self.ws / "checkpoints"
-        ckdir.mkdir(parents=True, exist_ok=True)
+        self.writes.run(ckdir, lambda: ckdir.mkdir(parents=True, exist_ok=True))
         for name, g in self.selectors.items():
             path, prev = ckdir / f"{name}.npz", ckdir / f"{name}.prev.npz"
-            with g.lock:
-                if path.exists():
-                    path.replace(prev)  # keep one good checkpoint while writing the next
-                g.selector.save(path)
+
+            def save(path: Path = path, prev: Path = prev, g: Guarded = g) -> None:
+                with g.lock:
+                    if path.exists():
+                        path.replace(prev)  # keep one good checkpoint while writing the next
+                    g.selector.save(path)
+
+            self.writes.run(path, save)
         self.last_checkpoint = self.clock.now()

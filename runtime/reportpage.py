@@ -16,6 +16,7 @@ import numpy as np
 
 from mummi_spec import __version__
 from mummi_spec.errors import MummiError, SelectorError
+from mummi_spec.plan import LEDGER_FILE
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.feedback import CONSUMED_SUFFIX
 from mummi_spec.runtime.figures import TargetHistory, plot_feedback, plot_selections, plot_timeline
@@ -32,7 +33,6 @@ from mummi_spec.runtime.report import (
 )
 from mummi_spec.runtime.states import LIVE_ATTEMPTS, AttemptState, SimState
 from mummi_spec.runtime.status import read_status, render
-from mummi_spec.runtime.workspace import LEDGER
 
 REPORT = "report.html"
 LISTED = 200  # rows of each failure table; the ledger keeps every one
@@ -103,7 +103,7 @@ def gather(campaign: Campaign, streams: Streams | None = None) -> dict[str, Any]
     ws = campaign.workspace
     plan = campaign.plan
     status = read_status(ws) or {}
-    with LedgerView(ws / LEDGER) as view, view.snapshot():
+    with LedgerView(ws / LEDGER_FILE) as view, view.snapshot():
         sels = view.selections()
         attempts = view.attempts()
         occupancy = view.occupancy()

@@ -1,15 +1,30 @@
-"""The states of a simulation, a job attempt and the workspace's lease; legal moves.
+"""The states of a campaign, a simulation, a job attempt and the workspace's lease; legal moves.
 
-A simulation (one selection) moves ``selected -> setup -> ready -> simulating -> done |
-failed``; a job attempt ``submitting -> queued -> running -> completed | failed | timedout |
-cancelled | lost``. ``Book`` (book.py) makes every change and writes it to the ledger. The
-lease passes ``launcher -> manager`` (lease.py makes those changes).
+A campaign is ``running`` until its manager ends it ``complete``, ``stopped`` or ``failed``
+(``Manager.run``). A simulation (one selection) moves ``selected -> setup -> ready ->
+simulating -> done | failed``; a job attempt ``submitting -> queued -> running -> completed |
+failed | timedout | cancelled | lost``. ``Book`` (book.py) makes every change of these two and
+writes it to the ledger. The lease passes ``launcher -> manager`` (lease.py makes those changes).
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+
+
+class CampaignState(str, enum.Enum):
+    """What ``status.json`` says of the whole campaign."""
+
+    RUNNING = "running"
+    """Its manager is at work (or was, until it died: ``mummi status`` tells which)."""
+    COMPLETE = "complete"
+    """It ended: its caps were reached, its sources ran dry, or ``stop_after`` came."""
+    STOPPED = "stopped"
+    """Stopped on request or at the end of its allocation; ``mummi run`` resumes it."""
+    FAILED = "failed"
+    """Its manager could not go on (the workspace refused writes); ``why`` says what, and
+    ``mummi run`` resumes it once that is fixed."""
 
 
 class SimState(str, enum.Enum):

@@ -9,15 +9,17 @@ import logging
 import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mummi_spec.errors import SchedulerError
+from mummi_spec.errors import SchedulerError, WorkspaceError
 from mummi_spec.runtime.book import Book
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.jobs import Selected, attempt_request
 from mummi_spec.runtime.ledger import JobRow
 from mummi_spec.runtime.schedulers.base import JobRequest, SchedulerAdapter
+from mummi_spec.runtime.writes import Writes
 
 log = logging.getLogger("mummi.manager")
 
@@ -41,11 +43,12 @@ class Submitter:
     """Hands attempts to the scheduler; ``threads=False`` submits in order, in this thread."""
 
     def __init__(self, campaign: Campaign, scheduler: SchedulerAdapter, book: Book,
-                 now: Callable[[], float], *, threads: bool = True) -> None:
+                 now: Callable[[], float], writes: Writes, *, threads: bool = True) -> None:
         self.campaign = campaign
         self.scheduler = scheduler
         self.book = book
         self.now = now
+        self.writes = writes
         self._paths = campaign.python_paths()
         self.refused = 0  # submissions refused in all
         self.refusal = ""  # the scheduler's reason, the last time it refused
@@ -64,12 +67,17 @@ class Submitter:
             return 0
         requests = [self.request(row) for row in rows]
         for req in requests:  # every attempt finds its job's state directory there
-            Path(req.env["MUMMI_STATE_DIR"]).mkdir(parents=True, exist_ok=True)
-        futures = [self._pool.submit(self.scheduler.submit, req) for req in requests]
+            state = Path(req.env["MUMMI_STATE_DIR"])
+            self.writes.run(state, partial(state.mkdir, parents=True, exist_ok=True))
+        futures = [self._pool.submit(self._submit, req) for req in requests]
         refused = 0
+        failed: WorkspaceError | None = None
         for row, fut in zip(rows, futures, strict=True):
             try:
                 sched_id = fut.result()
+            except WorkspaceError as exc:  # the others of the round are still recorded
+                failed = failed or exc
+                continue
             except SchedulerError as exc:
                 log.warning("submission of %s refused: %s; backing off %.0f s", row.name, exc,
                             self.backoff)
@@ -86,7 +94,17 @@ class Submitter:
             self.backoff = min(self.backoff * 2, _MAX_BACKOFF)
         else:
             self.backoff = 1.0
+        if failed is not None:
+            raise failed
         return refused
+
+    def _submit(self, req: JobRequest) -> str:
+        """Submit one attempt; its job directory and script written through a full disk.
+
+        An ``OSError`` from an adapter comes from writing the job's directory or script,
+        before anything reaches the scheduler, so trying again submits the job once.
+        """
+        return self.writes.run(req.workdir, lambda: self.scheduler.submit(req))
 
     def request(self, row: JobRow) -> JobRequest:
         """The job request of an attempt."""

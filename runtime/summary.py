@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from mummi_spec.plan import LEDGER_FILE
 from mummi_spec.runtime.ledgerview import LedgerView
 from mummi_spec.runtime.report import plot_coverage, plot_occupancy
 from mummi_spec.runtime.reportpage import coverage_lines, coverage_samples, write_report
 from mummi_spec.runtime.states import SimState
 from mummi_spec.runtime.status import read_status, render
-from mummi_spec.runtime.workspace import LEDGER
 
 if TYPE_CHECKING:
     from mummi_spec.runtime.manager import Manager
@@ -25,11 +25,12 @@ def finish(manager: Manager) -> None:
     figure or the page failing only logs."""
     ws = manager.ws
     status = read_status(ws) or {}
-    with LedgerView(ws / LEDGER) as view:
+    with LedgerView(ws / LEDGER_FILE) as view:
         streams = coverage_samples(manager.campaign, view.selections())
     lines = coverage_lines(streams) + _failures(manager)
     text = render(status) + "".join(line + "\n" for line in lines)
-    (ws / "summary.txt").write_text(text, encoding="utf-8")
+    path = ws / "summary.txt"
+    manager.writes.run(path, lambda: path.write_text(text, encoding="utf-8"))
     pools = manager.plan.pools
     try:
         plot_occupancy(manager.ledger.occupancy(), pools.gpus_held, pools.cores_held,

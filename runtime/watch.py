@@ -16,11 +16,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from mummi_spec.plan import LEDGER_FILE
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.ledgerview import Event, LedgerView
 from mummi_spec.runtime.states import AttemptState, SimState
 from mummi_spec.runtime.status import STATUS_FILE, read_status
-from mummi_spec.runtime.workspace import LEDGER
 from mummi_spec.units import format_hms
 
 REFRESH = 1.0  # seconds between two looks at the workspace
@@ -61,7 +61,7 @@ def look(campaign: Campaign, events: int = 40) -> View:
     ws = campaign.workspace
     plan = campaign.plan
     status = read_status(ws) or {}
-    with LedgerView(ws / LEDGER) as view, view.snapshot():
+    with LedgerView(ws / LEDGER_FILE) as view, view.snapshot():
         pipes = view.pipelines()
         attempts = view.attempt_counts()
         recent = view.events(events)

@@ -1,4 +1,5 @@
-"""A workspace belongs to one campaign and one manager: its plan, then its lease."""
+"""A campaign's workspace: where it may lie, its directory, the one plan it takes, then its
+lease (one manager)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ import sqlite3
 from pathlib import Path
 
 from mummi_spec.errors import UsageError
-from mummi_spec.plan import Plan
+from mummi_spec.plan import LEDGER_FILE, Plan
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.lease import Lease, take
 from mummi_spec.runtime.ledger import Ledger
+from mummi_spec.runtime.schedulers._common import shell_safe
 from mummi_spec.runtime.states import Holder
-
-LEDGER = "ledger.sqlite"
 
 
 def claim(campaign: Campaign, ledger: Ledger, holder: Holder, period: float, *,
@@ -50,12 +50,12 @@ def started_with(ws: Path) -> str | None:
 
 def _meta(ws: Path, *keys: str) -> dict[str, str]:
     """Values of the ledger's meta table, read-only."""
-    db = Ledger.open_readonly(ws / LEDGER)
+    db = Ledger.open_readonly(ws / LEDGER_FILE)
     try:
         rows = db.execute(f"SELECT key, value FROM meta WHERE key IN ({','.join('?' * len(keys))})",
                           keys).fetchall()
     except sqlite3.Error as exc:
-        raise UsageError(f"{ws / LEDGER}: not a readable ledger ({exc})") from None
+        raise UsageError(f"{ws / LEDGER_FILE}: not a readable ledger ({exc})") from None
     finally:
         db.close()
     return {str(k): str(v) for k, v in rows}
@@ -69,8 +69,8 @@ def open_workspace(ws: str | os.PathLike[str], plan: str | os.PathLike[str] | No
 
     The campaign's ``plan_path`` is where the plan was read: ``plan``, or the ledger."""
     ws = Path(ws)
-    if not (ws / LEDGER).is_file():
-        raise UsageError(f"{ws}: no {LEDGER}; is this a campaign workspace (the `workspace:` "
+    if not (ws / LEDGER_FILE).is_file():
+        raise UsageError(f"{ws}: no {LEDGER_FILE}; is this a campaign workspace (the `workspace:` "
                          "of the spec, e.g. ./workspace/<name>)?")
     meta = _meta(ws, "plan", "plan_sha256")
     if plan is None:
@@ -78,7 +78,7 @@ def open_workspace(ws: str | os.PathLike[str], plan: str | os.PathLike[str] | No
             raise UsageError(f"{ws}: its ledger does not keep the plan that started it (a "
                              "campaign started by an older mummi); pass --plan "
                              "build/plan.json, the plan it was started with")
-        text, source = meta["plan"], ws / LEDGER
+        text, source = meta["plan"], ws / LEDGER_FILE
     else:
         source = Path(plan)
         try:
@@ -91,3 +91,42 @@ def open_workspace(ws: str | os.PathLike[str], plan: str | os.PathLike[str] | No
             raise UsageError(f"{source}: not the plan that started the campaign in {ws} "
                              "(another sha256); pass the build/plan.json it was started with")
     return Campaign(Plan.from_json(text, str(source)), source, ws.resolve()), text
+
+
+def refuse_inside(build: Path, workspace: Path) -> None:
+    """Refuse a workspace inside the build directory: the next compile replaces the build whole."""
+    build, inside = build.resolve(), workspace.resolve()
+    if inside.is_relative_to(build):
+        beside = build.parent / (inside.relative_to(build) if inside != build else "workspace")
+        raise UsageError(
+            f"workspace {_shown(workspace)} lies inside the build directory {_shown(build)}, "
+            "which every compile replaces whole (it would delete the ledger); put the workspace "
+            f"outside it, e.g. --workspace {_shown(beside)}")
+
+
+def make(workspace: Path) -> None:
+    """Create the workspace directory, or say which part of its path is not a directory."""
+    try:
+        workspace.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next(p for p in (workspace, *workspace.parents) if p.exists())
+        raise UsageError(
+            f"workspace {_shown(workspace)}: {_shown(blocker)} is a file, not a directory; "
+            "choose another --workspace (or the spec's workspace:)") from None
+
+
+def refuse_unquotable(workspace: Path, scheduler: str) -> None:
+    """Refuse a workspace path the scheduler's command line would misread (a space, a quote):
+    Maestro pastes it unquoted into ``sbatch``/``bsub`` for every step and job."""
+    if not shell_safe(str(workspace)):
+        raise UsageError(
+            f"workspace {str(workspace)!r} holds a space or shell character, which the "
+            f"{scheduler} scheduler cannot take: Maestro passes paths to its command line "
+            "unquoted, so not one step would start; choose a workspace path of letters, "
+            "digits and _.,:@%+=/- (--workspace or the spec's workspace:)")
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current directory when it lies below it."""
+    rel = os.path.relpath(path)
+    return path.as_posix() if rel.startswith("..") else rel

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import subprocess
@@ -124,3 +126,29 @@ def chromium() -> str:
 def tmux() -> str:
     """tmux, a real terminal to run `mummi status --watch` in and read back."""
     return _tool("tmux")
+@contextlib.contextmanager
+def mounted(*args: str, at: Path) -> Iterator[Path]:
+    """``mount ARGS at`` for the block (a tmpfs that fills up, a read-only bind): real file
+    systems that refuse writes. Skips where mounting is not allowed (not root)."""
+    proc = subprocess.run(["mount", *args, str(at)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount here (needs root): {proc.stderr.strip()}")
+    try:
+        yield at
+    finally:
+        # Lazily: a job the test started may still hold a file open there.
+        subprocess.run(["umount", "-l", str(at)], capture_output=True, check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write zeros to a file until the file system is full (ENOSPC); returns the file."""
+    filler = disk / "filler"
+    with open(filler, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * (64 << 10))
+                fh.flush()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+    return filler

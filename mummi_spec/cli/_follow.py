@@ -12,6 +12,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from mummi_spec.errors import MummiError
+
 if TYPE_CHECKING:
     from mummi_spec.runtime.ledger import LeaseRow, Ledger
 
@@ -68,7 +70,10 @@ class Display:
     def show(self, ws: Path) -> None:
         from mummi_spec.runtime.status import events, progress_line, read_status
 
-        status = read_status(ws)
+        try:
+            status = read_status(ws)
+        except MummiError:  # scribbled on: the manager's next write replaces it
+            return
         if status is None:
             return
         for news in events(status, self.told):

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # plan.json keeps durations in seconds; the text says so.
 _DURATIONS = {"walltime", "poll", "tick", "checkpoint_every", "stop_after", "period", "every",
-              "duration", "duration_sd", "startup", "retry_for"}
+              "duration", "duration_sd", "startup", "retry_for", "write_retry_for"}
 _MARK = {"added": "+", "removed": "-", "changed": "~"}
 _WIDTH = 48
 

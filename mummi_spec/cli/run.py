@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mummi_spec.cli._follow import CANCEL_WAIT, REFRESH, Display, Signals, Study, follow_other
 from mummi_spec.cli._shared import Exit, chosen_profile, load_and_compile, profile_args
 from mummi_spec.errors import MummiError, UsageError
+from mummi_spec.plan import LEDGER_FILE
 
 if TYPE_CHECKING:
     from mummi_spec.runtime.campaign import Campaign
@@ -29,8 +30,12 @@ def _build_for(args: argparse.Namespace) -> Path:
     target = Path(args.target)
     if target.is_file():
         from mummi_spec.compiler.emit import write
+        from mummi_spec.runtime.campaign import resolve_workspace
+        from mummi_spec.runtime.workspace import refuse_inside
 
         loaded, compiled = load_and_compile(target, chosen_profile(args))
+        refuse_inside(args.output, resolve_workspace(args.output / "plan.json", compiled.plan,
+                                                     args.workspace))
         write(args.output, compiled.files)
         print(f"compiled {target} (profile {loaded.spec.profile or 'none'}) into {args.output}/")
         return Path(args.output)
@@ -47,14 +52,19 @@ def run(args: argparse.Namespace) -> int:
     from mummi_spec.runtime.campaign import Campaign
     from mummi_spec.runtime.lease import WorkspaceHeldError
     from mummi_spec.runtime.ledger import Ledger
+    from mummi_spec.runtime.registry import SCHEDULERS
     from mummi_spec.runtime.states import Holder
-    from mummi_spec.runtime.workspace import claim
+    from mummi_spec.runtime.workspace import claim, make, refuse_inside, refuse_unquotable
 
     build = _build_for(args)
     campaign = Campaign.open(build / "plan.json", args.workspace)
     ws = campaign.workspace
-    ws.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(ws / "ledger.sqlite")
+    refuse_inside(build, ws)
+    scheduler = campaign.plan.scheduler.type
+    if SCHEDULERS.get(scheduler).paths_unquoted:
+        refuse_unquotable(ws, scheduler)
+    make(ws)
+    ledger = Ledger(ws / LEDGER_FILE)
     display = Display()
     try:
         with Signals() as signals:
@@ -69,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
                     display.close()
                     if how == "interrupted":
                         return Exit.INTERRUPTED
-                    return _outcome(ws, "", f"the campaign's manager ended without finishing; "
-                                            f"see {ws / 'manager.log'}")
+                    return _outcome(ws, campaign.plan.name, "", "the campaign's manager ended "
+                                    f"without finishing; see {ws / 'manager.log'}")
                 return _launch(build, campaign, ledger, lease, signals, display)
     finally:
         ledger.close()
@@ -120,8 +130,8 @@ def _launch(build: Path, campaign: Campaign, ledger: Ledger, lease: Lease, signa
     if note.startswith("lost"):
         raise MummiError(f"workspace {ws} was taken over while this run waited ({note}); "
                          "its Maestro study was cancelled")
-    return _outcome(ws, note, f"the campaign did not finish (Maestro exit {proc.returncode}); "
-                              f"see {log_path} and {ws / 'manager.log'}")
+    return _outcome(ws, campaign.plan.name, note, "the campaign did not finish (Maestro exit "
+                    f"{proc.returncode}); see {log_path} and {ws / 'manager.log'}")
 
 
 def _follow_own(ws: Path, ledger: Ledger, lease: Lease, study: Study, signals: Signals,
@@ -178,23 +188,33 @@ def _follow_own(ws: Path, ledger: Ledger, lease: Lease, study: Study, signals: S
         display.show(ws)  # Maestro gone, its manager an orphan still running: follow it
 
 
-def _outcome(ws: Path, note: str, unfinished: str) -> int:
-    """Print how the campaign ended and return ``mummi run``'s exit code."""
+def _outcome(ws: Path, name: str, note: str, unfinished: str) -> int:
+    """Print how campaign ``name`` ended and return ``mummi run``'s exit code."""
     from mummi_spec.runtime.reportpage import REPORT
+    from mummi_spec.runtime.states import CampaignState
     from mummi_spec.runtime.status import read_status, render
+    from mummi_spec.runtime.writes import refused
 
-    status = read_status(ws)
-    if status is None or status.get("state") not in ("complete", "stopped"):
+    status = read_status(ws) or {}
+    if status.get("state") not in (CampaignState.COMPLETE, CampaignState.STOPPED):
         if note.startswith("cancelled"):
             print(f"mummi: campaign stopped: its Maestro study was {note}; the ledger keeps "
                   "every step the manager committed, and `mummi run` resumes the campaign",
                   file=sys.stderr)
             return Exit.INTERRUPTED
-        raise MummiError(unfinished)
+        if status.get("state") == CampaignState.FAILED:
+            print(render(status), end="")
+            why = status.get("why")
+        else:  # a manager that could not even write its status, or one that died
+            why = refused(ws)
+            if why is None:
+                raise MummiError(unfinished)
+        print(f"mummi: error: campaign {name} failed: {why}", file=sys.stderr)
+        return Exit.FAILED
     print(render(status), end="")
-    for name in ("summary.txt", "occupancy.png", "coverage.png", REPORT):
-        if (ws / name).exists():
-            print(f"  {ws / name}")
+    for made in ("summary.txt", "occupancy.png", "coverage.png", REPORT):
+        if (ws / made).exists():
+            print(f"  {ws / made}")
     if status.get("allocation_ended"):
         return Exit.RESUMABLE  # the allocation ended first: the next `mummi run` continues
     if status["state"] != "complete":

@@ -21,7 +21,10 @@ def _campaign(args: argparse.Namespace) -> Any:
 
 def prepare(args: argparse.Namespace) -> int:
     """The study's first step: the workspace layout, and every store opened once."""
+    from mummi_spec.runtime.workspace import make
+
     campaign = _campaign(args)
+    make(campaign.workspace)
     for sub in ("runs", "checkpoints"):
         (campaign.workspace / sub).mkdir(parents=True, exist_ok=True)
     names = sorted(campaign.plan.stores)
@@ -47,11 +50,13 @@ def manager(args: argparse.Namespace) -> int:
     from mummi_spec.runtime.lease import TOKEN_ENV
     from mummi_spec.runtime.manager import Manager
     from mummi_spec.runtime.registry import SCHEDULERS
+    from mummi_spec.runtime.states import CampaignState
     from mummi_spec.runtime.summary import finish
+    from mummi_spec.runtime.workspace import make
 
     campaign = _campaign(args)
     ws = campaign.workspace
-    ws.mkdir(parents=True, exist_ok=True)
+    make(ws)
     _logging(ws)
     settings = campaign.plan.scheduler
     # The lease `mummi run` took for this step; the jobs the manager starts have no use for it.
@@ -67,6 +72,10 @@ def manager(args: argparse.Namespace) -> int:
         signal.signal(sig, stop)
     try:
         outcome = mgr.run()
+        if outcome == CampaignState.FAILED:  # nothing more is written: say why, and end
+            print(f"mummi: error: campaign {campaign.plan.name} failed: {mgr.why}",
+                  file=sys.stderr)
+            return Exit.FAILED
         finish(mgr)
     finally:
         mgr.release()  # last: `mummi run` takes a released lease as the end, summary written

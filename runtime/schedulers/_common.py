@@ -141,10 +141,15 @@ def _check_token(key: str, value: Scalar) -> None:
                              "digits and _.,:@%+=/-")
 
 
+def shell_safe(text: str) -> bool:
+    """Whether ``text`` reads the same pasted unquoted into a shell command line."""
+    return _TOKEN.fullmatch(text) is not None
+
+
 def safe_path(path: Path) -> str:
     """``path`` as text, refused if Maestro's shell command line would misread it."""
     text = str(path)
-    if not _TOKEN.fullmatch(text):
+    if not shell_safe(text):
         raise SchedulerError(f"work directory {text!r} holds characters (spaces, quotes, shell "
                              "syntax) that the scheduler's command line cannot take unquoted")
     return text

@@ -61,13 +61,18 @@ class JobStatus:
 class SchedulerAdapter(Protocol):
     """Submits and tracks jobs. Built as ``cls(settings)`` from the plan's ``SchedulerPlan``.
 
-    Two abilities are optional; ``SchedulerBase`` gives an adapter without them the defaults.
+    Three abilities are optional; ``SchedulerBase`` gives an adapter without them the
+    defaults.
     """
 
     key: ClassVar[str]
     jobs_survive_manager: ClassVar[bool]
     """Whether jobs outlive the manager process and are found again by id after a restart;
     the manager then leaves them running when it stops instead of cancelling them."""
+    paths_unquoted: ClassVar[bool]
+    """Whether Maestro's adapter pastes paths in the workspace unquoted into the scheduler's
+    command line (``sbatch -D <dir> <script>``), so that a workspace path with a space or
+    shell syntax cannot run there; ``mummi run`` then refuses one up front."""
 
     def submit(self, job: JobRequest) -> str:
         """Submit one job and return its id; raise ``SchedulerError`` if refused."""
@@ -92,10 +97,11 @@ class SchedulerAdapter(Protocol):
 
 
 class SchedulerBase:
-    """The defaults of the protocol's optional abilities: jobs end with the manager, and
-    every poll answers for every id."""
+    """The defaults of the protocol's optional abilities: jobs end with the manager, any
+    workspace path will do, and every poll answers for every id."""
 
     jobs_survive_manager: ClassVar[bool] = False
+    paths_unquoted: ClassVar[bool] = False
 
     def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
         raise NotImplementedError

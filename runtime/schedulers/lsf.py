@@ -49,6 +49,7 @@ class LsfScheduler(SchedulerBase):
     key: ClassVar[str] = "lsf"
     # Jobs outlive the manager and are found again by id when it restarts.
     jobs_survive_manager: ClassVar[bool] = True
+    paths_unquoted: ClassVar[bool] = True  # Maestro joins its command line unquoted
 
     def __init__(self, settings: SchedulerPlan) -> None:
         self._settings = settings

@@ -67,6 +67,7 @@ class SlurmScheduler(SchedulerBase):
     key: ClassVar[str] = "slurm"
     # Jobs outlive the manager and are found again by id when it restarts.
     jobs_survive_manager: ClassVar[bool] = True
+    paths_unquoted: ClassVar[bool] = True  # Maestro joins its command line unquoted
 
     def __init__(self, settings: SchedulerPlan) -> None:
         # Maestro's adapter polls `squeue -u $USER`; an unset or wrong USER breaks it silently.

@@ -21,7 +21,7 @@ from mummi_spec.runtime.selectors._idbook import (
     IdBook,
     as_id_array,
 )
-from mummi_spec.runtime.selectors.base import AddResult, SelectorStats
+from mummi_spec.runtime.selectors.base import AddResult, Outside, SelectorStats
 
 FORMAT = "mummi-spec-selector/1"
 
@@ -94,15 +94,17 @@ class SelectorBase:
         serials, match = self._book.insert(id_arr if all_ok else id_arr[ok])
         new = np.flatnonzero(match < 0)
         accepted = len(new)
+        outside = None
         if all_ok and accepted == m:  # the usual batch: no copies of the caller's arrays
-            self._accept(serials, pts, queue)
+            outside = self._accept(serials, pts, queue)
         elif accepted:
             rows = np.flatnonzero(ok)[new]
-            self._accept(serials[new], pts[rows], queue[rows])
+            outside = self._accept(serials[new], pts[rows], queue[rows])
         self._ever_added += accepted
         if accepted == m:
-            return AddResult(accepted)
-        return AddResult(accepted, self._reasons(id_arr, usable, finite, queue, ok, match, base))
+            return AddResult(accepted, outside=outside)
+        return AddResult(accepted, self._reasons(id_arr, usable, finite, queue, ok, match, base),
+                         outside)
 
     def add_selected(
         self, ids: Sequence[str], points: np.ndarray, tags: Sequence[str | None] | None = None
@@ -292,7 +294,8 @@ class SelectorBase:
         self._restore(arrays)
 
     # ------------------------------------------------------ subclass contract
-    def _accept(self, serials: np.ndarray, points: np.ndarray, queue: np.ndarray) -> None:
+    def _accept(self, serials: np.ndarray, points: np.ndarray, queue: np.ndarray
+                ) -> Outside | None:
         raise NotImplementedError
 
     def _select(self, k: int) -> None:

@@ -11,11 +11,23 @@ import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
+class Outside:
+    """Accepted points beyond a selector's declared bounds (kept, in the edge bins): how
+    many, and per dimension (0-based, as ``bounds`` lists them) its bounds and how many lay
+    below and above them."""
+
+    points: int
+    dims: Mapping[int, tuple[float, float, int, int]]  # dim -> (low, high, below, above)
+
+
+@dataclass(frozen=True, slots=True)
 class AddResult:
-    """What ``Selector.add`` did with a batch: how many it kept, and why it refused the rest."""
+    """What ``Selector.add`` did with a batch: how many it kept, why it refused the rest, and
+    how many of those it kept lie outside its bounds (selectors with bounds only)."""
 
     accepted: int
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (candidate id, reason)
+    outside: Outside | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -501,6 +501,25 @@ def picks_per_cell(picked: list[str], where: dict[str, tuple[int, int]]) -> dict
 UNEVEN = {(0, 0): 500, (0, 1): 100, (1, 1): 50, (2, 3): 20, (3, 0): 20, (3, 3): 10}
 
 
+def test_binned_says_which_points_lie_outside_its_bounds_and_keeps_them() -> None:
+    sel = binned()
+    inside = sel.add(ids("in", 2), np.array([[0.0, 4.0], [2.0, 3.9]]))  # bounds included
+    assert inside.outside is None
+    result = sel.add(ids("out", 4), np.array([[-1.0, 2.0], [5.0, 9.0], [4.5, 1.0],
+                                              [1.0, 1.0]]))
+    assert result.accepted == 4 and result.outside is not None
+    assert result.outside.points == 3
+    assert result.outside.dims == {0: (0.0, 4.0, 1, 2), 1: (0.0, 4.0, 0, 1)}
+    # Kept, in the edge bins: the selector still picks them.
+    assert sorted(sel.select(6)) == sorted([*ids("in", 2), *ids("out", 4)])
+
+
+@pytest.mark.parametrize("kind", ["random", "farthest_point"])
+def test_selectors_without_bounds_say_nothing_of_them(kind: str) -> None:
+    sel = SELECTORS.get(kind)(plans.selector(kind, dim=2), seed=0)
+    assert sel.add(ids("a", 2), np.array([[1e9, -1e9], [0.0, 0.0]])).outside is None
+
+
 def test_binned_novelty_one_spreads_evenly_over_occupied_bins() -> None:
     sel = binned(1.0)
     where = fill(sel, UNEVEN)
