@@ -213,8 +213,13 @@ class Manager:
 
     def release(self) -> None:
         """Leave the workspace to the next manager (after ``stop`` and the summary)."""
-        if self.lease is not None:
+        if self.lease is None:
+            return
+        try:
             self.lease.release()
+        except MummiError as exc:  # a full disk: the lease ends with this process instead
+            log.error("could not release the workspace's lease (%s); a rerun on this machine "
+                      "takes it over at once, elsewhere once its heartbeat is stale", exc)
 
     def _lost(self) -> None:
         """Another process took the workspace over (this one stalled past the lease's

@@ -576,6 +576,7 @@ def test_a_disk_that_stays_full_ends_the_run_failed_and_a_later_run_resumes(
         assert sched.live() == [] and sched.cancelled
         assert status["busy"] == {"gpus": 0, "cores": 0}
         filled[0].unlink()
+        m.release()  # as the manager step does last (a crashed one's lease is free at once)
         again = FakeScheduler()
         m = rig.manager(again)
         assert "generator.2" in again.names()  # cancelled by the failure: started again
