@@ -5,8 +5,11 @@ A refused round backs off (1, 2, 4 ... 60 s); the refused attempts are the book'
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import os
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +26,11 @@ log = logging.getLogger("mummi.manager")
 
 _THREADS = 4  # a few submitters hide sbatch's round trip; more only contend on slurmctld
 _MAX_BACKOFF = 60.0
+# Test hook (tests/reliability/test_submit_window.py): the attempt whose name matches this
+# glob, once the scheduler has taken it, writes its job id to PAUSED in its work directory
+# and hangs there, so that a test can kill the manager inside the submit window.
+PAUSE_AFTER_SUBMIT = "MUMMI_TEST_PAUSE_AFTER_SUBMIT"
+PAUSED = "paused-after-submit"
 
 
 class _InlineExecutor(Executor):
@@ -65,7 +73,7 @@ class Submitter:
         requests = [self.request(row) for row in rows]
         for req in requests:  # every attempt finds its job's state directory there
             Path(req.env["MUMMI_STATE_DIR"]).mkdir(parents=True, exist_ok=True)
-        futures = [self._pool.submit(self.scheduler.submit, req) for req in requests]
+        futures = [self._pool.submit(self._submit, req) for req in requests]
         refused = 0
         for row, fut in zip(rows, futures, strict=True):
             try:
@@ -87,6 +95,16 @@ class Submitter:
         else:
             self.backoff = 1.0
         return refused
+
+    def _submit(self, req: JobRequest) -> str:
+        sched_id = self.scheduler.submit(req)
+        pause = os.environ.get(PAUSE_AFTER_SUBMIT)
+        if pause and fnmatch.fnmatchcase(req.name, pause):
+            marker = Path(req.workdir) / PAUSED
+            marker.with_suffix(".tmp").write_text(f"{sched_id}\n")
+            marker.with_suffix(".tmp").replace(marker)  # whole, for the test waiting on it
+            threading.Event().wait()  # until the test kills the process
+        return sched_id
 
     def request(self, row: JobRow) -> JobRequest:
         """The job request of an attempt."""
