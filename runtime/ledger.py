@@ -14,7 +14,7 @@ from typing import Any
 from mummi_spec.errors import LedgerError
 from mummi_spec.runtime.states import AttemptState, SimState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -27,7 +27,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     name TEXT PRIMARY KEY, job_type TEXT NOT NULL, sim TEXT, attempt INTEGER NOT NULL,
     state TEXT NOT NULL, sched_id TEXT, exit_code INTEGER, reason TEXT, workdir TEXT NOT NULL,
     gpus INTEGER NOT NULL, cores INTEGER NOT NULL, submitted_at REAL, started_at REAL,
-    ended_at REAL);
+    ended_at REAL,
+    -- schema 3: the attempt's unique name at the scheduler, by which a restarted manager
+    -- finds the job of an attempt a crash left 'submitting' (runtime/book.py, recover)
+    sched_name TEXT);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE TABLE IF NOT EXISTS consumed (
     loop TEXT NOT NULL, key TEXT NOT NULL, iteration INTEGER NOT NULL,
@@ -59,6 +62,8 @@ class JobRow:
     exit_code: int | None = None
     reason: str | None = None
     started: bool = False  # the scheduler started it (it may have left checkpoints)
+    # schema 3
+    sched_name: str | None = None  # its unique name at the scheduler (JobRequest.sched_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +181,10 @@ class Ledger:
         """Record a job before it is submitted, so a crash mid-submit leaves a trace."""
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO jobs (name, job_type, sim, attempt, state,"
-                       " sched_id, workdir, gpus, cores, submitted_at)"
-                       " VALUES (?, ?, ?, ?, 'submitting', NULL, ?, ?, ?, ?)",
+                       " sched_id, workdir, gpus, cores, submitted_at, sched_name)"
+                       " VALUES (?, ?, ?, ?, 'submitting', NULL, ?, ?, ?, ?, ?)",
                        (job.name, job.job_type, job.sim, job.attempt, job.workdir, job.gpus,
-                        job.cores, t))
+                        job.cores, t, job.sched_name))
 
     def set_job(self, name: str, state: AttemptState, *, sched_id: str | None = None,
                 exit_code: int | None = None, reason: str | None = None,
@@ -194,13 +199,13 @@ class Ledger:
 
     def jobs(self, states: Sequence[AttemptState] | None = None) -> list[JobRow]:
         sql = ("SELECT name, job_type, sim, attempt, state, sched_id, workdir, gpus, cores,"
-               " exit_code, reason, started_at IS NOT NULL FROM jobs")
+               " exit_code, reason, started_at IS NOT NULL, sched_name FROM jobs")
         args: tuple[str, ...] = ()
         if states is not None:
             sql += f" WHERE state IN ({','.join('?' * len(states))})"
             args = tuple(states)
-        return [JobRow(n, t, s, a, AttemptState(st), i, w, g, c, x, why, bool(started))
-                for n, t, s, a, st, i, w, g, c, x, why, started
+        return [JobRow(n, t, s, a, AttemptState(st), i, w, g, c, x, why, bool(started), u)
+                for n, t, s, a, st, i, w, g, c, x, why, started, u
                 in self._rows(sql + " ORDER BY rowid", args)]
 
     # -------------------------------------------------------------- feedback

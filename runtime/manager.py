@@ -104,7 +104,7 @@ class Manager:
     def start(self) -> None:
         """Claim the workspace, open selectors, streams and loops, resume from the ledger,
         and start the persistent jobs and the periodic tasks."""
-        claim(self.campaign, self.ledger)
+        self.book.prefix = claim(self.campaign, self.ledger)
         # The campaign's own code (aggregates) imports from the spec's pythonpath.
         sys.path[:0] = [p for p in self.campaign.python_paths() if p not in sys.path]
         now = self.clock.now()

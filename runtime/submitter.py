@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +114,12 @@ class Submitter:
             sim = self.book.sims[row.sim]
             selected = Selected(sim.name, sim.candidate, sim.coupling, sim.setup_dir)
         c = self.campaign
-        return attempt_request(c.plan, row.job_type, name=row.name, attempt=row.attempt,
-                               workdir=row.workdir, workspace=c.workspace,
-                               plan_path=c.plan_path, python=sys.executable,
-                               selected=selected, restart=self.book.restarts(row),
-                               pythonpath=self._paths)
+        request = attempt_request(c.plan, row.job_type, name=row.name, attempt=row.attempt,
+                                  workdir=row.workdir, workspace=c.workspace,
+                                  plan_path=c.plan_path, python=sys.executable,
+                                  selected=selected, restart=self.book.restarts(row),
+                                  pythonpath=self._paths)
+        return replace(request, sched_name=row.sched_name or "")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
