@@ -111,7 +111,8 @@ def kill_inside_the_window(tmp_path: Path, scheduler: str, attempt: str) -> Kill
         if hung_sbatch is not None:  # the shim's sleep, orphaned by the kill
             os.kill(hung_sbatch, signal.SIGKILL)
     ((state, sched_id),) = _rows(ws, "SELECT state, sched_id FROM jobs WHERE name = ?", attempt)
-    assert (state, sched_id) == ("submitting", None)  # the kill landed inside the window
+    # The kill landed inside the window.
+    assert (state, sched_id) == ("submitting", None), f"{attempt}: {state} {sched_id}"
     return Killed(tmp_path, ws, scheduler, attempt, job_id)
 
 
@@ -120,32 +121,34 @@ def restart_and_check(killed: Killed) -> None:
     ws = killed.ws
     restart = _manager(killed.cwd / "build")
     try:
-        assert restart.wait(timeout=RESTART_TIMEOUT) == 0
+        code = restart.wait(timeout=RESTART_TIMEOUT)
+        assert code == 0, f"the restarted manager exited {code}; see {ws / 'manager.log'}"
     finally:
         if restart.poll() is None:
             restart.kill()
             restart.wait()
     # Each simulation and each setup ran to success once: counted by what the jobs wrote.
     runs = ws / "runs"
-    sims = [s for (s,) in _rows(ws, "SELECT sim FROM sims")]
-    assert Counter(p.parent.parent.name for p in runs.glob("*/cganalysis.*/result.json")) \
-        == dict.fromkeys(sims, 1)
-    assert Counter(p.parent.parent.name for p in runs.glob("*/createsim.*/createsims.success")) \
-        == dict.fromkeys(sims, 1)
+    once = dict.fromkeys((str(s) for (s,) in _rows(ws, "SELECT sim FROM sims")), 1)
+    for output in ("cganalysis.*/result.json", "createsim.*/createsims.success"):
+        ran = Counter(p.parent.parent.name for p in runs.glob(f"*/{output}"))
+        assert ran == once, f"{output} per sim: {dict(ran)}"
     check_campaign(killed.cwd)  # each sim done once, never more GPUs busy than the pool
     # The ledger took the caught job's id, and the job ran to its end under it.
     ((state, sched_id, sched_name),) = _rows(
         ws, "SELECT state, sched_id, sched_name FROM jobs WHERE name = ?", killed.attempt)
-    assert sched_id == killed.job_id
+    assert sched_id == killed.job_id, f"{killed.attempt} recorded as {sched_id}"
     # A setup may fail as drawn (then retried); the generator is cancelled at the end.
-    assert state in ("completed", "failed", "cancelled")
+    assert state in ("completed", "failed", "cancelled"), f"{killed.attempt} {state}"
     # Every job the scheduler took under this campaign's names is one attempt of the ledger.
     prefix = str(sched_name)[:-len(killed.attempt)]
     taken = _scheduler_jobs(killed.scheduler, prefix)
-    assert Counter(name for name, _ in taken).most_common(1)[0][1] == 1
+    twice = [name for name, n in Counter(name for name, _ in taken).items() if n > 1]
+    assert not twice, f"submitted more than once: {twice}"
     ledger = {(str(n), str(i)) for n, i in _rows(
         ws, "SELECT sched_name, sched_id FROM jobs WHERE sched_id IS NOT NULL")}
-    assert set(taken) == ledger
+    assert set(taken) == ledger, f"not in the ledger: {set(taken) - ledger}; " \
+                                 f"not at the scheduler: {ledger - set(taken)}"
 
 
 def _scheduler_jobs(scheduler: str, prefix: str) -> list[tuple[str, str]]:
