@@ -318,7 +318,7 @@ class Book:
         if not pending or not sched.finds_by_name:
             return []
         try:
-            found = sched.find(sorted(pending), float(self.ledger.meta("started") or 0.0))
+            found = sched.find(sorted(pending), self.ledger.oldest_submitting() or 0.0)
         except SchedulerError as exc:
             log.warning("cannot ask the scheduler for the %d attempts a crash left mid-"
                         "submission (%s): they count as lost and are submitted again, and any "

@@ -208,6 +208,11 @@ class Ledger:
                 for n, t, s, a, st, i, w, g, c, x, why, started, u
                 in self._rows(sql + " ORDER BY rowid", args)]
 
+    def oldest_submitting(self) -> float | None:
+        """When the oldest attempt still ``submitting`` (a crash left it so) was recorded."""
+        (t,) = self._rows("SELECT MIN(submitted_at) FROM jobs WHERE state = 'submitting'")[0]
+        return None if t is None else float(t)
+
     # -------------------------------------------------------------- feedback
     def consumed(self, loop: str, keys: Sequence[str]) -> set[str]:
         """Which of ``keys`` this loop has already aggregated."""

@@ -223,24 +223,26 @@ class FluxScheduler(SchedulerBase):
                 for i in ids}
 
     def find(self, names: Sequence[str], since: float) -> dict[str, str]:
-        if not names:
+        wanted = set(names)
+        if not wanted:
             return {}
-        # One job-list query (RFC 43 constraint: any of the names, this user, every state,
-        # inactive ones included); max_entries 0 is no limit.
-        listing = self._flux.job.JobList(self._handle(), attrs=["name"], max_entries=0,
-                                         since=max(since - _FIND_MARGIN, 0.0),
-                                         constraint={"name": sorted(set(names))})
+        # One job-list query for this user's jobs, active or ended since `since`, matched by
+        # name here. A constraint naming them costs a comparison per name and job, which
+        # job-list refuses past a limit (500 names over 10,000 jobs: "Excessive comparisons
+        # made"); the plain listing took 0.55 s for those 10,000 jobs, and the dicts are read
+        # directly: JobList's JobInfo objects took another 1.3 s. max_entries 0: no limit.
+        rpc = self._flux.job.job_list(self._handle(), max_entries=0, attrs=["name"],
+                                      since=max(since - _FIND_MARGIN, 0.0))
         try:
-            jobs = listing.jobs()
+            jobs = rpc.get_jobs()
         except OSError as exc:
-            raise SchedulerError(f"flux cannot list jobs by name: {exc.strerror or exc}"
-                                 ) from exc
-        found: dict[str, Any] = {}
-        for info in jobs:
-            name = str(info.name)
-            if name not in found or int(info.id) < int(found[name]):  # the first submitted
-                found[name] = info.id
-        return {name: str(job_id.f58) for name, job_id in found.items()}
+            raise SchedulerError(f"flux cannot list jobs: {exc.strerror or exc}") from exc
+        found: dict[str, int] = {}
+        for job in jobs:
+            name, job_id = job.get("name"), int(job["id"])
+            if name in wanted and (name not in found or job_id < found[name]):
+                found[name] = job_id  # of several under one name, the first submitted
+        return {name: str(self._flux.job.JobID(job_id).f58) for name, job_id in found.items()}
 
     def cancel(self, ids: Sequence[str]) -> None:
         for job_id in self._job_ids(ids, strict=True).values():

@@ -33,10 +33,12 @@ class NamingScheduler(FakeScheduler):
     def __init__(self) -> None:
         super().__init__()
         self.asked: list[list[str]] = []
+        self.since: list[float] = []
         self.down = ""  # when set, find fails with this reason
 
     def find(self, names: Sequence[str], since: float) -> dict[str, str]:
         self.asked.append(list(names))
+        self.since.append(since)
         if self.down:
             raise SchedulerError(self.down)
         return {r.sched_name: i for i, r in self.requests.items() if r.sched_name in names}
@@ -58,9 +60,11 @@ def crash_in_the_window(rig: Rig, m: Manager, sched: FakeScheduler,
     with pytest.raises(KeyboardInterrupt):
         rig.tick(m)
     monkeypatch.undo()
+    recorded = rig.clock.now()
     rig.crash(m)
     ledger = Ledger(rig.ws / "ledger.sqlite")
     (row,) = (j for j in ledger.jobs() if j.job_type == "createsim")
+    assert ledger.oldest_submitting() == recorded  # what find is told to search from
     ledger.close()
     assert (row.state, row.sched_id) == ("submitting", None)
     return row
@@ -83,7 +87,8 @@ def test_a_job_taken_before_the_crash_is_found_by_name_and_tracked_not_resubmitt
     if ended:
         sched.end(first)
     m = rig.manager(sched)
-    assert [row.sched_name] in sched.asked
+    assert sched.asked == [[row.sched_name]]
+    assert sched.since == [rig.clock.now()]  # the clock has not moved since the crash
     (adopted,) = (j for j in m.ledger.jobs() if j.job_type == "createsim")
     assert (adopted.name, adopted.state, adopted.sched_id) == (row.name, "queued", first)
     # One attempt holds the sim's GPU, as before the crash: nothing counted twice.
