@@ -30,7 +30,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     name TEXT PRIMARY KEY, job_type TEXT NOT NULL, sim TEXT, attempt INTEGER NOT NULL,
     state TEXT NOT NULL, sched_id TEXT, exit_code INTEGER, reason TEXT, workdir TEXT NOT NULL,
     gpus INTEGER NOT NULL, cores INTEGER NOT NULL, submitted_at REAL, started_at REAL,
-    ended_at REAL);
+    ended_at REAL,
+    -- schema 3: the attempt's unique name at the scheduler, by which a restarted manager
+    -- finds the job of an attempt a crash left 'submitting' (runtime/book.py, recover)
+    sched_name TEXT);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE TABLE IF NOT EXISTS consumed (
     loop TEXT NOT NULL, key TEXT NOT NULL, iteration INTEGER NOT NULL,
@@ -73,6 +76,8 @@ class JobRow:
     exit_code: int | None = None
     reason: str | None = None
     started: bool = False  # the scheduler started it (it may have left checkpoints)
+    # schema 3
+    sched_name: str | None = None  # its unique name at the scheduler (JobRequest.sched_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,9 +312,10 @@ class Ledger:
         """Record a job before it is submitted, so a crash mid-submit leaves a trace."""
         self._write(lambda db: db.execute(
             "INSERT OR REPLACE INTO jobs (name, job_type, sim, attempt, state,"
-            " sched_id, workdir, gpus, cores, submitted_at)"
-            " VALUES (?, ?, ?, ?, 'submitting', NULL, ?, ?, ?, ?)",
-            (job.name, job.job_type, job.sim, job.attempt, job.workdir, job.gpus, job.cores, t)))
+            " sched_id, workdir, gpus, cores, submitted_at, sched_name)"
+            " VALUES (?, ?, ?, ?, 'submitting', NULL, ?, ?, ?, ?, ?)",
+            (job.name, job.job_type, job.sim, job.attempt, job.workdir, job.gpus, job.cores, t,
+             job.sched_name)))
 
     def set_job(self, name: str, state: AttemptState, *, sched_id: str | None = None,
                 exit_code: int | None = None, reason: str | None = None,
@@ -323,14 +329,19 @@ class Ledger:
 
     def jobs(self, states: Sequence[AttemptState] | None = None) -> list[JobRow]:
         sql = ("SELECT name, job_type, sim, attempt, state, sched_id, workdir, gpus, cores,"
-               " exit_code, reason, started_at IS NOT NULL FROM jobs")
+               " exit_code, reason, started_at IS NOT NULL, sched_name FROM jobs")
         args: tuple[str, ...] = ()
         if states is not None:
             sql += f" WHERE state IN ({','.join('?' * len(states))})"
             args = tuple(states)
-        return [JobRow(n, t, s, a, AttemptState(st), i, w, g, c, x, why, bool(started))
-                for n, t, s, a, st, i, w, g, c, x, why, started
+        return [JobRow(n, t, s, a, AttemptState(st), i, w, g, c, x, why, bool(started), u)
+                for n, t, s, a, st, i, w, g, c, x, why, started, u
                 in self._rows(sql + " ORDER BY rowid", args)]
+
+    def oldest_submitting(self) -> float | None:
+        """When the oldest attempt still ``submitting`` (a crash left it so) was recorded."""
+        (t,) = self._rows("SELECT MIN(submitted_at) FROM jobs WHERE state = 'submitting'")[0]
+        return None if t is None else float(t)
 
     # -------------------------------------------------------------- feedback
     def consumed(self, loop: str, keys: Sequence[str]) -> set[str]:

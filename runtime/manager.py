@@ -33,7 +33,7 @@ from mummi_spec.runtime.schedulers.base import SchedulerAdapter
 from mummi_spec.runtime.states import CampaignState, Holder
 from mummi_spec.runtime.status import STATUS_FILE, write_status
 from mummi_spec.runtime.submitter import Submitter
-from mummi_spec.runtime.workspace import claim
+from mummi_spec.runtime.workspace import claim, job_prefix
 from mummi_spec.runtime.writes import Writes
 from mummi_spec.units import format_hms
 
@@ -119,6 +119,7 @@ class Manager:
                            handover=self.run_token)
         if self.lease.row.stop:  # asked before this manager started (a queue wait, say)
             self._stop_asked(self.lease.row.stop)
+        self.book.prefix = job_prefix(self.campaign, self.ledger.meta("campaign_id") or "")
         self.writes.reserve(self.ws)
         # The campaign's own code (aggregates) imports from the spec's pythonpath.
         sys.path[:0] = [p for p in self.campaign.python_paths() if p not in sys.path]

@@ -63,7 +63,8 @@ class AttemptState(str, enum.Enum):
     """Where one attempt of a job is (a row of the ledger's ``jobs`` table)."""
 
     SUBMITTING = "submitting"
-    """Recorded, being handed to the scheduler (a crash here leaves it for recovery)."""
+    """Recorded, being handed to the scheduler. A crash here leaves it for recovery, which
+    asks the scheduler for its job by its unique name: queued if found, else lost."""
     QUEUED = "queued"
     """Accepted by the scheduler, not started."""
     RUNNING = "running"

@@ -5,10 +5,14 @@ A refused round backs off (1, 2, 4 ... 60 s); the refused attempts are the book'
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import os
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,11 @@ log = logging.getLogger("mummi.manager")
 
 _THREADS = 4  # a few submitters hide sbatch's round trip; more only contend on slurmctld
 _MAX_BACKOFF = 60.0
+# Test hook (tests/reliability/test_submit_window.py): the attempt whose name matches this
+# glob, once the scheduler has taken it, writes its job id to PAUSED in its work directory
+# and hangs there, so that a test can kill the manager inside the submit window.
+PAUSE_AFTER_SUBMIT = "MUMMI_TEST_PAUSE_AFTER_SUBMIT"
+PAUSED = "paused-after-submit"
 
 
 class _InlineExecutor(Executor):
@@ -104,7 +113,14 @@ class Submitter:
         An ``OSError`` from an adapter comes from writing the job's directory or script,
         before anything reaches the scheduler, so trying again submits the job once.
         """
-        return self.writes.run(req.workdir, lambda: self.scheduler.submit(req))
+        sched_id = self.writes.run(req.workdir, lambda: self.scheduler.submit(req))
+        pause = os.environ.get(PAUSE_AFTER_SUBMIT)
+        if pause and fnmatch.fnmatchcase(req.name, pause):
+            marker = Path(req.workdir) / PAUSED
+            marker.with_suffix(".tmp").write_text(f"{sched_id}\n")
+            marker.with_suffix(".tmp").replace(marker)  # whole, for the test waiting on it
+            threading.Event().wait()  # until the test kills the process
+        return sched_id
 
     def request(self, row: JobRow) -> JobRequest:
         """The job request of an attempt."""
@@ -113,11 +129,12 @@ class Submitter:
             sim = self.book.sims[row.sim]
             selected = Selected(sim.name, sim.candidate, sim.coupling, sim.setup_dir)
         c = self.campaign
-        return attempt_request(c.plan, row.job_type, name=row.name, attempt=row.attempt,
-                               workdir=row.workdir, workspace=c.workspace,
-                               plan_path=c.plan_path, python=sys.executable,
-                               selected=selected, restart=self.book.restarts(row),
-                               pythonpath=self._paths)
+        request = attempt_request(c.plan, row.job_type, name=row.name, attempt=row.attempt,
+                                  workdir=row.workdir, workspace=c.workspace,
+                                  plan_path=c.plan_path, python=sys.executable,
+                                  selected=selected, restart=self.book.restarts(row),
+                                  pythonpath=self._paths)
+        return replace(request, sched_name=row.sched_name or "")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

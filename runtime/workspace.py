@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import uuid
 from pathlib import Path
 
 from mummi_spec.errors import UsageError
@@ -15,6 +16,8 @@ from mummi_spec.runtime.lease import Lease, take
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.schedulers._common import shell_safe
 from mummi_spec.runtime.states import Holder
+
+_NAME_PART = 24  # of the campaign's name in its jobs' names: enough to tell whose they are
 
 
 def claim(campaign: Campaign, ledger: Ledger, holder: Holder, period: float, *,
@@ -35,7 +38,22 @@ def claim(campaign: Campaign, ledger: Ledger, holder: Holder, period: float, *,
             f"workspace {campaign.workspace} holds campaign '{ledger.meta('campaign')}' started "
             "from a different plan.json; resuming it with this plan would mix two campaigns. "
             "Use another --workspace, or recompile the spec the campaign was started with")
+    if ledger.meta("campaign_id") is None:  # drawn once: its jobs' names at the scheduler
+        ledger.set_meta("campaign_id", uuid.uuid4().hex)
     return take(ledger, campaign.workspace, holder, period, handover=handover)
+
+
+def job_prefix(campaign: Campaign, campaign_id: str) -> str:
+    """``<campaign name>.<10 hex digits>``, the start of every job name at the scheduler.
+
+    The digits hash the id drawn when the workspace was first claimed with the workspace's
+    path: the same for every run of the campaign, so a restarted manager looks for the names
+    an earlier one used; another campaign, or a copy of this workspace elsewhere, gets other
+    names. Each attempt's name is kept in the ledger, so a moved workspace still finds the
+    jobs it submitted before the move.
+    """
+    identity = f"{campaign.workspace}\0{campaign_id}".encode()
+    return f"{campaign.plan.name[:_NAME_PART]}.{hashlib.sha256(identity).hexdigest()[:10]}"
 
 
 def digest(data: bytes) -> str:

@@ -8,7 +8,7 @@ import re
 import shlex
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from pathlib import Path
 
 from mummi_spec.errors import SchedulerError
@@ -23,6 +23,7 @@ from mummi_spec.units import format_hms
 
 # No leading "." (hidden files, "..") nor "-" (read as an option by sbatch and friends).
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_JOB_ID = re.compile(r"[0-9]+")  # Slurm's and LSF's
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPTION = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 # Maestro's `$(LAUNCHER)` token, optionally with a legacy `[nodes,procs]` allocation.
@@ -60,6 +61,25 @@ def check_name(name: str) -> str:
             f"job name {name!r} is not usable as a file name: use letters, digits, '_', '.' "
             "and '-', not starting with '.' or '-'")
     return name
+
+
+def scheduler_name(job: JobRequest) -> str:
+    """The name ``job`` gets at the scheduler (its unique name, else its own), checked: the
+    rule of ``check_name`` also keeps out ``,`` (a list in ``squeue --name``) and ``*`` and
+    ``[`` (patterns in ``bjobs -J``)."""
+    return check_name(job.sched_name or job.name)
+
+
+def ids_by_name(listing: str, wanted: Set[str]) -> dict[str, str]:
+    """``id|name`` lines (squeue, sacct, bjobs) -> {name: id} for the wanted names. Of
+    several jobs under one name (the manager never submits a name twice), the first."""
+    found: dict[str, str] = {}
+    for line in listing.splitlines():
+        job_id, _, name = line.strip().partition("|")
+        if name in wanted and _JOB_ID.fullmatch(job_id) and (
+                name not in found or int(job_id) < int(found[name])):
+            found[name] = job_id
+    return found
 
 
 def begin_submit(job: JobRequest, throttle: SubmitThrottle, *, shell_safe: bool = False

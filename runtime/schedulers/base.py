@@ -46,6 +46,10 @@ class JobRequest:
     gpus: int = 0
     walltime: int = 3600  # seconds
     env: Mapping[str, str] = field(default_factory=dict)
+    sched_name: str = ""
+    """The name the scheduler knows the job by, unique over every campaign on the machine so
+    that ``find`` can look it up after a crash (empty: ``name``, which also names the job's
+    script and logs in ``workdir``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,10 @@ class SchedulerAdapter(Protocol):
     """Whether Maestro's adapter pastes paths in the workspace unquoted into the scheduler's
     command line (``sbatch -D <dir> <script>``), so that a workspace path with a space or
     shell syntax cannot run there; ``mummi run`` then refuses one up front."""
+    finds_by_name: ClassVar[bool]
+    """Whether ``find`` can say which jobs the scheduler holds under given names. Without it,
+    an attempt a crash left between its ledger row and the scheduler's answer is counted
+    lost and submitted again, and the job, if the scheduler did take it, runs twice."""
 
     def submit(self, job: JobRequest) -> str:
         """Submit one job and return its id; raise ``SchedulerError`` if refused."""
@@ -87,6 +95,13 @@ class SchedulerAdapter(Protocol):
         which spares the manager thousands of unchanged answers (default: ``status``)."""
         ...
 
+    def find(self, names: Sequence[str], since: float) -> dict[str, str]:
+        """The id of each job the scheduler holds, queued, running or ended, under one of
+        ``names`` (``JobRequest.sched_name``); names it does not know are left out. ``since``
+        (epoch seconds) is a time before any of them was submitted, which bounds the search
+        of a history. Raises ``SchedulerError`` when the scheduler cannot be asked."""
+        ...
+
     def cancel(self, ids: Sequence[str]) -> None:
         """Cancel the given jobs; ids that already ended are ignored."""
         ...
@@ -98,13 +113,18 @@ class SchedulerAdapter(Protocol):
 
 class SchedulerBase:
     """The defaults of the protocol's optional abilities: jobs end with the manager, any
-    workspace path will do, and every poll answers for every id."""
+    workspace path will do, every poll answers for every id, and no job can be looked up by
+    name."""
 
     jobs_survive_manager: ClassVar[bool] = False
     paths_unquoted: ClassVar[bool] = False
+    finds_by_name: ClassVar[bool] = False
 
     def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
         raise NotImplementedError
 
     def changed(self, ids: Sequence[str]) -> dict[str, JobStatus]:
         return self.status(ids)
+
+    def find(self, names: Sequence[str], since: float) -> dict[str, str]:
+        return {}
