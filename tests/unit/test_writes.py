@@ -77,7 +77,8 @@ def test_errors_that_are_not_the_disk_are_raised_at_once(exc):
 
 
 def test_the_ledger_rides_out_a_real_full_disk(tmp_path, caplog):
-    with mounted("-t", "tmpfs", "-o", "size=256k", "tmpfs", at=tmp_path):
+    # Room for the schema, and for the rows once the filler is gone.
+    with mounted("-t", "tmpfs", "-o", "size=1m", "tmpfs", at=tmp_path):
         ledger = Ledger(tmp_path / "ledger.sqlite", Writes(retry_for=30.0))
         filler = fill(tmp_path)
         rows = [(f"s{i:06d}", "c", f"cand-{i:06d}-" + "x" * 200, i, 0.0) for i in range(200)]
