@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mummi_spec.errors import LedgerError
+from mummi_spec.runtime.selectors.base import Pick
 from mummi_spec.runtime.states import AttemptState, SimState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,6 +44,39 @@ CREATE TABLE IF NOT EXISTS rejected (
 CREATE TABLE IF NOT EXISTS occupancy (
     t REAL NOT NULL, busy_gpus INTEGER NOT NULL, busy_cores INTEGER NOT NULL,
     running INTEGER NOT NULL, queued INTEGER NOT NULL);
+""" + """
+-- ---- The steering record (schema 3; `mummi replay` and `mummi explain`, docs/steering.md).
+-- batches/arrivals: every add() a selector was given, in order, with the encodings as given
+--   (float32 little-endian: stores may move or delete items, and a replay must not depend
+--   on them); a batch is one ingest chunk of one stream, numbered over every stream.
+-- calls: every call that changes a selector's state: 'select' (the policy asked for `asked`)
+--   and 'weights' (a feedback loop's weights bring new candidates into the ranked set);
+--   `after_batch` is the last batch the selector had been given when it was called.
+-- picks: what a select call returned, in order (rank 1 first), the queue and score of each
+--   and the sim it became (NULL when the book already had it).
+-- item_sims: the simulation that wrote each feedback item a loop consumed.
+-- runs: each manager start; `previous` is the outcome the last run left ('running': it
+--   crashed) and `rebuilt` the selectors restarted without a checkpoint.
+CREATE TABLE IF NOT EXISTS batches (
+    batch INTEGER PRIMARY KEY, stream TEXT NOT NULL, pass INTEGER NOT NULL, t REAL NOT NULL,
+    n INTEGER NOT NULL, dim INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS arrivals (
+    batch INTEGER NOT NULL, pos INTEGER NOT NULL, key TEXT NOT NULL, tag TEXT,
+    point BLOB NOT NULL, PRIMARY KEY (batch, pos)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS arrivals_key ON arrivals (key);
+CREATE TABLE IF NOT EXISTS calls (
+    call INTEGER PRIMARY KEY, kind TEXT NOT NULL, selector TEXT NOT NULL, coupling TEXT,
+    t REAL NOT NULL, asked INTEGER NOT NULL, after_batch INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS picks (
+    call INTEGER NOT NULL, rank INTEGER NOT NULL, candidate TEXT NOT NULL,
+    queue TEXT NOT NULL, score REAL, sim TEXT, PRIMARY KEY (call, rank)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS picks_candidate ON picks (candidate);
+CREATE TABLE IF NOT EXISTS item_sims (
+    loop TEXT NOT NULL, key TEXT NOT NULL, sim TEXT NOT NULL,
+    PRIMARY KEY (loop, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS item_sims_sim ON item_sims (sim);
+CREATE TABLE IF NOT EXISTS runs (
+    run INTEGER PRIMARY KEY, t REAL NOT NULL, previous TEXT, rebuilt TEXT NOT NULL);
 """
 
 
@@ -74,6 +111,41 @@ class SimRow:
     reason: str | None
 
 
+class CallKind(str, enum.Enum):
+    """A recorded call that changed a selector's state."""
+
+    SELECT = "select"  # the policy asked for selections
+    WEIGHTS = "weights"  # a feedback loop asked for weights (ranks the new candidates)
+
+
+@dataclass(frozen=True, slots=True)
+class PickRow:
+    """One id a select call returned: how it was chosen, and the sim the book made of it."""
+
+    candidate: str
+    how: Pick
+    sim: str | None = None  # None: the book had it already (or, being written, not known yet)
+
+
+def pick_rows(ids: Sequence[str], how: Sequence[Pick]) -> tuple[PickRow, ...]:
+    """What a select returned (``ids``) with its ``last_picks()``, as rows."""
+    return tuple(PickRow(i, h) for i, h in zip(ids, how, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class CallRow:
+    """One selector call of the steering record; a select's picks in the order returned."""
+
+    call: int
+    kind: CallKind
+    selector: str
+    coupling: str | None
+    t: float
+    asked: int
+    after_batch: int  # the last batch the selector had been given
+    picks: tuple[PickRow, ...] = ()
+
+
 class Ledger:
     """One SQLite file, one connection shared by the manager's threads under a lock.
 
@@ -85,6 +157,7 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._call_lock = threading.Lock()  # not _lock: a long commit must not hold up a pick
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -97,6 +170,7 @@ class Ledger:
             elif found != str(SCHEMA_VERSION):
                 raise LedgerError(f"{self.path}: ledger schema {found}, this mummi writes "
                                   f"{SCHEMA_VERSION}; use a new workspace")
+            self._last_call = int(self._rows("SELECT COALESCE(MAX(call), 0) FROM calls")[0][0])
         except sqlite3.Error as exc:
             raise LedgerError(f"{self.path}: cannot open the ledger ({exc})") from None
 
@@ -138,11 +212,16 @@ class Ledger:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # ------------------------------------------------------------------ sims
-    def add_sims(self, rows: Iterable[tuple[str, str, str, int, float]]) -> None:
-        """Record new selections ``(sim, coupling, candidate, seq, t)`` in state ``selected``."""
+    def add_sims(self, rows: Iterable[tuple[str, str, str, int, float]],
+                 call: CallRow | None = None) -> None:
+        """Record new selections ``(sim, coupling, candidate, seq, t)`` in state ``selected``,
+        with the select ``call`` they came from, in one transaction."""
+        rows = list(rows)
         with self.transaction() as db:
             db.executemany("INSERT INTO sims (sim, coupling, candidate, seq, state, selected_at)"
                            " VALUES (?, ?, ?, ?, 'selected', ?)", rows)
+            if call is not None:
+                _insert_call(db, call, {cand: sim for sim, _, cand, _, _ in rows})
 
     def set_sim(self, sim: str, state: SimState, *, setup_dir: str | None = None,
                 reason: str | None = None, t: float | None = None) -> None:
@@ -222,11 +301,14 @@ class Ledger:
         return int(rows[0][0]), int(rows[0][1]), json.loads(rows[0][2])
 
     def commit_feedback(self, loop: str, iteration: int, items: int, state: dict[str, Any],
-                        keys: Sequence[str]) -> None:
-        """The consumed keys and the new aggregate, atomically: each item counts exactly once."""
+                        keys: Sequence[str], sims: Sequence[str | None] = ()) -> None:
+        """The consumed keys and the new aggregate, atomically: each item counts exactly once.
+        ``sims``: the simulation that wrote each key, where its record names one."""
         with self.transaction() as db:
             db.executemany("INSERT INTO consumed VALUES (?, ?, ?)",
                            [(loop, k, iteration) for k in keys])
+            db.executemany("INSERT OR IGNORE INTO item_sims VALUES (?, ?, ?)",
+                           [(loop, k, sim) for k, sim in zip(keys, sims, strict=False) if sim])
             db.execute("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?)",
                        (loop, iteration, items, json.dumps(state, sort_keys=True)))
 
@@ -237,8 +319,8 @@ class Ledger:
                            [(stream, _sql_key(k), why) for k, why in items])
 
     def rejected(self, stream: str) -> set[str]:
-        return {k.decode("utf-8", "surrogatepass") if isinstance(k, bytes) else k
-                for k, in self._rows("SELECT key FROM rejected WHERE stream = ?", (stream,))}
+        return {sql_text(k) for k, in self._rows("SELECT key FROM rejected WHERE stream = ?",
+                                                 (stream,))}
 
     # ------------------------------------------------------------- occupancy
     def record_occupancy(self, t: float, gpus: int, cores: int, running: int,
@@ -251,12 +333,72 @@ class Ledger:
         return [tuple(r) for r in self._rows("SELECT * FROM occupancy ORDER BY t")]
 
 
+    # -------------------------------------------------------- steering record
+    def record_batch(self, stream: str, pass_: int, t: float, keys: Sequence[str],
+                     tags: Sequence[str | None] | None, points: np.ndarray) -> int:
+        """Record the items of one add() to the stream's selectors; returns the batch number
+        (one more than any batch of any stream so far)."""
+        pts = np.ascontiguousarray(points, dtype="<f4")
+        n, dim = pts.shape
+        tag_of = tags if tags is not None else [None] * n
+        with self.transaction() as db:
+            batch = int(db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM batches"
+                                   ).fetchone()[0])
+            db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
+                       (batch, stream, pass_, t, n, dim))
+            db.executemany("INSERT INTO arrivals VALUES (?, ?, ?, ?, ?)",
+                           [(batch, i, _sql_key(k), tag, pts[i].tobytes())
+                            for i, (k, tag) in enumerate(zip(keys, tag_of, strict=True))])
+        return batch
+
+    def last_batch(self) -> int:
+        """The number of the last batch recorded (0: none yet)."""
+        return int(self._rows("SELECT COALESCE(MAX(batch), 0) FROM batches")[0][0])
+
+    def last_pass(self, stream: str) -> int:
+        """The last ingest pass of ``stream`` that recorded a batch (0: none yet)."""
+        return int(self._rows("SELECT COALESCE(MAX(pass), 0) FROM batches WHERE stream = ?",
+                              (stream,))[0][0])
+
+    def next_call(self) -> int:
+        """The number of the next selector call. Taken while holding the selector's lock, so
+        the numbers order the calls on one selector as they happened, whatever the thread."""
+        with self._call_lock:
+            self._last_call += 1
+            return self._last_call
+
+    def record_call(self, call: CallRow) -> None:
+        """A call that selected nothing for the book (a feedback loop's weights)."""
+        with self.transaction() as db:
+            _insert_call(db, call, {})
+
+    def record_run(self, t: float, previous: str | None, rebuilt: Sequence[str]) -> None:
+        """A manager started; ``previous`` is the outcome the last run left."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO runs (t, previous, rebuilt) VALUES (?, ?, ?)",
+                       (t, previous, ",".join(rebuilt)))
+
+
+def _insert_call(db: sqlite3.Connection, call: CallRow, sims: Mapping[str, str]) -> None:
+    db.execute("INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)",
+               (call.call, call.kind.value, call.selector, call.coupling, call.t, call.asked,
+                call.after_batch))
+    db.executemany("INSERT INTO picks VALUES (?, ?, ?, ?, ?, ?)",
+                   [(call.call, rank, p.candidate, p.how.queue, p.how.score,
+                     sims.get(p.candidate)) for rank, p in enumerate(call.picks, start=1)])
+
+
 def _sql_key(key: str) -> str | bytes:
     """``key`` as SQLite can hold it. A name listed from a directory or Redis that is not
     UTF-8 arrives with surrogates, which SQLite's text refuses: it is kept as a BLOB of
-    those code points, which ``rejected`` turns back into the same string."""
+    those code points, which ``sql_text`` turns back into the same string."""
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
         return key.encode("utf-8", "surrogatepass")
     return key
+
+
+def sql_text(value: str | bytes) -> str:
+    """A key ``_sql_key`` stored, as the string it was."""
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else value
