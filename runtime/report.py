@@ -35,13 +35,29 @@ def covering_radius(candidates: np.ndarray, selected: np.ndarray) -> float:
     return float(nearest_distances(candidates, selected).max())
 
 
+def principal_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of ``points`` and their first two principal axes (2 x dim; fewer dimensions
+    are padded with zeros). Each axis's largest loading is made positive: an SVD may return
+    either sign, and the picture must not flip between runs or machines."""
+    pts = np.asarray(points, dtype=np.float64)
+    mean = pts.mean(axis=0)
+    if pts.shape[1] <= 2:
+        return mean, np.eye(2, pts.shape[1])
+    _, _, vt = np.linalg.svd(pts - mean, full_matrices=False)
+    axes = vt[:2]
+    flip = np.sign(axes[np.arange(2), np.abs(axes).argmax(axis=1)])
+    return mean, axes * flip[:, None]
+
+
+def project(points: np.ndarray, axes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``points`` in the plane of ``principal_axes`` (x, y columns)."""
+    mean, basis = axes
+    return np.asarray((np.asarray(points, dtype=np.float64) - mean) @ basis.T)
+
+
 def _project(points: np.ndarray) -> np.ndarray:
     """The first two principal components (the plot of an encoding space of any dimension)."""
-    centred = points - points.mean(axis=0)
-    if points.shape[1] <= 2:
-        return np.pad(centred, ((0, 0), (0, 2 - points.shape[1])))
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return np.asarray(centred @ vt[:2].T)
+    return project(points, principal_axes(points))
 
 
 def plot_occupancy(rows: Sequence[tuple[float, int, int, int, int]], gpu_pool: int,
