@@ -32,7 +32,7 @@ class Batch:
 
     batch: int
     stream: str
-    pass_: int  # the stream's ingest pass
+    ingest_pass: int  # the stream's ingest pass
     t: float
     keys: tuple[str, ...]
     tags: tuple[str | None, ...] | None  # None: no item had a tag (the selectors got None)
@@ -95,7 +95,7 @@ class History:
                          "a.point FROM batches b JOIN arrivals a ON a.batch = b.batch "
                          "ORDER BY b.batch, a.pos")
         out = []
-        for (batch, stream, pass_, t, n, dim), group in groupby(rows, key=lambda r: r[:6]):
+        for (batch, stream, ingest_pass, t, n, dim), group in groupby(rows, key=lambda r: r[:6]):
             if streams is not None and stream not in streams:
                 continue
             items = [r[6:] for r in group]
@@ -104,7 +104,7 @@ class History:
                                  f"but holds {len(items)}; the ledger is damaged")
             tags = tuple(tag for _, tag, _ in items)
             points = np.frombuffer(b"".join(p for *_, p in items), dtype="<f4")
-            out.append(Batch(batch, stream, pass_, t, tuple(sql_text(k) for k, *_ in items),
+            out.append(Batch(batch, stream, ingest_pass, t, tuple(sql_text(k) for k, *_ in items),
                              None if all(x is None for x in tags) else tags,
                              points.reshape(n, dim)))
         return out

@@ -334,7 +334,7 @@ class Ledger:
 
 
     # -------------------------------------------------------- steering record
-    def record_batch(self, stream: str, pass_: int, t: float, keys: Sequence[str],
+    def record_batch(self, stream: str, ingest_pass: int, t: float, keys: Sequence[str],
                      tags: Sequence[str | None] | None, points: np.ndarray) -> int:
         """Record the items of one add() to the stream's selectors; returns the batch number
         (one more than any batch of any stream so far)."""
@@ -345,7 +345,7 @@ class Ledger:
             batch = int(db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM batches"
                                    ).fetchone()[0])
             db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
-                       (batch, stream, pass_, t, n, dim))
+                       (batch, stream, ingest_pass, t, n, dim))
             db.executemany("INSERT INTO arrivals VALUES (?, ?, ?, ?, ?)",
                            [(batch, i, _sql_key(k), tag, pts[i].tobytes())
                             for i, (k, tag) in enumerate(zip(keys, tag_of, strict=True))])

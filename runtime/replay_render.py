@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,7 @@ def _number(x: float) -> str:
 
 
 def _value(v: Any) -> str:
-    if isinstance(v, dict):
-        return ",".join(f"{k}={_value(x)}" for k, x in v.items()) or "-"
-    if isinstance(v, list):
-        return "[" + ",".join(_value(x) for x in v) + "]"
-    return str(v)
+    return json.dumps(v, separators=(",", ":")) if isinstance(v, (list, dict)) else str(v)
 
 
 def _settings(old: Side, new: Side) -> list[tuple[str, str, str]]:

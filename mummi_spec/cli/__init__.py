@@ -11,6 +11,7 @@ from mummi_spec.cli import (
     compile,
     diff,
     dryrun,
+    explain,
     replay,
     run,
     simulate,
@@ -22,7 +23,8 @@ from mummi_spec.cli._shared import error_handler
 
 # In `mummi --help` order: check, build, inspect, run, watch, steer, predict; the study's
 # steps, then what a job's own program calls, last.
-COMMANDS = (validate, compile, dryrun, diff, run, status, replay, simulate, steps, app)
+COMMANDS = (validate, compile, dryrun, diff, run, status, replay, explain, simulate, steps,
+            app)
 
 
 def build_parser() -> argparse.ArgumentParser:
