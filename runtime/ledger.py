@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS occupancy (
 -- ---- The steering record (schema 3; `mummi replay` and `mummi explain`, docs/steering.md).
 -- batches/arrivals: every add() a selector was given, in order, with the encodings as given
 --   (float32 little-endian: stores may move or delete items, and a replay must not depend
---   on them); a batch is one ingest chunk of one stream, numbered over every stream.
+--   on them); a batch is one ingest chunk of one stream, numbered over every stream. No index
+--   on the key: it would double the cost of recording a batch; explain scans instead.
 -- calls: every call that changes a selector's state: 'select' (the policy asked for `asked`)
 --   and 'weights' (a feedback loop's weights bring new candidates into the ranked set);
 --   `after_batch` is the last batch the selector had been given when it was called.
@@ -63,7 +64,6 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS arrivals (
     batch INTEGER NOT NULL, pos INTEGER NOT NULL, key TEXT NOT NULL, tag TEXT,
     point BLOB NOT NULL, PRIMARY KEY (batch, pos)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS arrivals_key ON arrivals (key);
 CREATE TABLE IF NOT EXISTS calls (
     call INTEGER PRIMARY KEY, kind TEXT NOT NULL, selector TEXT NOT NULL, coupling TEXT,
     t REAL NOT NULL, asked INTEGER NOT NULL, after_batch INTEGER NOT NULL);

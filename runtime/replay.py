@@ -10,6 +10,7 @@ would, with jobs taking as long as the campaign's did (``budget``, replay_budget
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from mummi_spec.runtime.ledger import CallKind, CallRow, pick_rows
 from mummi_spec.runtime.registry import SELECTORS
 from mummi_spec.runtime.replay_budget import at_budget
 from mummi_spec.runtime.replay_feed import Asked, Feeder
-from mummi_spec.runtime.report import coverage_distance, covering_radius
+from mummi_spec.runtime.report import nearest_distances
 from mummi_spec.runtime.selectors.base import Selector
 
 WHENS = ("recorded", "budget")
@@ -172,10 +173,11 @@ def side(selector: str, plan: Plan, asked: list[Asked], points: np.ndarray,
                 picked.append(p.candidate)
                 queues[p.how.queue] = queues.get(p.how.queue, 0) + 1
     rows = [index[c] for c in picked if c in index]
-    sel = points[rows]
+    near = nearest_distances(points, points[rows])  # one pass for both figures
+    radius, mean = (float(near.max()), float(near.mean())) if len(near) and rows \
+        else (math.inf, math.inf)
     settings = {k: v for k, v in to_data(plan.selectors[selector]).items() if k != "name"}
-    return Side(selector, settings, asked, picked, dict(sorted(queues.items())),
-                covering_radius(points, sel), coverage_distance(points, sel))
+    return Side(selector, settings, asked, picked, dict(sorted(queues.items())), radius, mean)
 
 
 def notes_of(history: History, recorded: Plan, plan: Plan, when: str) -> list[str]:
