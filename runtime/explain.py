@@ -10,11 +10,11 @@ explained by explain_names.py.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mummi_spec.runtime.history import History
-from mummi_spec.runtime.ledger import sql_text
 
 
 @dataclass(frozen=True)
@@ -155,14 +155,10 @@ class Explainer:
                         self._rel(end)) for n, jt, a, st, i, x, why, w, sub, sta, end in rows]
 
     def feedback(self, sim: str) -> list[Iteration]:
-        out: dict[tuple[str, int], list[str]] = {}
-        for loop, key, iteration in self.h.rows(
-                "SELECT s.loop, s.key, c.iteration FROM item_sims s JOIN consumed c ON "
-                "c.loop = s.loop AND c.key = s.key WHERE s.sim = ? ORDER BY c.iteration, "
-                "s.loop, s.key", (sim,)):
-            out.setdefault((loop, iteration), []).append(sql_text(key))
-        return [Iteration(loop, it, keys, self._target(loop))
-                for (loop, it), keys in sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+        return [Iteration(loop, it, json.loads(keys), self._target(loop))
+                for loop, it, keys in self.h.rows(
+                    "SELECT loop, iteration, keys FROM fed WHERE sim = ? ORDER BY iteration, "
+                    "loop", (sim,))]
 
     def _target(self, loop: str) -> str:
         f = self.h.plan.feedback.get(loop)
@@ -205,7 +201,12 @@ class Explainer:
 
     def item(self, key: str) -> list[tuple[str, int, str | None, str]]:
         """(loop, iteration, sim, target) of each loop that consumed feedback item ``key``."""
-        return [(loop, it, sim, self._target(loop)) for loop, it, sim in self.h.rows(
-            "SELECT c.loop, c.iteration, s.sim FROM consumed c LEFT JOIN item_sims s ON "
-            "s.loop = c.loop AND s.key = c.key WHERE c.key = ? ORDER BY c.loop", (key,))]
+        out = []
+        for loop, it in self.h.rows("SELECT loop, iteration FROM consumed WHERE key = ? "
+                                    "ORDER BY loop", (key,)):
+            by = [sim for sim, keys in self.h.rows("SELECT sim, keys FROM fed WHERE loop = ? "
+                                                   "AND iteration = ?", (loop, it))
+                  if key in json.loads(keys)]
+            out.append((loop, it, by[0] if by else None, self._target(loop)))
+        return out
 

@@ -110,8 +110,8 @@ def _job_type(h: History, name: str) -> dict[str, Any]:
 
 def _loop(h: History, name: str) -> dict[str, Any]:
     f = h.plan.feedback[name]
-    iterations = h.rows("SELECT c.iteration, COUNT(*), COUNT(DISTINCT s.sim) FROM consumed c "
-                        "LEFT JOIN item_sims s ON s.loop = c.loop AND s.key = c.key WHERE "
+    iterations = h.rows("SELECT c.iteration, COUNT(*), (SELECT COUNT(*) FROM fed f WHERE "
+                        "f.loop = c.loop AND f.iteration = c.iteration) FROM consumed c WHERE "
                         "c.loop = ? GROUP BY c.iteration ORDER BY c.iteration", (name,))
     t = f.target
     return {"from": f.source, "to": f.to, "aggregate": f.aggregate,

@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS occupancy (
 --   `after_batch` is the last batch the selector had been given when it was called.
 -- picks: what a select call returned, in order (rank 1 first), the queue and score of each
 --   and the sim it became (NULL when the book already had it).
--- item_sims: the simulation that wrote each feedback item a loop consumed.
+-- fed: per feedback iteration and simulation, the items (a JSON list of keys) it wrote that
+--   the iteration consumed: one row per sim, not per item, so a 70,000-item iteration costs
+--   a few thousand rows.
 -- runs: each manager start; `previous` is the outcome the last run left ('running': it
 --   crashed) and `rebuilt` the selectors restarted without a checkpoint.
 CREATE TABLE IF NOT EXISTS batches (
@@ -71,10 +73,10 @@ CREATE TABLE IF NOT EXISTS picks (
     call INTEGER NOT NULL, rank INTEGER NOT NULL, candidate TEXT NOT NULL,
     queue TEXT NOT NULL, score REAL, sim TEXT, PRIMARY KEY (call, rank)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS picks_candidate ON picks (candidate);
-CREATE TABLE IF NOT EXISTS item_sims (
-    loop TEXT NOT NULL, key TEXT NOT NULL, sim TEXT NOT NULL,
-    PRIMARY KEY (loop, key)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS item_sims_sim ON item_sims (sim);
+CREATE TABLE IF NOT EXISTS fed (
+    loop TEXT NOT NULL, iteration INTEGER NOT NULL, sim TEXT NOT NULL, keys TEXT NOT NULL,
+    PRIMARY KEY (loop, iteration, sim)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS fed_sim ON fed (sim);
 CREATE TABLE IF NOT EXISTS runs (
     run INTEGER PRIMARY KEY, t REAL NOT NULL, previous TEXT, rebuilt TEXT NOT NULL);
 """
@@ -307,8 +309,12 @@ class Ledger:
         with self.transaction() as db:
             db.executemany("INSERT INTO consumed VALUES (?, ?, ?)",
                            [(loop, k, iteration) for k in keys])
-            db.executemany("INSERT OR IGNORE INTO item_sims VALUES (?, ?, ?)",
-                           [(loop, k, sim) for k, sim in zip(keys, sims, strict=False) if sim])
+            by_sim: dict[str, list[str]] = {}
+            for key, sim in zip(keys, sims, strict=False):
+                if sim:
+                    by_sim.setdefault(sim, []).append(key)
+            db.executemany("INSERT INTO fed VALUES (?, ?, ?, ?)",
+                           [(loop, iteration, sim, json.dumps(k)) for sim, k in by_sim.items()])
             db.execute("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?)",
                        (loop, iteration, items, json.dumps(state, sort_keys=True)))
 

@@ -164,7 +164,8 @@ def test_every_sim_is_explained(mini: Path) -> None:
                 "SELECT name, sched_id, state FROM jobs WHERE sim = ?", (sim,)):
             assert f"{name}  {state}" in out and f"scheduler id {sched_id};" in out
             assert f"directory runs/{sim}/" in out
-        items = [k for k, in db.execute("SELECT key FROM item_sims WHERE sim = ?", (sim,))]
+        items = [k for keys, in db.execute("SELECT keys FROM fed WHERE sim = ?", (sim,))
+                 for k in json.loads(keys)]
         assert items and all(k in out for k in items)
     db.close()
 
@@ -208,9 +209,8 @@ def test_explain_a_job_a_candidate_never_picked_and_a_feedback_item(mini: Path) 
     chosen = {c for c, in db.execute("SELECT candidate FROM sims")}
     never = next(k for k, in db.execute("SELECT key FROM arrivals ORDER BY batch, pos")
                  if k not in chosen)
-    item, sim, iteration = db.execute(
-        "SELECT s.key, s.sim, c.iteration FROM item_sims s JOIN consumed c ON "
-        "c.key = s.key LIMIT 1").fetchone()
+    sim, iteration, keys = db.execute("SELECT sim, iteration, keys FROM fed LIMIT 1").fetchone()
+    item = json.loads(keys)[-1]
     db.close()
     assert "selected    never" in explain(mini, never)
     assert f"written by sim {sim}; consumed by loop cg-to-sampler iteration {iteration}" \

@@ -248,12 +248,12 @@ def test_calls_keep_their_picks_and_the_sims_they_became(path: Path) -> None:
 
 
 def test_feedback_items_keep_their_sim_and_runs_their_start(ledger: Ledger) -> None:
-    ledger.commit_feedback("loop", 1, 3, {"sum": [1.0], "weight": 3.0}, ["a", "b", "c"],
-                           ["cg-000001", None, "cg-000002"])
+    ledger.commit_feedback("loop", 1, 4, {"sum": [1.0], "weight": 4.0}, ["a", "b", "c", "d"],
+                           ["cg-000001", None, "cg-000002", "cg-000001"])
     ledger.record_run(1.0, None, [])
     ledger.record_run(9.0, "running", ["pick", "other"])
     db = sqlite3.connect(ledger.path)
-    assert db.execute("SELECT key, sim FROM item_sims ORDER BY key").fetchall() == [
-        ("a", "cg-000001"), ("c", "cg-000002")]
+    assert db.execute("SELECT * FROM fed ORDER BY sim").fetchall() == [
+        ("loop", 1, "cg-000001", '["a", "d"]'), ("loop", 1, "cg-000002", '["c"]')]
     assert db.execute("SELECT run, t, previous, rebuilt FROM runs").fetchall() == [
         (1, 1.0, None, ""), (2, 9.0, "running", "pick,other")]
