@@ -19,6 +19,7 @@ from mummi_spec.plan import Plan
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.records import Record, encode
 from mummi_spec.runtime.schedulers.base import JobState
+from mummi_spec.runtime.stores.base import Store
 from tests.unit.test_manager import SPEC as MANAGER_SPEC
 from tests.unit.test_manager import FakeScheduler, Rig
 
@@ -50,6 +51,7 @@ SPEC = _edit(MANAGER_SPEC, {
 
 WAVE = 7  # candidates per wave
 WAVES = 9
+INTERRUPT_AT = 9  # the step a stop or crash comes at: a wave written, not yet ingested
 
 
 @dataclass
@@ -66,8 +68,19 @@ def plan() -> Plan:
     return compile_loaded(load_spec_text(SPEC)).plan
 
 
-def run(root: Path) -> Finished:
-    """Run the campaign to its end; the manager is stopped and its ledger closed."""
+def write_wave(store: Store, rng: np.random.Generator, wave: int) -> None:
+    """``WAVE`` candidates around a random centre, keys ``c_<wave><i>``."""
+    centre = rng.normal(size=3) * 4
+    store.put_many("latent", {f"c_{wave:02d}{i:02d}": encode(Record(centre + rng.normal(size=3)))
+                              for i in range(WAVE)})
+
+
+def run(root: Path, interrupt: str | None = None) -> Finished:
+    """Run the campaign to its end; the manager is stopped and its ledger closed.
+
+    ``interrupt``: ``"stop"`` (a clean stop, as at Ctrl-C) or ``"crash"`` (the process dies)
+    in the middle, and a new manager resumes the campaign.
+    """
     rig = Rig(root, plan())
     sched = FakeScheduler()
     m = rig.manager(sched)
@@ -81,10 +94,7 @@ def run(root: Path) -> Finished:
         for step in range(400):
             wave = step // 3
             if step % 3 == 0 and wave < WAVES:
-                centre = rng.normal(size=3) * 4
-                store.put_many("latent", {
-                    f"c_{wave:02d}{i:02d}": encode(Record(centre + rng.normal(size=3)))
-                    for i in range(WAVE)})
+                write_wave(store, rng, wave)
                 if wave == 2:
                     store.put("latent", "c_bad", b"not a record")
             for i in sched.live():
@@ -102,6 +112,13 @@ def run(root: Path) -> Finished:
                     store.put_many("fb", {k: encode(Record(rng.normal(size=3), sim=sim))
                                           for k in keys})
                     items[sim] = keys
+            if step == INTERRUPT_AT and interrupt is not None:
+                if interrupt == "stop":
+                    m.stop("stopped")
+                    rig.managers.remove(m)
+                else:
+                    rig.crash(m)
+                m = rig.manager(sched)
             outcome = rig.tick(m)
             if outcome is not None:
                 break

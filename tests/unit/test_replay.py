@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -140,13 +141,62 @@ def test_a_plan_that_cannot_take_the_record_is_refused_with_the_place(
         assert err.value.hint == f"did you mean '{COUPLING}'?"
 
 
-def test_a_restart_after_a_crash_is_noted(tmp_path: Path, finished: Finished) -> None:
-    import shutil
+def test_a_campaign_stopped_and_resumed_replays_exactly(tmp_path: Path) -> None:
+    """A stop checkpoints the selector after the last ingest pass; the resumed manager's first
+    calls stand for every batch recorded before it (the selector has them all)."""
+    done = steering.run(tmp_path, interrupt="stop")
+    h = History(done.ws)
+    try:
+        assert [r.previous for r in h.runs()] == [None, "stopped"]
+        r = replay(h, done.plan)
+    finally:
+        h.close()
+    (c,) = r.couplings
+    assert c.identical and c.recorded.picked == selected(done.ws) and r.notes == []
 
+
+def test_a_resumed_manager_stands_for_every_batch_recorded_before_it(tmp_path: Path) -> None:
+    """Its selector, restored from the stop's checkpoint, has them all: a call it makes before
+    the next batch must say so, or a replay would make it with fewer."""
+    from mummi_spec.runtime.campaign import Campaign
+    from tests.unit.test_manager import FakeScheduler, Rig
+
+    rig = Rig(tmp_path, steering.plan())
+    sched = FakeScheduler()
+    m = rig.manager(sched)
+    c = Campaign.open(rig.plan_path, rig.ws)
+    try:
+        rng = np.random.default_rng(0)
+        steering.write_wave(c.store("latent"), rng, 0)
+        rig.tick(m)
+        steering.write_wave(c.store("latent"), rng, 1)  # taken in by the stop's last pass
+        m.stop("stopped")
+        rig.managers.remove(m)
+        m = rig.manager(sched)
+        assert m.selectors["pick"].batch == m.ledger.last_batch() == 2
+    finally:
+        c.close()
+        rig.close()
+
+
+def test_a_restart_after_a_crash_is_noted(tmp_path: Path) -> None:
+    done = steering.run(tmp_path, interrupt="crash")
+    h = History(done.ws)
+    try:
+        (_, again) = h.runs()
+        assert again.previous == "running"
+        notes = replay(h, done.plan).notes
+    finally:
+        h.close()
+    assert any(f"restarted after a crash at +{again.t - h.started:.1f} s" in n for n in notes)
+
+
+def test_a_selector_rebuilt_without_a_checkpoint_is_noted(tmp_path: Path,
+                                                          finished: Finished) -> None:
     ws = tmp_path / "ws"
     shutil.copytree(finished.ws, ws)
     db = sqlite3.connect(ws / "ledger.sqlite")
-    db.execute("INSERT INTO runs (t, previous, rebuilt) VALUES (1012.0, 'running', 'pick')")
+    db.execute("INSERT INTO runs (t, previous, rebuilt) VALUES (1012.0, 'stopped', 'pick')")
     db.commit()
     db.close()
     h = History(ws)
@@ -154,8 +204,8 @@ def test_a_restart_after_a_crash_is_noted(tmp_path: Path, finished: Finished) ->
         notes = replay(h, finished.plan).notes
     finally:
         h.close()
-    assert any("restarted after a crash at +12.0 s" in n for n in notes)
-    assert any("pick restarted without a checkpoint" in n for n in notes)
+    assert notes == ["selector(s) pick restarted without a checkpoint at +12.0 s: rebuilt from "
+                     "the ledger, not replayable exactly after that"]
 
 
 def test_a_workspace_without_a_record_is_refused(tmp_path: Path) -> None:
@@ -176,3 +226,26 @@ def test_a_workspace_without_a_record_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="ledger schema 2, written by a mummi without the "
                                          "steering record"):
         History(tmp_path)
+
+
+def test_the_feedback_loops_weights_calls_are_replayed_in_their_place(
+        finished: Finished, history: History, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A weights call ranks the candidates new since the last call: made at another moment,
+    their ranks could differ in the last bit, so the replay makes it where it was made."""
+    from mummi_spec.runtime.selectors.farthest_point import FarthestPointSelector
+
+    seen: list[int] = []
+    real = FarthestPointSelector.weights
+
+    def weights(self: FarthestPointSelector, normalize: bool = True) -> dict[str, float]:
+        seen.append(self.stats().selected)
+        return real(self, normalize)
+
+    monkeypatch.setattr(FarthestPointSelector, "weights", weights)
+    replay(history, finished.plan)
+    recorded = []
+    for call in history.calls():  # selections made before each recorded weights call
+        if call.kind == CallKind.WEIGHTS:
+            recorded.append(sum(len(c.picks) for c in history.calls(CallKind.SELECT)
+                                if c.call < call.call))
+    assert seen == recorded and len(seen) >= 3
