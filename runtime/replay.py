@@ -10,6 +10,7 @@ would, with jobs taking as long as the campaign's did (``budget``, replay_budget
 from __future__ import annotations
 
 import difflib
+import enum
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,8 +28,14 @@ from mummi_spec.runtime.replay_feed import Asked, Feeder
 from mummi_spec.runtime.report import nearest_distances
 from mummi_spec.runtime.selectors.base import Selector
 
-WHENS = ("recorded", "budget")
 JsonPath = tuple[str | int, ...]
+
+
+class When(str, enum.Enum):
+    """When a replay asks the new selectors for picks."""
+
+    RECORDED = "recorded"  # at the campaign's own select calls, as many as it asked
+    BUDGET = "budget"  # when the new plan's book and policy would (replay_budget.py)
 
 
 class ReplayError(MummiError):
@@ -74,7 +81,7 @@ class Replay:
     """A whole replay: per coupling, and what the reader must know about it."""
 
     campaign: str
-    when: str
+    when: When
     batches: int
     arrivals: int
     calls: int  # recorded select calls
@@ -180,7 +187,8 @@ def side(selector: str, plan: Plan, asked: list[Asked], points: np.ndarray,
     return Side(selector, settings, asked, picked, dict(sorted(queues.items())), radius, mean)
 
 
-def notes_of(history: History, recorded: Plan, plan: Plan, when: str) -> list[str]:
+def notes_of(history: History, recorded: Plan, plan: Plan, when: When, feeder: Feeder
+             ) -> list[str]:
     """What the reader must know to trust the comparison."""
     out = []
     for run in history.runs():
@@ -192,25 +200,28 @@ def notes_of(history: History, recorded: Plan, plan: Plan, when: str) -> list[st
         if run.rebuilt:
             out.append(f"selector(s) {', '.join(run.rebuilt)} restarted without a checkpoint "
                        f"at {at}: rebuilt from the ledger, not replayable exactly after that")
+    for name, refused in sorted(feeder.refused.items()):
+        if refused:
+            key, why = refused[0]
+            out.append(f"selector '{name}' of the new spec refused {len(refused)} of the "
+                       f"{feeder.given[name]} candidates it was given, first {key!r}: {why}")
     left = sorted(set(recorded.couplings) - set(plan.couplings))
     if left:
         out.append(f"not in the new spec, so not replayed: coupling(s) {', '.join(left)}")
-    if when == "budget":
+    if when == When.BUDGET:
         out.append("budget: selections asked when the new spec's policy would, every "
                    f"{plan.manager.tick:g} s; each job takes as long as the campaign's own "
                    "job of its type with the same start order (cycling); no job fails")
     return out
 
 
-def replay(history: History, plan: Plan, when: str = "recorded") -> Replay:
-    """Replay ``history`` against ``plan``'s selectors (``when``: one of ``WHENS``)."""
-    if when not in WHENS:
-        raise MummiError(f"--when must be one of {', '.join(WHENS)}, not {when!r}")
+def replay(history: History, plan: Plan, when: When = When.RECORDED) -> Replay:
+    """Replay ``history`` against ``plan``'s selectors."""
     recorded = history.plan
     check(recorded, plan)
     calls = history.calls()
     selectors, feeder = build(plan, history)
-    if when == "recorded":
+    if when == When.RECORDED:
         ours = at_recorded(plan, recorded, selectors, feeder, calls)
     else:
         ours = at_budget(plan, history, selectors, feeder)
@@ -228,4 +239,4 @@ def replay(history: History, plan: Plan, when: str = "recorded") -> Replay:
     return Replay(recorded.name, when, len(feeder.batches),
                   sum(len(b.keys) for b in feeder.batches),
                   sum(len(v) for v in theirs.values()), results,
-                  notes_of(history, recorded, plan, when), points, index)
+                  notes_of(history, recorded, plan, when, feeder), points, index)

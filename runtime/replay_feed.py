@@ -28,6 +28,8 @@ class Feeder:
         self.selectors = selectors
         self.streams = streams
         self.next = dict.fromkeys(selectors, 0)  # index into batches, per selector
+        self.given = dict.fromkeys(selectors, 0)  # items given, per selector
+        self.refused: dict[str, list[tuple[str, str]]] = {n: [] for n in selectors}
 
     def feed(self, name: str, *, batch: int | None = None, t: float | None = None) -> None:
         """Every batch numbered up to ``batch`` (or recorded at ``t`` or before) not yet given."""
@@ -37,6 +39,8 @@ class Feeder:
             if (batch is not None and b.batch > batch) or (t is not None and b.t > t):
                 break
             if b.stream in streams:
-                sel.add(list(b.keys), b.points, None if b.tags is None else list(b.tags))
+                result = sel.add(list(b.keys), b.points, None if b.tags is None else list(b.tags))
+                self.given[name] += len(b.keys)
+                self.refused[name] += result.rejected
             i += 1
         self.next[name] = i

@@ -7,12 +7,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mummi_spec.runtime.replay import CouplingReplay, Replay, Side
+from mummi_spec.runtime.replay import CouplingReplay, Replay, Side, When
 from mummi_spec.runtime.replay_feed import Asked
 from mummi_spec.runtime.report import principal_axes, project
 
-_WHEN = {"recorded": "when the campaign asked, as many as it asked (--when recorded)",
-         "budget": "when the new spec's policy would (--when budget)"}
+_WHEN = {When.RECORDED: "when the campaign asked, as many as it asked (--when recorded)",
+         When.BUDGET: "when the new spec's policy would (--when budget)"}
 
 
 def _number(x: float) -> str:
@@ -88,7 +88,7 @@ def _finite(x: float) -> float | None:
 
 def to_data(r: Replay, t0: float) -> dict[str, Any]:
     """The JSON of ``mummi replay --json`` (times in seconds from the campaign's start)."""
-    return {"campaign": r.campaign, "when": r.when, "batches": r.batches,
+    return {"campaign": r.campaign, "when": r.when.value, "batches": r.batches,
             "arrivals": r.arrivals, "calls": r.calls, "notes": r.notes,
             "couplings": {c.coupling: {
                 "stream": c.stream, "candidates": c.candidates, "overlap": c.overlap,

@@ -14,14 +14,14 @@ from mummi_spec.errors import SpecError, SpecErrors
 def run(args: argparse.Namespace) -> int:
     """Replay the workspace's record against the spec's selectors; print, plot."""
     from mummi_spec.runtime.history import History
-    from mummi_spec.runtime.replay import ReplayError, replay
+    from mummi_spec.runtime.replay import ReplayError, When, replay
     from mummi_spec.runtime.replay_render import plot, to_data, to_text
 
     history = History(args.workspace)  # the workspace first: the cheaper mistake to catch
     try:
         loaded, compiled = load_and_compile(args.spec, chosen_profile(args))
         try:
-            result = replay(history, compiled.plan, args.when)
+            result = replay(history, compiled.plan, When(args.when))
         except ReplayError as exc:
             raise SpecErrors([SpecError(exc.message, loaded.smap.locate(exc.path),
                                         hint=exc.hint)]) from None

@@ -13,7 +13,7 @@ import pytest
 from mummi_spec.plan import Plan
 from mummi_spec.runtime.history import History, candidates
 from mummi_spec.runtime.ledger import CallKind
-from mummi_spec.runtime.replay import ReplayError, build, replay
+from mummi_spec.runtime.replay import ReplayError, When, build, replay
 from tests import steering
 from tests.steering import Finished
 
@@ -94,14 +94,14 @@ def test_coverage_is_the_distance_to_the_nearest_selection_over_every_candidate(
 
 def test_a_replay_is_deterministic(finished: Finished, history: History) -> None:
     plan = with_selector(finished.plan, kind="random", queues=(), seed=5)
-    for when in ("recorded", "budget"):
+    for when in When:
         a, b = replay(history, plan, when), replay(history, plan, when)
         assert [c.replay.picked for c in a.couplings] == [c.replay.picked for c in b.couplings]
 
 
 def test_budget_asks_when_the_new_plans_policy_would(finished: Finished,
                                                      history: History) -> None:
-    same = replay(history, finished.plan, "budget")
+    same = replay(history, finished.plan, When.BUDGET)
     (c,) = same.couplings
     assert len(c.replay.picked) == 10  # the plan's cap, as the campaign reached it
     assert all(a.asked <= 2 for a in c.replay.asked)  # max_selections_per_iteration
@@ -109,9 +109,9 @@ def test_budget_asks_when_the_new_plans_policy_would(finished: Finished,
     coupling = dataclasses.replace(finished.plan.couplings[COUPLING], max_simulations=4,
                                    max_selections_per_iteration=1)
     fewer = dataclasses.replace(finished.plan, couplings={COUPLING: coupling})
-    (c,) = replay(history, fewer, "budget").couplings
+    (c,) = replay(history, fewer, When.BUDGET).couplings
     assert len(c.replay.picked) == 4 and {a.asked for a in c.replay.asked} == {1}
-    (r,) = replay(history, fewer, "recorded").couplings  # recorded: the campaign's asks
+    (r,) = replay(history, fewer, When.RECORDED).couplings  # recorded: the campaign's asks
     assert len(r.replay.picked) == 10
 
 
@@ -249,3 +249,18 @@ def test_the_feedback_loops_weights_calls_are_replayed_in_their_place(
             recorded.append(sum(len(c.picks) for c in history.calls(CallKind.SELECT)
                                 if c.call < call.call))
     assert seen == recorded and len(seen) >= 3
+
+
+def test_candidates_the_new_selector_refuses_are_counted(finished: Finished,
+                                                        history: History) -> None:
+    """A farthest-point selector with two queues takes no untagged candidate: the replay
+    selects nothing and says why, as the runtime would have."""
+    from mummi_spec.plan import QueuePlan
+
+    plan = with_selector(finished.plan, queues=(QueuePlan("a", 0.5), QueuePlan("b", 0.5)))
+    r = replay(history, plan)
+    (c,) = r.couplings
+    assert c.replay.picked == [] and c.replay.covering_radius == float("inf")
+    (note,) = [n for n in r.notes if "refused" in n]
+    assert note.startswith(f"selector 'pick' of the new spec refused {c.candidates} of the "
+                           f"{c.candidates} candidates it was given, first 'c_0000': no tag")
