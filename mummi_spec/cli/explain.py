@@ -39,7 +39,8 @@ def register(sub: Any) -> None:
                     "that consumed them; for a stream, coupling, job type, feedback loop, "
                     "selector or the campaign's name, what the record counts for it. See "
                     "docs/steering.md.")
-    p.add_argument("workspace", type=Path, help="the campaign's workspace directory")
+    p.add_argument("workspace", type=Path, metavar="WORKSPACE",
+                   help="the campaign's workspace directory")
     p.add_argument("id", metavar="ID", help="a candidate, sim, job attempt, scheduler id, "
                                             "feedback item or name from `mummi status`")
     p.add_argument("--json", action="store_true", help="print it as JSON")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mummi_spec.cli._shared import Exit, chosen_profile, load_and_compile, profile_args
-from mummi_spec.errors import SpecError, SpecErrors
+from mummi_spec.errors import SpecError, SpecErrors, UsageError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -17,6 +17,12 @@ def run(args: argparse.Namespace) -> int:
     from mummi_spec.runtime.replay import ReplayError, When, replay
     from mummi_spec.runtime.replay_render import plot, to_data, to_text
 
+    if args.plot is not None:  # before the work, not after it
+        if args.plot.suffix.lower() != ".png":
+            raise UsageError(f"--plot {args.plot}: the picture is a PNG; name a .png file")
+        if not args.plot.parent.is_dir():
+            raise UsageError(f"--plot {args.plot}: no directory {args.plot.parent} to write "
+                             "it in")
     history = History(args.workspace)  # the workspace first: the cheaper mistake to catch
     try:
         loaded, compiled = load_and_compile(args.spec, chosen_profile(args))
@@ -28,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         history.close()
     if args.plot:
-        plot(result, args.plot)
+        try:
+            plot(result, args.plot)
+        except OSError as exc:
+            raise UsageError(f"--plot {args.plot}: cannot write it ({exc.strerror})") from None
     if args.json:
         print(json.dumps(to_data(result, history.started), indent=1, sort_keys=True))
     else:
@@ -49,7 +58,8 @@ def register(sub: Any) -> None:
                     "selections per queue, overlap, covering radius, mean distance to the "
                     "nearest selection. Replayed against its own spec, a campaign's "
                     "selections come back exactly. See docs/steering.md.")
-    p.add_argument("workspace", type=Path, help="the campaign's workspace directory")
+    p.add_argument("workspace", type=Path, metavar="WORKSPACE",
+                   help="the campaign's workspace directory")
     p.add_argument("spec", type=Path, metavar="NEW_SPEC", help="the spec whose selectors replay")
     profile_args(p)
     p.add_argument("--when", choices=("recorded", "budget"), default="recorded",

@@ -135,10 +135,16 @@ def test_a_renamed_coupling_is_refused_with_a_close_match(mini: Path, tmp_path: 
     assert "did you mean 'structures-to-cg'?" in proc.stderr
 
 
-def test_replay_of_a_directory_that_is_no_workspace(tmp_path: Path) -> None:
-    proc = run_cli("replay", str(tmp_path), str(SPECS / "mini.yaml"), cwd=tmp_path)
+@pytest.mark.parametrize(("args", "says"), [
+    ((), "not a campaign workspace"),
+    (("--plot", "coverage.svg"), "the picture is a PNG; name a .png file"),
+    (("--plot", "no/such/dir/x.png"), "no directory no/such/dir to write it in"),
+])
+def test_replay_bad_arguments_are_one_line(tmp_path: Path, args: tuple[str, ...],
+                                           says: str) -> None:
+    proc = run_cli("replay", str(tmp_path), str(SPECS / "mini.yaml"), *args, cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "not a campaign workspace" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
 
 
 # ----------------------------------------------------------------------------- explain
