@@ -17,7 +17,7 @@ from pathlib import Path
 from mummi_spec.errors import SchedulerError
 from mummi_spec.plan import CouplingPlan, Plan, Pool, Role
 from mummi_spec.runtime import tracker
-from mummi_spec.runtime.ledger import JobRow, Ledger
+from mummi_spec.runtime.ledger import CallRow, JobRow, Ledger
 from mummi_spec.runtime.schedulers.base import JobState, SchedulerAdapter
 from mummi_spec.runtime.states import (
     LIVE_ATTEMPTS,
@@ -93,15 +93,19 @@ class Book:
         self.running = [0, 0, 0]  # GPUs, cores and number of the running attempts
 
     # ============================================================ selection
-    def select(self, pipe: Pipeline, candidates: Iterable[str], now: float) -> list[str]:
-        """Record new selections (durable before anything is submitted for them)."""
+    def select(self, pipe: Pipeline, candidates: Iterable[str], now: float,
+               call: CallRow | None = None) -> list[str]:
+        """Record new selections (durable before anything is submitted for them), with the
+        selector ``call`` they came from."""
         fresh = [c for c in candidates if c not in pipe.chosen]
         if not fresh:
+            if call is not None:
+                self.ledger.record_call(call)
             return []
         seq = self.ledger.next_seq()
         rows = [(f"{pipe.plan.to}-{seq + i:06d}", pipe.name, cand, seq + i, now)
                 for i, cand in enumerate(fresh)]
-        self.ledger.add_sims(rows)
+        self.ledger.add_sims(rows, call)
         for sim, _, cand, _, _ in rows:
             self.sims[sim] = Sim(sim, pipe.name, cand, SimState.SELECTED)
             pipe.waiting.append(sim)

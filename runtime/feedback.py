@@ -135,7 +135,7 @@ class FeedbackLoop:
         total += len(good)
         # Ledger first: once committed, these keys are never aggregated again, whatever happens
         # to the move or the report below (the next call redoes both: see _catch_up).
-        self.ledger.commit_feedback(self.name, iteration, total, new_state, good)
+        self.ledger.commit_feedback(self.name, iteration, total, new_state, good, sims)
         self.store.move(ns, good, ns + CONSUMED_SUFFIX)
         self.report(iteration, total, report)
         return IterationResult(iteration, len(good), len(bad), total)

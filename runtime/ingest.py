@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,19 +29,27 @@ EXAMPLES = 3  # rejected items shown with their reason on the console and in sta
 
 @dataclass
 class Guarded:
-    """A selector and the lock every thread takes first (selectors are not thread-safe)."""
+    """A selector and the lock every thread takes first (selectors are not thread-safe).
+
+    ``batch``: the last recorded batch the selector was given (changed under the lock), so a
+    call records exactly what the selector had seen (the steering record, ledger.py).
+    """
 
     selector: Selector
     lock: threading.Lock = field(default_factory=threading.Lock)
     name: str = ""  # the plan's name for it, in messages
+    batch: int = 0
 
 
 class Ingest:
     """Reads new candidates of one stream; adding is cheap, ranks wait for the next selection."""
 
     def __init__(self, stream: str, campaign: Campaign, ledger: Ledger,
-                 selectors: list[Guarded], known: Iterable[str]) -> None:
+                 selectors: list[Guarded], known: Iterable[str], *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.stream = stream
+        self.clock = clock
+        self.passes = ledger.last_pass(stream)  # numbered on across restarts
         cfg = campaign.stream(stream)
         self.store = campaign.store(cfg.store)
         self.namespace = cfg.namespace
@@ -78,6 +87,7 @@ class Ingest:
                 log.warning("ingest %s: cannot list candidates (%s); will retry", self.stream, exc)
                 return 0
             accepted = 0
+            self.passes += 1
             for i in range(0, len(keys), _CHUNK):
                 accepted += self._batch(keys[i:i + _CHUNK])
             self._cursor = cursor  # only once every key listed was taken in or set to retry
@@ -120,8 +130,13 @@ class Ingest:
         ids, arr, use_tags = _points(records)
         accepted = 0
         if ids:
+            # Recorded before any selector has it: a replay then gives it to each at the same
+            # point of its calls (Guarded.batch), and a crash between loses nothing.
+            batch = self.ledger.record_batch(self.stream, self.passes, self.clock(), ids,
+                                             use_tags, arr)
             for guarded in self.selectors:
                 with guarded.lock:
+                    guarded.batch = batch
                     try:
                         result = guarded.selector.add(ids, arr, use_tags)
                     except SelectorError as exc:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from mummi_spec.errors import LeaseLostError, LedgerError
+from mummi_spec.runtime.selectors.base import Pick
 from mummi_spec.runtime.states import AttemptState, Holder, SimState
 from mummi_spec.runtime.writes import Writes
 
@@ -55,6 +59,41 @@ CREATE TABLE IF NOT EXISTS lease (
     id INTEGER PRIMARY KEY CHECK (id = 1), token TEXT NOT NULL, holder TEXT NOT NULL,
     host TEXT NOT NULL, proc TEXT NOT NULL, pid INTEGER NOT NULL, taken REAL NOT NULL,
     heartbeat REAL NOT NULL, stale_after REAL NOT NULL, released REAL, stop TEXT);
+
+-- ---- The steering record (schema 3; `mummi replay` and `mummi explain`, docs/steering.md).
+-- batches/arrivals: every add() a selector was given, in order, with the encodings as given
+--   (float32 little-endian: stores may move or delete items, and a replay must not depend
+--   on them); a batch is one ingest chunk of one stream, numbered over every stream. No index
+--   on the key: it would double the cost of recording a batch; explain scans instead.
+-- calls: every call that changes a selector's state: 'select' (the policy asked for `asked`)
+--   and 'weights' (a feedback loop's weights bring new candidates into the ranked set);
+--   `after_batch` is the last batch the selector had been given when it was called.
+-- picks: what a select call returned, in order (rank 1 first), the queue and score of each
+--   and the sim it became (NULL when the book already had it).
+-- fed: per feedback iteration and simulation, the items (a JSON list of keys) it wrote that
+--   the iteration consumed: one row per sim, not per item, so a 70,000-item iteration costs
+--   a few thousand rows.
+-- runs: each manager start; `previous` is the outcome the last run left ('running': it
+--   crashed) and `rebuilt` the selectors restarted without a checkpoint.
+CREATE TABLE IF NOT EXISTS batches (
+    batch INTEGER PRIMARY KEY, stream TEXT NOT NULL, pass INTEGER NOT NULL, t REAL NOT NULL,
+    n INTEGER NOT NULL, dim INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS arrivals (
+    batch INTEGER NOT NULL, pos INTEGER NOT NULL, key TEXT NOT NULL, tag TEXT,
+    point BLOB NOT NULL, PRIMARY KEY (batch, pos)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS calls (
+    call INTEGER PRIMARY KEY, kind TEXT NOT NULL, selector TEXT NOT NULL, coupling TEXT,
+    t REAL NOT NULL, asked INTEGER NOT NULL, after_batch INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS picks (
+    call INTEGER NOT NULL, rank INTEGER NOT NULL, candidate TEXT NOT NULL,
+    queue TEXT NOT NULL, score REAL, sim TEXT, PRIMARY KEY (call, rank)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS picks_candidate ON picks (candidate);
+CREATE TABLE IF NOT EXISTS fed (
+    loop TEXT NOT NULL, iteration INTEGER NOT NULL, sim TEXT NOT NULL, keys TEXT NOT NULL,
+    PRIMARY KEY (loop, iteration, sim)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS fed_sim ON fed (sim);
+CREATE TABLE IF NOT EXISTS runs (
+    run INTEGER PRIMARY KEY, t REAL NOT NULL, previous TEXT, rebuilt TEXT NOT NULL);
 """
 _LEASE = ("SELECT token, holder, host, proc, pid, taken, heartbeat, stale_after, released, stop"
           " FROM lease WHERE id = 1")
@@ -121,6 +160,41 @@ class SimRow:
     reason: str | None
 
 
+class CallKind(str, enum.Enum):
+    """A recorded call that changed a selector's state."""
+
+    SELECT = "select"  # the policy asked for selections
+    WEIGHTS = "weights"  # a feedback loop asked for weights (ranks the new candidates)
+
+
+@dataclass(frozen=True, slots=True)
+class PickRow:
+    """One id a select call returned: how it was chosen, and the sim the book made of it."""
+
+    candidate: str
+    how: Pick
+    sim: str | None = None  # None: the book had it already (or, being written, not known yet)
+
+
+def pick_rows(ids: Sequence[str], how: Sequence[Pick]) -> tuple[PickRow, ...]:
+    """What a select returned (``ids``) with its ``last_picks()``, as rows."""
+    return tuple(PickRow(i, h) for i, h in zip(ids, how, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class CallRow:
+    """One selector call of the steering record; a select's picks in the order returned."""
+
+    call: int
+    kind: CallKind
+    selector: str
+    coupling: str | None
+    t: float
+    asked: int
+    after_batch: int  # the last batch the selector had been given
+    picks: tuple[PickRow, ...] = ()
+
+
 class Ledger:
     """One SQLite file, one connection shared by the manager's threads under a lock.
 
@@ -138,6 +212,7 @@ class Ledger:
         # still does, so a manager that lost its lease (stalled past the bound and taken over)
         # can commit nothing, and so submit nothing, beside the new holder.
         self.fence: str | None = None
+        self._call_lock = threading.Lock()  # not _lock: a long commit must not hold up a pick
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -154,6 +229,7 @@ class Ledger:
             problems = [r[0] for r in self._db.execute("PRAGMA quick_check(1)")]
             if problems != ["ok"]:  # "*** in database main ***\nOn tree page 7 ...": one line
                 raise self._damaged(" ".join(" ".join(problems).split()))
+            self._last_call = int(self._rows("SELECT COALESCE(MAX(call), 0) FROM calls")[0][0])
         except sqlite3.Error as exc:
             raise self._damaged(str(exc)) if _corrupt(exc) else LedgerError(
                 f"{self.path}: cannot open the ledger ({exc})") from None
@@ -273,12 +349,19 @@ class Ledger:
             "UPDATE lease SET released = ? WHERE token = ? AND released IS NULL", (t, token)))
 
     # ------------------------------------------------------------------ sims
-    def add_sims(self, rows: Iterable[tuple[str, str, str, int, float]]) -> None:
-        """Record new selections ``(sim, coupling, candidate, seq, t)`` in state ``selected``."""
+    def add_sims(self, rows: Iterable[tuple[str, str, str, int, float]],
+                 call: CallRow | None = None) -> None:
+        """Record new selections ``(sim, coupling, candidate, seq, t)`` in state ``selected``,
+        with the select ``call`` they came from, in one transaction."""
         rows = list(rows)  # a retry writes them again
-        self._write(lambda db: db.executemany(
-            "INSERT INTO sims (sim, coupling, candidate, seq, state, selected_at)"
-            " VALUES (?, ?, ?, ?, 'selected', ?)", rows))
+
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT INTO sims (sim, coupling, candidate, seq, state, selected_at)"
+                           " VALUES (?, ?, ?, ?, 'selected', ?)", rows)
+            if call is not None:
+                _insert_call(db, call, {cand: sim for sim, _, cand, _, _ in rows})
+
+        self._write(write)
 
     def set_sim(self, sim: str, state: SimState, *, setup_dir: str | None = None,
                 reason: str | None = None, t: float | None = None) -> None:
@@ -366,11 +449,18 @@ class Ledger:
         return int(rows[0][0]), int(rows[0][1]), json.loads(rows[0][2])
 
     def commit_feedback(self, loop: str, iteration: int, items: int, state: dict[str, Any],
-                        keys: Sequence[str]) -> None:
-        """The consumed keys and the new aggregate, atomically: each item counts exactly once."""
+                        keys: Sequence[str], sims: Sequence[str | None] = ()) -> None:
+        """The consumed keys and the new aggregate, atomically: each item counts exactly once.
+        ``sims``: the simulation that wrote each key, where its record names one."""
         def write(db: sqlite3.Connection) -> None:
             db.executemany("INSERT INTO consumed VALUES (?, ?, ?)",
                            [(loop, k, iteration) for k in keys])
+            by_sim: dict[str, list[str]] = {}
+            for key, sim in zip(keys, sims, strict=False):
+                if sim:
+                    by_sim.setdefault(sim, []).append(key)
+            db.executemany("INSERT INTO fed VALUES (?, ?, ?, ?)",
+                           [(loop, iteration, sim, json.dumps(k)) for sim, k in by_sim.items()])
             db.execute("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?)",
                        (loop, iteration, items, json.dumps(state, sort_keys=True)))
 
@@ -383,8 +473,8 @@ class Ledger:
                                               rows))
 
     def rejected(self, stream: str) -> set[str]:
-        return {k.decode("utf-8", "surrogatepass") if isinstance(k, bytes) else k
-                for k, in self._rows("SELECT key FROM rejected WHERE stream = ?", (stream,))}
+        return {sql_text(k) for k, in self._rows("SELECT key FROM rejected WHERE stream = ?",
+                                                 (stream,))}
 
     # ------------------------------------------------------------- occupancy
     def record_occupancy(self, t: float, gpus: int, cores: int, running: int,
@@ -395,11 +485,66 @@ class Ledger:
     def occupancy(self) -> list[tuple[float, int, int, int, int]]:
         return [tuple(r) for r in self._rows("SELECT * FROM occupancy ORDER BY t")]
 
+    # -------------------------------------------------------- steering record
+    def record_batch(self, stream: str, ingest_pass: int, t: float, keys: Sequence[str],
+                     tags: Sequence[str | None] | None, points: np.ndarray) -> int:
+        """Record the items of one add() to the stream's selectors; returns the batch number
+        (one more than any batch of any stream so far)."""
+        pts = np.ascontiguousarray(points, dtype="<f4")
+        n, dim = pts.shape
+        tag_of = tags if tags is not None else [None] * n
+        def write(db: sqlite3.Connection) -> int:
+            batch = int(db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM batches"
+                                   ).fetchone()[0])
+            db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
+                       (batch, stream, ingest_pass, t, n, dim))
+            db.executemany("INSERT INTO arrivals VALUES (?, ?, ?, ?, ?)",
+                           [(batch, i, _sql_key(k), tag, pts[i].tobytes())
+                            for i, (k, tag) in enumerate(zip(keys, tag_of, strict=True))])
+            return batch
+
+        return self._write(write)
+
+    def last_batch(self) -> int:
+        """The number of the last batch recorded (0: none yet)."""
+        return int(self._rows("SELECT COALESCE(MAX(batch), 0) FROM batches")[0][0])
+
+    def last_pass(self, stream: str) -> int:
+        """The last ingest pass of ``stream`` that recorded a batch (0: none yet)."""
+        return int(self._rows("SELECT COALESCE(MAX(pass), 0) FROM batches WHERE stream = ?",
+                              (stream,))[0][0])
+
+    def next_call(self) -> int:
+        """The number of the next selector call. Taken while holding the selector's lock, so
+        the numbers order the calls on one selector as they happened, whatever the thread."""
+        with self._call_lock:
+            self._last_call += 1
+            return self._last_call
+
+    def record_call(self, call: CallRow) -> None:
+        """A call that selected nothing for the book (a feedback loop's weights)."""
+        self._write(lambda db: _insert_call(db, call, {}))
+
+    def record_run(self, t: float, previous: str | None, rebuilt: Sequence[str]) -> None:
+        """A manager started; ``previous`` is the outcome the last run left."""
+        self._write(lambda db: db.execute(
+            "INSERT INTO runs (t, previous, rebuilt) VALUES (?, ?, ?)",
+            (t, previous, ",".join(rebuilt))))
+
+
+def _insert_call(db: sqlite3.Connection, call: CallRow, sims: Mapping[str, str]) -> None:
+    db.execute("INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)",
+               (call.call, call.kind.value, call.selector, call.coupling, call.t, call.asked,
+                call.after_batch))
+    db.executemany("INSERT INTO picks VALUES (?, ?, ?, ?, ?, ?)",
+                   [(call.call, rank, p.candidate, p.how.queue, p.how.score,
+                     sims.get(p.candidate)) for rank, p in enumerate(call.picks, start=1)])
+
 
 def _sql_key(key: str) -> str | bytes:
     """``key`` as SQLite can hold it. A name listed from a directory or Redis that is not
     UTF-8 arrives with surrogates, which SQLite's text refuses: it is kept as a BLOB of
-    those code points, which ``rejected`` turns back into the same string."""
+    those code points, which ``sql_text`` turns back into the same string."""
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
@@ -418,3 +563,8 @@ def _corrupt(exc: sqlite3.Error) -> bool:
     if code is None:  # 3.10 raises damage as the bare class, its subclasses for the rest
         return type(exc) is sqlite3.DatabaseError
     return bool(code & 0xFF == _CORRUPT)
+
+
+def sql_text(value: str | bytes) -> str:
+    """A key ``_sql_key`` stored, as the string it was."""
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else value

@@ -24,7 +24,7 @@ from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.feedback import FeedbackLoop, selector_weights
 from mummi_spec.runtime.ingest import Guarded, Ingest
 from mummi_spec.runtime.lease import Lease
-from mummi_spec.runtime.ledger import Ledger
+from mummi_spec.runtime.ledger import CallKind, CallRow, Ledger, pick_rows
 from mummi_spec.runtime.periodic import Periodic, Task
 from mummi_spec.runtime.policy import Policy
 from mummi_spec.runtime.poller import Poller
@@ -133,9 +133,10 @@ class Manager:
         self._open_feedback()
         self.book.recover(self.scheduler, now)
         self._heartbeat()
+        previous = self.ledger.meta("outcome")
+        self.ledger.record_run(now, previous, sorted(self.rebuilt))
         # A failed run cancelled its jobs as a stop does: they start again as after one.
-        resumed_stop = self.ledger.meta("outcome") in (CampaignState.STOPPED,
-                                                       CampaignState.FAILED)
+        resumed_stop = previous in (CampaignState.STOPPED, CampaignState.FAILED)
         if not self.stop_requested.is_set():
             self._submit_persistent(now, start=True, resumed_stop=resumed_stop)
         self.ledger.set_meta("outcome", CampaignState.RUNNING)
@@ -324,7 +325,8 @@ class Manager:
                     log.warning("selector %s has no checkpoint yet: rebuilding it from the "
                                 "stores and the ledger", name)
                     self.rebuilt.add(name)
-            self.selectors[name] = Guarded(sel, name=name)
+            # Restored or rebuilt, it stands for every batch recorded so far.
+            self.selectors[name] = Guarded(sel, name=name, batch=self.ledger.last_batch())
 
     def _open_streams(self) -> None:
         by_stream: dict[str, list[Pipeline]] = defaultdict(list)
@@ -337,7 +339,8 @@ class Manager:
                 known |= self.ledger.selected_candidates(p.name)
             for g in guarded:
                 known.update(g.selector.known_ids())
-            ingest = Ingest(stream, self.campaign, self.ledger, guarded, known)
+            ingest = Ingest(stream, self.campaign, self.ledger, guarded, known,
+                            clock=self.clock.now)
             self.ingests[stream] = ingest
             # A selector rebuilt from nothing gets back what the ledger says it selected, as
             # selected: later picks keep away from them and feedback weights count them.
@@ -352,9 +355,14 @@ class Manager:
             g = self.selectors.get(loop.weights_from or "")
             if loop.aggregate == "weighted_mean" and g is not None:
 
-                def lookup(g: Guarded = g) -> dict[str, float]:
-                    with g.lock:
-                        return g.selector.weights(normalize=False)
+                def lookup(g: Guarded = g, selector: str = loop.weights_from or ""
+                           ) -> dict[str, float]:
+                    with g.lock:  # weights rank new candidates: a call to record
+                        table = g.selector.weights(normalize=False)
+                        call = CallRow(self.ledger.next_call(), CallKind.WEIGHTS, selector,
+                                       None, self.clock.now(), 0, g.batch)
+                    self.ledger.record_call(call)
+                    return table
 
                 weights = selector_weights(self.ledger, lookup)
             self.loops[name] = FeedbackLoop(name, self.campaign, self.ledger, weights)
@@ -384,9 +392,12 @@ class Manager:
         g = self.selectors[pipe.plan.selector]
         with g.lock:
             ids = g.selector.select(n)
+            call = CallRow(self.ledger.next_call(), CallKind.SELECT, pipe.plan.selector,
+                           pipe.name, now, n, g.batch,
+                           pick_rows(ids, g.selector.last_picks()))
         # A selector restored from a checkpoint older than the ledger offers again what it
         # chose after that checkpoint; the book skips those, the ledger has them already.
-        self.book.select(pipe, ids, now)
+        self.book.select(pipe, ids, now, call)
 
     # ============================================================ observing
     def busy(self) -> tuple[int, int]:

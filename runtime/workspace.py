@@ -31,7 +31,7 @@ def claim(campaign: Campaign, ledger: Ledger, holder: Holder, period: float, *,
         ledger.set_meta("plan_sha256", digest(text))
         ledger.set_meta("campaign", campaign.plan.name)
         # The plan itself, for the commands that read a campaign from its workspace alone
-        # (the build may be gone).
+        # (the build may be gone: `mummi replay`, `explain`, `report`, `diff`).
         ledger.set_meta("plan", text.decode("utf-8"))
     elif found != digest(text):
         raise UsageError(

@@ -11,6 +11,8 @@ from mummi_spec.cli import (
     compile,
     diff,
     dryrun,
+    explain,
+    replay,
     report,
     run,
     simulate,
@@ -21,9 +23,10 @@ from mummi_spec.cli import (
 )
 from mummi_spec.cli._shared import error_handler
 
-# In `mummi --help` order: check, build, inspect, run, watch, stop, report, predict; the study's
-# steps, then what a job's own program calls, last.
-COMMANDS = (validate, compile, dryrun, diff, run, status, stop, report, simulate, steps, app)
+# In `mummi --help` order: check, build, inspect, run, watch, stop, steer (replay, explain,
+# report), predict; the study's steps, then what a job's own program calls, last.
+COMMANDS = (validate, compile, dryrun, diff, run, status, stop, replay, explain, report,
+            simulate, steps, app)
 
 
 def build_parser() -> argparse.ArgumentParser:

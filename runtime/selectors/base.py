@@ -40,6 +40,19 @@ class SelectorStats:
     per_queue: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # queue -> (cands, sel)
 
 
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """How one selected id was chosen: its queue, and the score it was chosen by.
+
+    ``score`` is the kind's own measure at the moment of the pick (farthest-point: the mean
+    distance to its k nearest selected points), None when the pick was not made by score (a
+    warm-up's random picks, a random or binned selector's picks).
+    """
+
+    queue: str
+    score: float | None = None
+
+
 @runtime_checkable
 class Selector(Protocol):
     """Chooses candidates to spawn finer simulations from.
@@ -73,6 +86,10 @@ class Selector(Protocol):
 
     def select(self, k: int) -> list[str]:
         """Return up to ``k`` ids, most novel first, and mark them selected."""
+        ...
+
+    def last_picks(self) -> list[Pick]:
+        """How each id the last ``select`` returned was chosen, in the same order."""
         ...
 
     def weights(self, normalize: bool = True) -> dict[str, float]:
