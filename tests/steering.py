@@ -115,6 +115,7 @@ def run(root: Path, interrupt: str | None = None) -> Finished:
             if step == INTERRUPT_AT and interrupt is not None:
                 if interrupt == "stop":
                     m.stop("stopped")
+                    m.release()  # as the manager step does last
                     rig.managers.remove(m)
                 else:
                     rig.crash(m)

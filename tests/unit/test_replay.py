@@ -171,6 +171,7 @@ def test_a_resumed_manager_stands_for_every_batch_recorded_before_it(tmp_path: P
         rig.tick(m)
         steering.write_wave(c.store("latent"), rng, 1)  # taken in by the stop's last pass
         m.stop("stopped")
+        m.release()  # as the manager step does last
         rig.managers.remove(m)
         m = rig.manager(sched)
         assert m.selectors["pick"].batch == m.ledger.last_batch() == 2
