@@ -13,7 +13,15 @@ import enum
 from collections.abc import Mapping
 
 
-class CampaignState(str, enum.Enum):
+class _Text(str, enum.Enum):
+    """A state that prints as the word ``status.json`` and the ledger store, on every Python
+    (3.11 changed f-strings of str-mixin enums to print ``CampaignState.STOPPED``)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class CampaignState(_Text):
     """What ``status.json`` says of the whole campaign."""
 
     RUNNING = "running"
@@ -27,7 +35,7 @@ class CampaignState(str, enum.Enum):
     ``mummi run`` resumes it once that is fixed."""
 
 
-class SimState(str, enum.Enum):
+class SimState(_Text):
     """Where one selected candidate is in its coupling's pipeline."""
 
     SELECTED = "selected"
@@ -59,7 +67,7 @@ SIM_TRANSITIONS: Mapping[SimState, frozenset[SimState]] = {
 }
 
 
-class AttemptState(str, enum.Enum):
+class AttemptState(_Text):
     """Where one attempt of a job is (a row of the ledger's ``jobs`` table)."""
 
     SUBMITTING = "submitting"
@@ -97,7 +105,7 @@ def check_transition(sim: str, old: SimState, new: SimState) -> None:
         raise TransitionError(f"simulation {sim}: no transition {old.value} -> {new.value}")
 
 
-class Holder(str, enum.Enum):
+class Holder(_Text):
     """Who holds a workspace's lease (runtime/lease.py)."""
 
     LAUNCHER = "launcher"

@@ -143,11 +143,12 @@ def mounted(*args: str, at: Path) -> Iterator[Path]:
 def fill(disk: Path) -> Path:
     """Write zeros to a file until the file system is full (ENOSPC); returns the file."""
     filler = disk / "filler"
-    with open(filler, "wb") as fh:
+    # Unbuffered: a buffered file keeps the block the disk refused and raises ENOSPC again
+    # when it is closed.
+    with open(filler, "wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\0" * (64 << 10))
-                fh.flush()
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise

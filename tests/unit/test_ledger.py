@@ -257,3 +257,12 @@ def test_feedback_items_keep_their_sim_and_runs_their_start(ledger: Ledger) -> N
         ("loop", 1, "cg-000001", '["a", "d"]'), ("loop", 1, "cg-000002", '["c"]')]
     assert db.execute("SELECT run, t, previous, rebuilt FROM runs").fetchall() == [
         (1, 1.0, None, ""), (2, 9.0, "running", "pick,other")]
+
+
+def test_states_print_as_the_words_the_workspace_stores():
+    """`mummi run`'s last line and every message print a state as its word on every Python
+    (3.11's f-string of a str-mixin enum is ``CampaignState.STOPPED``)."""
+    from mummi_spec.runtime.states import AttemptState, CampaignState, Holder, SimState
+
+    for state in (*CampaignState, *SimState, *AttemptState, *Holder):
+        assert f"{state}" == str(state) == "%s" % state == state.value
