@@ -13,7 +13,8 @@ one ``status()`` over 1,000 held Flux jobs (baseline: flux-python's ``JobList(id
 and a job in a Flux sub-instance of its own (``nested``) from submission to its end (baseline:
 the same job plain).
 Times are medians of the runs (2 at full size; 5 for Flux, whose shared broker varies
-more). Slurm and Flux rows need ``scripts/services start``; without it they are reported as skipped, with the reason.
+more). Slurm and Flux rows need ``scripts/services start``; without it they are reported as
+skipped, with the reason.
 """
 
 from __future__ import annotations

@@ -40,6 +40,9 @@ FIGURES: dict[str, dict[str, str]] = {
                             "cold, ~16,000/s warm",
                "target": "within 20 % of plain pytaridx"},
     "compile": {"paper": "-", "reference": "-", "target": "< 0.5 s each"},
+    "views": {"paper": "-", "reference": "-", "target": "watch < 0.2 s a redraw, report < 10 s"},
+    "steering": {"paper": "-", "reference": "-",
+                 "target": "< 1.5x the pass without the record"},
 }
 SOURCE = ("paper and reference figures: the published ones (SC'21 §4.4, §5.2; mini-MuMMI Table 1; "
           "reference implementations measured on a 2-core machine of this kind)")

@@ -123,16 +123,21 @@ def _selector(sel: SelectorPlan) -> dict[str, Any]:
     return out
 
 
-def settings(loaded: Loaded, plan: Plan) -> dict[str, Any]:
+def settings(loaded: Loaded | None, plan: Plan) -> dict[str, Any]:
     """The effective settings, shaped like the spec (so paths are where one writes them).
 
     Built from the plan, whose values have their defaults resolved; what the plan derives
     (concurrency, pools, budgets, caps, journals, feedback weights) is left out here and
-    reported as a consequence instead.
+    reported as a consequence instead. Without the spec (``loaded`` None: a plan alone, as a
+    campaign's workspace keeps it) scales have no description and a coupling's max_pending
+    is the resolved one.
     """
     scales: dict[str, Any] = {
         s.name: {"description": s.description, "jobs": {}, "emits": {}}
-        for s in loaded.spec.scales}
+        for s in loaded.spec.scales} if loaded is not None else {
+        name: {"jobs": {}, "emits": {}}
+        for name in sorted({j.scale for j in plan.jobs.values()}
+                           | {st.scale for st in plan.streams.values()})}
     for name, job in plan.jobs.items():
         scales[job.scale]["jobs"][name] = _without(
             to_data(job), "name", "scale", "coupling", "pool", "max_concurrent", "spawned_by")
@@ -140,7 +145,8 @@ def settings(loaded: Loaded, plan: Plan) -> dict[str, Any]:
         scales[st.scale]["emits"][st.name] = {
             **_without(to_data(st), "ref", "scale", "name", "every", "count"),
             "expect": {"every": st.every, "count": st.count}}
-    written = {c.name: c for c in loaded.spec.couplings}
+    written = {c.name: c.max_pending for c in loaded.spec.couplings} if loaded is not None \
+        else {n: c.max_pending for n, c in plan.couplings.items()}
     sch = plan.scheduler
     options = to_data(sch.flux) if sch.type == "flux" else \
         to_data(sch.local) if sch.type == "local" else dict(sch.batch)
@@ -168,7 +174,7 @@ def settings(loaded: Loaded, plan: Plan) -> dict[str, Any]:
                           "from": c.source, "share": {"gpus": c.share_gpus,
                                                       "cores": c.share_cores},
                           # unset, it follows the buffer and the slots: not a setting
-                          "max_pending": written[n].max_pending}
+                          "max_pending": written[n]}
                       for n, c in plan.couplings.items()},
         "feedback": {n: {**_without(to_data(f), "name", "source", "weights_from"),
                          "from": f.source} for n, f in plan.feedback.items()},
@@ -225,12 +231,15 @@ def _walk(old: Any, new: Any, path: JsonPath) -> Iterable[tuple[str, JsonPath, A
         yield "changed", path, old, new
 
 
-def changes(old: Loaded, old_plan: Plan, new: Loaded, new_plan: Plan) -> tuple[Change, ...]:
-    """Every differing setting, by group, then by path."""
+def changes(old: Loaded | None, old_plan: Plan, new: Loaded, new_plan: Plan
+            ) -> tuple[Change, ...]:
+    """Every differing setting, by group, then by path; ``old`` None compares the plans'
+    settings alone (an old plan without its spec: only the new side is located)."""
+    spec = None if old is None else new
     found = [Change(_group(p), kind, ".".join(map(str, p)), a, b,
-                    None if kind == "added" else locate(old, p),
+                    None if kind == "added" or old is None else locate(old, p),
                     None if kind == "removed" else locate(new, p))
-             for kind, p, a, b in _walk(settings(old, old_plan), settings(new, new_plan), ())]
+             for kind, p, a, b in _walk(settings(old, old_plan), settings(spec, new_plan), ())]
     return tuple(sorted(found, key=lambda c: GROUPS.index(c.group)))
 
 
@@ -255,24 +264,43 @@ def changed_artefacts(old: dict[str, str], new: dict[str, str]) -> tuple[tuple[s
     return tuple(out)
 
 
+def _concurrency(op: Plan, np: Plan) -> tuple[Shift, ...]:
+    oj = {n: j.max_concurrent for n, j in op.jobs.items()}
+    nj = {n: j.max_concurrent for n, j in np.jobs.items()}
+    return tuple(Shift(n, oj.get(n), nj.get(n)) for n in sorted(oj.keys() | nj.keys())
+                 if oj.get(n) != nj.get(n))
+
+
+def _totals(op: Plan, np: Plan) -> tuple[Shift, ...]:
+    return tuple(Shift(t, getattr(op.pools, t), getattr(np.pools, t)) for t in TOTALS)
+
+
 def diff_compiled(old: Loaded, old_build: Compiled, new: Loaded, new_build: Compiled
                   ) -> CampaignDiff:
     """The diff of two loaded and compiled campaigns (pure)."""
     op, np = old_build.plan, new_build.plan
-    oj = {n: j.max_concurrent for n, j in op.jobs.items()}
-    nj = {n: j.max_concurrent for n, j in np.jobs.items()}
-    concurrency = tuple(Shift(n, oj.get(n), nj.get(n)) for n in sorted(oj.keys() | nj.keys())
-                        if oj.get(n) != nj.get(n))
-    totals = tuple(Shift(t, getattr(op.pools, t), getattr(np.pools, t)) for t in TOTALS)
     before = {w.message for w in old_build.warnings}
     after = {w.message for w in new_build.warnings}
     warnings = tuple([("removed", w) for w in old_build.warnings if w.message not in after]
                      + [("added", w) for w in new_build.warnings if w.message not in before])
     return CampaignDiff(Side(old.spec.file, old.spec.profile),
                         Side(new.spec.file, new.spec.profile),
-                        changes(old, op, new, np), concurrency, totals,
+                        changes(old, op, new, np), _concurrency(op, np), _totals(op, np),
                         changed_artefacts(old_build.files, new_build.files), warnings,
                         Shift("allocation", op.manager.allocation, np.manager.allocation))
+
+
+def diff_plan(old: Side, old_plan: Plan, old_text: str, new: Loaded, new_build: Compiled
+              ) -> CampaignDiff:
+    """A compiled campaign against a plan alone (a running campaign's, ``old_text`` its
+    plan.json): the settings, located in the new spec only, and the plan's consequences."""
+    op, np = old_plan, new_build.plan
+    artefacts = changed_artefacts({"plan.json": old_text},
+                                  {"plan.json": new_build.files["plan.json"]})
+    return CampaignDiff(old, Side(new.spec.file, new.spec.profile),
+                        changes(None, op, new, np), _concurrency(op, np), _totals(op, np),
+                        artefacts, (), Shift("allocation", op.manager.allocation,
+                                             np.manager.allocation))
 
 
 def both(fn: Callable[[T], U], items: tuple[T, T]) -> tuple[U, U]:

@@ -156,7 +156,8 @@ def build_plan(spec: Spec, rp: ResourcePlan) -> Plan:
                             checkpoint_every=spec.manager.checkpoint_every,
                             stop_after=spec.manager.stop_after,
                             max_simulations=spec.manager.max_simulations,
-                            allocation=m.walltime))
+                            allocation=m.walltime,
+                            write_retry_for=spec.manager.write_retry_for))
     # Read back through the codec: numbers take their declared types (a memory of 512 is
     # 512.0), so the plan in hand is exactly what every reader of plan.json gets.
     return Plan.from_data(plan.to_data())

@@ -200,7 +200,8 @@ def build(data: dict[str, Any], smap: SourceMap, *, file: str, profile: str | No
         tick=_dur(mgr.get("tick"), 1.0) or 1.0,
         checkpoint_every=_dur(mgr.get("checkpoint_every"), 60.0) or 60.0,
         stop_after=_dur(mgr.get("stop_after")),
-        max_simulations=_int(mgr.get("max_simulations"), 0) or None)
+        max_simulations=_int(mgr.get("max_simulations"), 0) or None,
+        write_retry_for=_dur(mgr.get("write_retry_for"), 60.0) or 0.0)
     name = str(data.get("name", "campaign"))
     return m.Spec(
         name=name, description=str(data.get("description", "")), file=file, profile=profile,

@@ -128,8 +128,17 @@ class SelectorError(MummiError):
     """A selector was given data it cannot use."""
 
 
-class LedgerError(MummiError):
-    """The campaign ledger is unusable or inconsistent."""
+class WorkspaceError(MummiError):
+    """The campaign cannot go on in its workspace: the disk refused the manager's writes for
+    too long, or its ledger is damaged. A run ends ``failed`` on it."""
+
+
+class LedgerError(WorkspaceError):
+    """The campaign ledger is unusable, damaged or inconsistent."""
+
+
+class LeaseLostError(LedgerError):
+    """This process no longer holds its workspace's lease: another took it over."""
 
 
 class UsageError(MummiError):

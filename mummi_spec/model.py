@@ -212,6 +212,7 @@ class Manager:
     checkpoint_every: float = 60.0
     stop_after: float | None = None
     max_simulations: int | None = None
+    write_retry_for: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,9 @@ from mummi_spec.errors import MummiError
 T = TypeVar("T")
 Scalar = str | int | float | bool
 
+# A workspace's ledger: the runtime writes it; the compiler refuses to replace a build holding one.
+LEDGER_FILE = "ledger.sqlite"
+
 
 class PlanError(MummiError):
     """``plan.json`` is missing, unreadable or from another version of mummi-spec."""
@@ -354,6 +357,7 @@ class ManagerPlan:
     stop_after: float | None  # campaign time after which it is complete; None: no limit
     max_simulations: int | None
     allocation: float  # one run's allocation (machine.walltime): it stops, resumable, then
+    write_retry_for: float  # how long a refused write to the workspace is tried again
 
 
 # ----------------------------------------------------------------------------- plan

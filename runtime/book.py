@@ -14,9 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mummi_spec.errors import SchedulerError
 from mummi_spec.plan import CouplingPlan, Plan, Pool, Role
 from mummi_spec.runtime import tracker
-from mummi_spec.runtime.ledger import JobRow, Ledger
+from mummi_spec.runtime.ledger import CallRow, JobRow, Ledger
 from mummi_spec.runtime.schedulers.base import JobState, SchedulerAdapter
 from mummi_spec.runtime.states import (
     LIVE_ATTEMPTS,
@@ -73,6 +74,7 @@ class Book:
         self.plan = plan
         self.ledger = ledger
         self.workspace = workspace
+        self.prefix = ""  # of each attempt's name at the scheduler; the manager's claim sets it
         self.sims: dict[str, Sim] = {}
         self.pipes = {name: Pipeline(c, c.max_simulations if c.max_simulations is not None
                                      else UNCAPPED)
@@ -91,15 +93,19 @@ class Book:
         self.running = [0, 0, 0]  # GPUs, cores and number of the running attempts
 
     # ============================================================ selection
-    def select(self, pipe: Pipeline, candidates: Iterable[str], now: float) -> list[str]:
-        """Record new selections (durable before anything is submitted for them)."""
+    def select(self, pipe: Pipeline, candidates: Iterable[str], now: float,
+               call: CallRow | None = None) -> list[str]:
+        """Record new selections (durable before anything is submitted for them), with the
+        selector ``call`` they came from."""
         fresh = [c for c in candidates if c not in pipe.chosen]
         if not fresh:
+            if call is not None:
+                self.ledger.record_call(call)
             return []
         seq = self.ledger.next_seq()
         rows = [(f"{pipe.plan.to}-{seq + i:06d}", pipe.name, cand, seq + i, now)
                 for i, cand in enumerate(fresh)]
-        self.ledger.add_sims(rows)
+        self.ledger.add_sims(rows, call)
         for sim, _, cand, _, _ in rows:
             self.sims[sim] = Sim(sim, pipe.name, cand, SimState.SELECTED)
             pipe.waiting.append(sim)
@@ -131,15 +137,18 @@ class Book:
         """Record the next attempt of ``job_type`` (for ``sim``, or persistent) as submitting.
 
         Every attempt gets its own name and directory, even one that never ran: a job
-        orphaned by a killed manager may still be writing into the old one.
+        orphaned by a killed manager may still be writing into the old one. Its name at the
+        scheduler, recorded with it, adds the campaign's prefix: ``recover`` looks it up.
         """
         key = (sim or "", job_type)
         self.attempts[key] += 1
         attempt = self.attempts[key]
         res = self.plan.job(job_type).resources  # gpus and cores over all its nodes
         workdir = self.workspace / "runs" / (sim or "persistent") / f"{job_type}.{attempt}"
-        row = JobRow(tracker.job_name(sim, job_type, attempt), job_type, sim, attempt,
-                     AttemptState.SUBMITTING, None, str(workdir), res.gpus, res.cores)
+        name = tracker.job_name(sim, job_type, attempt)
+        row = JobRow(name, job_type, sim, attempt, AttemptState.SUBMITTING, None, str(workdir),
+                     res.gpus, res.cores,
+                     sched_name=f"{self.prefix}.{name}" if self.prefix else name)
         self.ledger.add_job(row, now)
         self._hold(row)
         return row
@@ -275,6 +284,8 @@ class Book:
             if j.state not in LIVE_ATTEMPTS:
                 self.history[key].append(j.state)
             latest[(j.sim, j.job_type)] = j
+        for j in self._found_by_name(sched, latest.values()):
+            latest[(j.sim, j.job_type)] = j
         live = [j for j in latest.values() if j.state in LIVE_ATTEMPTS]
         status = sched.status([j.sched_id for j in live if j.sched_id]) if live else {}
         for j in live:
@@ -301,6 +312,30 @@ class Book:
                 self.ended(gone, AttemptState.LOST, "never ran to an end", now, track=False)
             elif last.state not in LIVE_ATTEMPTS:
                 self.ended(last, last.state, last.reason or "", now, track=False)
+
+    def _found_by_name(self, sched: SchedulerAdapter, rows: Iterable[JobRow]) -> list[JobRow]:
+        """The attempts a crash left ``submitting`` that the scheduler holds under their
+        unique name: submitted, their id never recorded. Each takes that job's id, queued,
+        so it is tracked like any other; the others stay for recovery to count as lost."""
+        pending = {j.sched_name: j for j in rows
+                   if j.state == AttemptState.SUBMITTING and j.sched_name}
+        if not pending or not sched.finds_by_name:
+            return []
+        try:
+            found = sched.find(sorted(pending), self.ledger.oldest_submitting() or 0.0)
+        except SchedulerError as exc:
+            log.warning("cannot ask the scheduler for the %d attempts a crash left mid-"
+                        "submission (%s): they count as lost and are submitted again, and any "
+                        "the scheduler had taken runs twice", len(pending), exc)
+            return []
+        adopted = []
+        for name in sorted(pending.keys() & found.keys()):
+            j, sched_id = pending[name], found[name]
+            self.ledger.set_job(j.name, AttemptState.QUEUED, sched_id=sched_id)
+            log.info("attempt %s was submitted before the crash, as job %s: tracking it",
+                     j.name, sched_id)
+            adopted.append(replace(j, state=AttemptState.QUEUED, sched_id=sched_id))
+        return adopted
 
     # ============================================================ internals
     def _hold(self, row: JobRow) -> None:

@@ -15,6 +15,7 @@ from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.readtries import ReadTries
 from mummi_spec.runtime.records import Record, decode_each, encode
+from mummi_spec.runtime.restarts import RestartWatch
 from mummi_spec.runtime.stores.common import read_each
 from mummi_spec.usercode import AGGREGATE_CALL, UserCodeError, import_function
 
@@ -102,9 +103,13 @@ class FeedbackLoop:
         self.workers = max(1, self.config.workers)
         self._reported = 0  # the last iteration this object wrote to the target
         self._tries = ReadTries("iterations")  # items the store failed to read
+        self.watch = RestartWatch(self.store, self.stream.store)
+        self._gone: set[str] = set()  # consumed items its server lost in a restart
 
     def iterate(self) -> IterationResult:
         ns = self.namespace
+        if self.watch.restarted():
+            self._restarted()
         keys = self.store.keys(ns, self.glob)[: self.config.max_items]
         iteration, total, state = self.ledger.feedback_state(self.name)
         done = self.ledger.consumed(self.name, keys)
@@ -130,7 +135,7 @@ class FeedbackLoop:
         total += len(good)
         # Ledger first: once committed, these keys are never aggregated again, whatever happens
         # to the move or the report below (the next call redoes both: see _catch_up).
-        self.ledger.commit_feedback(self.name, iteration, total, new_state, good)
+        self.ledger.commit_feedback(self.name, iteration, total, new_state, good, sims)
         self.store.move(ns, good, ns + CONSUMED_SUFFIX)
         self.report(iteration, total, report)
         return IterationResult(iteration, len(good), len(bad), total)
@@ -149,6 +154,21 @@ class FeedbackLoop:
         """
         if iteration > self._reported:
             self.report(iteration, total, reported(self.kind, state))
+
+    def _restarted(self) -> None:
+        """The store's server restarted: report the consumed items it no longer holds (the
+        sign that it kept no copy), and report the aggregate again (the target may be gone
+        with them)."""
+        self._reported = 0
+        archive = self.namespace + CONSUMED_SUFFIX
+        gone = self.ledger.consumed_keys(self.name) - set(self.store.keys(archive)) - self._gone
+        if gone:
+            self._gone.update(gone)
+            self.watch.lost(
+                f"{len(self._gone)} item(s) feedback {self.name} consumed are gone from "
+                f"'{archive}' after its server restarted (the aggregate still counts them); "
+                "items written and not yet consumed before the restart are lost, uncounted: "
+                "keep the server's data (Redis: appendonly yes)")
 
     def _give_up(self, unread: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Keys that failed to read ``READ_TRIES`` iterations in a row, with the reason.

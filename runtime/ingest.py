@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,8 @@ from mummi_spec.runtime.campaign import Campaign, key_glob
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.readtries import ReadTries
 from mummi_spec.runtime.records import Record, decode_each
-from mummi_spec.runtime.selectors.base import AddResult, Selector
+from mummi_spec.runtime.restarts import RestartWatch
+from mummi_spec.runtime.selectors.base import AddResult, Outside, Selector
 from mummi_spec.runtime.stores.base import Journaled
 from mummi_spec.runtime.stores.common import check_keys, check_name, read_each
 
@@ -27,18 +29,27 @@ EXAMPLES = 3  # rejected items shown with their reason on the console and in sta
 
 @dataclass
 class Guarded:
-    """A selector and the lock every thread takes first (selectors are not thread-safe)."""
+    """A selector and the lock every thread takes first (selectors are not thread-safe).
+
+    ``batch``: the last recorded batch the selector was given (changed under the lock), so a
+    call records exactly what the selector had seen (the steering record, ledger.py).
+    """
 
     selector: Selector
     lock: threading.Lock = field(default_factory=threading.Lock)
+    name: str = ""  # the plan's name for it, in messages
+    batch: int = 0
 
 
 class Ingest:
     """Reads new candidates of one stream; adding is cheap, ranks wait for the next selection."""
 
     def __init__(self, stream: str, campaign: Campaign, ledger: Ledger,
-                 selectors: list[Guarded], known: Iterable[str]) -> None:
+                 selectors: list[Guarded], known: Iterable[str], *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.stream = stream
+        self.clock = clock
+        self.passes = ledger.last_pass(stream)  # numbered on across restarts
         cfg = campaign.stream(stream)
         self.store = campaign.store(cfg.store)
         self.namespace = cfg.namespace
@@ -59,20 +70,41 @@ class Ingest:
         self._journal = self.store if isinstance(self.store, Journaled) else None
         self._cursor: Any = None
         self._tries = ReadTries("passes")
+        self.watch = RestartWatch(self.store, cfg.store)
+        # Per selector: candidates beyond its bounds, and per dimension [low, high, below, above].
+        self._outside: dict[str, tuple[int, dict[int, list[float]]]] = {}
+        self.outside = ""  # what status.json and the console say of them
+        self._gone: set[str] = set()  # known keys its server lost in a restart
 
     def run_once(self) -> int:
         """Ingest every new item; returns how many were accepted."""
         with self._lock:
             try:
+                if self.watch.restarted():
+                    self._restarted()
                 keys, cursor = self._new_keys()
             except StoreError as exc:
                 log.warning("ingest %s: cannot list candidates (%s); will retry", self.stream, exc)
                 return 0
             accepted = 0
+            self.passes += 1
             for i in range(0, len(keys), _CHUNK):
                 accepted += self._batch(keys[i:i + _CHUNK])
             self._cursor = cursor  # only once every key listed was taken in or set to retry
             return accepted
+
+    def _restarted(self) -> None:
+        """The store's server restarted: list from scratch (its journal began again), and
+        report the candidates read before that are gone (a server that kept no copy)."""
+        self._cursor = None
+        present = set(self.store.keys(self.namespace, self.glob))
+        gone = [k for k in self.known if k not in present and k not in self._gone]
+        if gone:
+            self._gone.update(gone)
+            self.watch.lost(
+                f"{len(self._gone)} candidate(s) of {self.stream} read before its server "
+                f"restarted are gone (first {min(gone)!r}): the server kept no copy (Redis: "
+                "appendonly yes keeps one); selections of them cannot be set up")
 
     def _new_keys(self) -> tuple[list[str], Any]:
         """Keys not known yet, and the cursor to keep once they are taken in."""
@@ -98,13 +130,20 @@ class Ingest:
         ids, arr, use_tags = _points(records)
         accepted = 0
         if ids:
+            # Recorded before any selector has it: a replay then gives it to each at the same
+            # point of its calls (Guarded.batch), and a crash between loses nothing.
+            batch = self.ledger.record_batch(self.stream, self.passes, self.clock(), ids,
+                                             use_tags, arr)
             for guarded in self.selectors:
                 with guarded.lock:
+                    guarded.batch = batch
                     try:
                         result = guarded.selector.add(ids, arr, use_tags)
                     except SelectorError as exc:
                         bad.extend((k, str(exc)) for k in ids)
                         continue
+                if result.outside is not None:
+                    self._beyond(guarded.name, result.outside)
                 accepted = max(accepted, result.accepted)
                 bad.extend(result.rejected)
         if bad:
@@ -119,6 +158,26 @@ class Ingest:
         self.known.update(k for k in keys if k not in later)
         self.ingested += accepted
         return accepted
+
+    def _beyond(self, selector: str, found: Outside) -> None:
+        """Count candidates beyond a selector's bounds; warn once per stream: the bounds in
+        the spec are likely wrong, and the edge bins are taking what lies past them."""
+        points, dims = self._outside.get(selector, (0, {}))
+        for j, (lo, hi, below, above) in found.dims.items():
+            seen = dims.setdefault(j, [lo, hi, 0, 0])
+            seen[2] += below
+            seen[3] += above
+        self._outside[selector] = (points + found.points, dims)
+        first = not self.outside
+        self.outside = "; ".join(
+            f"{n} candidate(s) of {self.stream} lie outside the bounds of selector "
+            f"'{name}' (" + ", ".join(f"bounds[{j}] = [{lo:g}, {hi:g}]: {below:.0f} below, "
+                                      f"{above:.0f} above" for j, (lo, hi, below, above)
+                                      in sorted(seen.items())) +
+            f"); they go into the edge bins: widen selectors.{name}.bounds to spread them"
+            for name, (n, seen) in sorted(self._outside.items()))
+        if first:
+            log.warning("ingest %s: %s", self.stream, self.outside)
 
     def restore_selected(self, guarded: Guarded, ids: Sequence[str]) -> AddResult:
         """Give ``guarded``'s selector, rebuilt without a usable checkpoint, the candidates

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mummi_spec.errors import MummiError
+from mummi_spec.errors import MummiError, WorkspaceError
 
 log = logging.getLogger("mummi.manager")
 
@@ -22,9 +22,12 @@ class Task:
 
 
 def guarded(task: Task) -> None:
-    """Run a task; a store outage or one bad batch must not end the campaign."""
+    """Run a task; a store outage or one bad batch must not end the campaign (a workspace
+    that takes no more writes does: that is raised)."""
     try:
         task.fn()
+    except WorkspaceError:
+        raise
     except MummiError as exc:  # an outage or bad data, already explained: one line
         log.warning("%s failed: %s; retrying next period", task.name, exc)
     except Exception:  # a bug: keep the traceback for the report
@@ -41,6 +44,7 @@ class Periodic:
         self._stop = threading.Event()
         self._due = {t.name: 0.0 for t in tasks}
         self._running: list[threading.Thread] = []
+        self.fatal: WorkspaceError | None = None  # what ended a task's thread
 
     def start(self) -> None:
         if not self.threads:
@@ -53,12 +57,19 @@ class Periodic:
 
     def _loop(self, task: Task) -> None:
         while not self._stop.is_set():
-            guarded(task)
+            try:
+                guarded(task)
+            except WorkspaceError as exc:
+                self.fatal = exc  # the manager's next tick raises it
+                return
             self._stop.wait(task.period)
 
     def run_due(self, now: float) -> None:
-        """Inline mode: each task whose period has passed, once."""
+        """Inline mode: each task whose period has passed, once. With threads: raise what
+        ended a task's thread."""
         if self.threads:
+            if self.fatal is not None:
+                raise self.fatal
             return
         for task in self.tasks:
             if now >= self._due[task.name]:

@@ -1,8 +1,10 @@
-"""The states of a simulation and of a job attempt, their terminal sets and legal moves.
+"""The states of a campaign, a simulation, a job attempt and the workspace's lease; legal moves.
 
-A simulation (one selection) moves ``selected -> setup -> ready -> simulating -> done |
-failed``; a job attempt ``submitting -> queued -> running -> completed | failed | timedout |
-cancelled | lost``. ``Book`` (book.py) makes every change and writes it to the ledger.
+A campaign is ``running`` until its manager ends it ``complete``, ``stopped`` or ``failed``
+(``Manager.run``). A simulation (one selection) moves ``selected -> setup -> ready ->
+simulating -> done | failed``; a job attempt ``submitting -> queued -> running -> completed |
+failed | timedout | cancelled | lost``. ``Book`` (book.py) makes every change of these two and
+writes it to the ledger. The lease passes ``launcher -> manager`` (lease.py makes those changes).
 """
 
 from __future__ import annotations
@@ -11,7 +13,29 @@ import enum
 from collections.abc import Mapping
 
 
-class SimState(str, enum.Enum):
+class _Text(str, enum.Enum):
+    """A state that prints as the word ``status.json`` and the ledger store, on every Python
+    (3.11 changed f-strings of str-mixin enums to print ``CampaignState.STOPPED``)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class CampaignState(_Text):
+    """What ``status.json`` says of the whole campaign."""
+
+    RUNNING = "running"
+    """Its manager is at work (or was, until it died: ``mummi status`` tells which)."""
+    COMPLETE = "complete"
+    """It ended: its caps were reached, its sources ran dry, or ``stop_after`` came."""
+    STOPPED = "stopped"
+    """Stopped on request or at the end of its allocation; ``mummi run`` resumes it."""
+    FAILED = "failed"
+    """Its manager could not go on (the workspace refused writes); ``why`` says what, and
+    ``mummi run`` resumes it once that is fixed."""
+
+
+class SimState(_Text):
     """Where one selected candidate is in its coupling's pipeline."""
 
     SELECTED = "selected"
@@ -43,11 +67,12 @@ SIM_TRANSITIONS: Mapping[SimState, frozenset[SimState]] = {
 }
 
 
-class AttemptState(str, enum.Enum):
+class AttemptState(_Text):
     """Where one attempt of a job is (a row of the ledger's ``jobs`` table)."""
 
     SUBMITTING = "submitting"
-    """Recorded, being handed to the scheduler (a crash here leaves it for recovery)."""
+    """Recorded, being handed to the scheduler. A crash here leaves it for recovery, which
+    asks the scheduler for its job by its unique name: queued if found, else lost."""
     QUEUED = "queued"
     """Accepted by the scheduler, not started."""
     RUNNING = "running"
@@ -78,3 +103,13 @@ def check_transition(sim: str, old: SimState, new: SimState) -> None:
     """Refuse a simulation state change the pipeline never makes."""
     if new not in SIM_TRANSITIONS.get(old, frozenset()):
         raise TransitionError(f"simulation {sim}: no transition {old.value} -> {new.value}")
+
+
+class Holder(_Text):
+    """Who holds a workspace's lease (runtime/lease.py)."""
+
+    LAUNCHER = "launcher"
+    """A `mummi run` that started Maestro and waits for its manager step (a Slurm queue wait,
+    say): it keeps the workspace for the manager its run token names."""
+    MANAGER = "manager"
+    """The workflow manager."""

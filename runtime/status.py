@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from mummi_spec.errors import UsageError
+from mummi_spec.runtime.states import CampaignState
 
 STATUS_FILE = "status.json"
 
@@ -19,12 +23,74 @@ def write_status(workspace: Path, status: dict[str, Any]) -> None:
 
 
 def read_status(workspace: Path) -> dict[str, Any] | None:
+    """The workspace's status, None if it has none; a ``UsageError`` if the file is not one
+    the manager wrote (it is replaced whole, so a reader never sees half of one)."""
+    path = Path(workspace) / STATUS_FILE
     try:
-        status: dict[str, Any] = json.loads((Path(workspace) / STATUS_FILE).read_text(
-            encoding="utf-8"))
-        return status
-    except (OSError, ValueError):
+        text = path.read_text(encoding="utf-8")
+    except OSError:
         return None
+    try:
+        status = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _damaged(path, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                       ) from None
+    problem = _misshapen(status)
+    if problem:
+        raise _damaged(path, problem)
+    return cast("dict[str, Any]", status)
+
+
+def _damaged(path: Path, problem: str) -> UsageError:
+    return UsageError(f"{path}: not a status the manager wrote ({problem}); delete it: the "
+                      "manager writes it afresh while the campaign runs (`mummi run`)")
+
+
+def _num(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _text(v: object) -> bool:
+    return isinstance(v, str)
+
+
+def _map(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, dict) and all(check(x) for x in v.values())
+
+
+def _record(**fields: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, dict) and all(k in v and c(v[k]) for k, c in fields.items())
+
+
+def _pairs(v: object) -> bool:
+    return isinstance(v, list) and all(isinstance(p, list) and len(p) == 2 and
+                                       all(map(_text, p)) for p in v)
+
+
+# What each key of status.json holds (Manager.snapshot writes them), as the readers use it.
+_SHAPE: dict[str, Callable[[object], bool]] = {
+    "campaign": _text, "elapsed": _num, "why": _text,
+    "allocation_ended": lambda v: isinstance(v, bool),
+    "candidates": _map(_record(ingested=_num, rejected=_num, examples=_pairs)),
+    "selected": _map(_num), "sims": _map(_num), "jobs": _map(_map(_num)),
+    "feedback": _map(_record(iteration=_num, items=_num)),
+    "busy": _record(gpus=_num, cores=_num), "pool": _record(gpus=_num, cores=_num),
+    "unrunnable": _map(_text), "refused": _record(count=_num, last=_text),
+    "writes": _record(retried=_num, last=_text), "lost": _map(_text),
+}
+
+
+def _misshapen(status: object) -> str | None:
+    """What is wrong with a parsed status document, or None."""
+    if not isinstance(status, dict):
+        return f"a JSON {type(status).__name__}, not an object"
+    states = [s.value for s in CampaignState]
+    if status.get("state") not in states:
+        return f"'state' is {json.dumps(status.get('state'))}, not one of {', '.join(states)}"
+    for key, fits in _SHAPE.items():
+        if key in status and not fits(status[key]):
+            return f"'{key}' is {json.dumps(status[key])[:60]}, not what the manager writes there"
+    return None
 
 
 def _jobs_total(status: dict[str, Any], *states: str) -> int:
@@ -49,6 +115,9 @@ def events(status: dict[str, Any], told: set[str]) -> list[str]:
             if news not in told:
                 told.add(news)
                 out.append(news)
+        if v.get("outside") and f"outside:{stream}" not in told:
+            told.add(f"outside:{stream}")  # once per stream: the count grows, the news not
+            out.append(f"warning: {v['outside']}")
         count = v.get("rejected", 0)
         # The count once it passes 10, 100, 1000...: news, not a line every second.
         step = 10 ** (len(str(count)) - 1) if count >= 10 else 0
@@ -60,6 +129,15 @@ def events(status: dict[str, Any], told: set[str]) -> list[str]:
     if refusal and f"refused:{refusal}" not in told:
         told.add(f"refused:{refusal}")
         out.append(f"the scheduler refuses submissions: {refusal} (backing off, retrying)")
+    for what, note in sorted(status.get("lost", {}).items()):
+        if f"lost:{note}" not in told:
+            told.add(f"lost:{note}")
+            out.append(f"lost: {what}: {note}")
+    writes = status.get("writes", {})
+    if writes.get("last") and f"writes:{writes['last']}" not in told:
+        told.add(f"writes:{writes['last']}")
+        out.append(f"the workspace refused a write: {writes['last']} ({writes['retried']} "
+                   "writes retried with back-off so far, up to manager.write_retry_for each)")
     return out
 
 
@@ -89,6 +167,8 @@ def render(status: dict[str, Any]) -> str:
     out.append(f"{'stream':<24} {'ingested':>9} {'rejected':>9}")
     for name, v in sorted(status.get("candidates", {}).items()):
         out.append(f"{name:<24} {v['ingested']:>9} {v['rejected']:>9}")
+    out += [f"warning: {v['outside']}" for _, v in sorted(status.get("candidates", {}).items())
+            if v.get("outside")]
     out.append("")
     out.append(f"{'coupling':<24} {'selected':>9}")
     for name, n in sorted(status.get("selected", {}).items()):
@@ -108,6 +188,12 @@ def render(status: dict[str, Any]) -> str:
     for job_type, why in sorted(status.get("unrunnable", {}).items()):
         out.append(f"job type {job_type} cannot run: {why}; its couplings stopped, and "
                    "`mummi run` again resumes them once the program is there")
+    for what, note in sorted(status.get("lost", {}).items()):
+        out.append(f"lost: {what}: {note}")
+    writes = status.get("writes", {})
+    if writes.get("retried"):
+        out.append(f"workspace writes retried: {writes['retried']} (the last: "
+                   f"{writes['last']})")
     busy, pool = status.get("busy", {}), status.get("pool", {})
     out.append(f"busy now: {busy.get('gpus', 0)}/{pool.get('gpus', 0)} GPUs, "
                f"{busy.get('cores', 0)}/{pool.get('cores', 0):g} cores")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import subprocess
@@ -99,3 +101,55 @@ def flux_instance() -> Iterator[dict[str, object]]:
         if proc.returncode != 0 or len(counts) != 2:
             _missing(f"the Flux broker at {uri} does not answer: {proc.stderr.strip()}")
         yield {"uri": uri, "cores": int(counts[0]), "gpus": int(counts[1])}
+
+
+def _tool(name: str, *candidates: str) -> str:
+    found = next((p for p in map(shutil.which, candidates or (name,)) if p), None)
+    if found is None:
+        what = f"{name} is not installed"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{what} (MUMMI_REQUIRE_SERVICES=1: run 'scripts/services install "
+                        "tools' as root first)")
+        pytest.skip(f"{what}; 'scripts/services install tools' installs it (as root)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless-capable Chromium, which scripts/services installs with the tools."""
+    from tests.browser import CHROMIUM
+
+    return _tool("chromium", *CHROMIUM)
+
+
+@pytest.fixture(scope="session")
+def tmux() -> str:
+    """tmux, a real terminal to run `mummi status --watch` in and read back."""
+    return _tool("tmux")
+@contextlib.contextmanager
+def mounted(*args: str, at: Path) -> Iterator[Path]:
+    """``mount ARGS at`` for the block (a tmpfs that fills up, a read-only bind): real file
+    systems that refuse writes. Skips where mounting is not allowed (not root)."""
+    proc = subprocess.run(["mount", *args, str(at)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount here (needs root): {proc.stderr.strip()}")
+    try:
+        yield at
+    finally:
+        # Lazily: a job the test started may still hold a file open there.
+        subprocess.run(["umount", "-l", str(at)], capture_output=True, check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write zeros to a file until the file system is full (ENOSPC); returns the file."""
+    filler = disk / "filler"
+    # Unbuffered: a buffered file keeps the block the disk refused and raises ENOSPC again
+    # when it is closed.
+    with open(filler, "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * (64 << 10))
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+    return filler

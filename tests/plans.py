@@ -115,5 +115,6 @@ def plan(*, stores: Iterable[StorePlan] = (), streams: Iterable[StreamPlan] = ()
         streams={s.ref: s for s in streams}, selectors={s.name: s for s in selectors},
         couplings={c.name: c for c in couplings}, feedback={f.name: f for f in feedback},
         manager=ManagerPlan(tick=0.2, checkpoint_every=10.0, stop_after=None,
-                            max_simulations=None, allocation=3600.0), pythonpath=())
+                            max_simulations=None, allocation=3600.0, write_retry_for=60.0),
+        pythonpath=())
     return replace(bare, **kw)

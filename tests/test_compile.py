@@ -11,7 +11,7 @@ import yaml
 
 from mummi_spec.cli import main
 from mummi_spec.compiler.compile import compile_loaded
-from mummi_spec.compiler.emit import write
+from mummi_spec.compiler.emit import manifest, write
 from mummi_spec.errors import UsageError
 from mummi_spec.frontend import NO_PROFILE, load_spec
 from mummi_spec.plan import Plan
@@ -126,8 +126,9 @@ def test_emit_refuses_to_clobber_a_foreign_directory(tmp_path):
 
 def test_emit_replaces_a_previous_build_whole(tmp_path):
     out = tmp_path / "build"
-    write(out, {"manifest.json": "{}\n", "jobs/old.yaml": "a: 1\n"})
-    write(out, {"manifest.json": "{}\n", "jobs/new.yaml": "a: 2\n"})
+    for name in ("old", "new"):
+        files = {f"jobs/{name}.yaml": "a: 1\n"}
+        write(out, {**files, "manifest.json": manifest(files, "", None, "test")})
     assert sorted(p.name for p in (out / "jobs").iterdir()) == ["new.yaml"]
     assert [p.name for p in tmp_path.iterdir()] == ["build"]
 

@@ -83,7 +83,7 @@ def _layer(module: str) -> str:
         return "core"
     if module == "mummi_spec.app":
         return "app"
-    if module in ("mummi_spec.dryrun", "mummi_spec.__main__"):
+    if module in ("mummi_spec.dryrun", "mummi_spec.wsdiff", "mummi_spec.__main__"):
         return "commands"
     return "front end"
 

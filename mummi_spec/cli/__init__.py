@@ -6,12 +6,27 @@ import argparse
 from collections.abc import Sequence
 
 from mummi_spec import __version__
-from mummi_spec.cli import app, compile, diff, dryrun, run, simulate, status, steps, validate
+from mummi_spec.cli import (
+    app,
+    compile,
+    diff,
+    dryrun,
+    explain,
+    replay,
+    report,
+    run,
+    simulate,
+    status,
+    steps,
+    stop,
+    validate,
+)
 from mummi_spec.cli._shared import error_handler
 
-# In `mummi --help` order: check, build, inspect, run, watch, predict; the study's steps, then
-# what a job's own program calls, last.
-COMMANDS = (validate, compile, dryrun, diff, run, status, simulate, steps, app)
+# In `mummi --help` order: check, build, inspect, run, watch, stop, steer (replay, explain,
+# report), predict; the study's steps, then what a job's own program calls, last.
+COMMANDS = (validate, compile, dryrun, diff, run, status, stop, replay, explain, report,
+            simulate, steps, app)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -85,6 +85,13 @@ def profile_args(p: argparse.ArgumentParser) -> None:
                    help="use the base spec even if it names a default profile")
 
 
+def plan_arg(p: argparse.ArgumentParser, when: str = "") -> None:
+    """--plan PLAN: for a workspace whose ledger does not keep the plan it was started with."""
+    p.add_argument("--plan", type=Path,
+                   help=f"{when}the plan.json the campaign was started with, for a workspace "
+                        "whose ledger does not keep it (started by an older mummi)")
+
+
 def chosen_profile(args: argparse.Namespace) -> str | None:
     """The --profile/--no-profile choice as the front end takes it."""
     from mummi_spec.frontend import NO_PROFILE

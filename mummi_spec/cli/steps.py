@@ -12,8 +12,6 @@ from typing import Any
 
 from mummi_spec.cli._shared import Exit
 
-PID_FILE = "manager.pid"
-
 
 def _campaign(args: argparse.Namespace) -> Any:
     from mummi_spec.runtime.campaign import Campaign
@@ -23,7 +21,10 @@ def _campaign(args: argparse.Namespace) -> Any:
 
 def prepare(args: argparse.Namespace) -> int:
     """The study's first step: the workspace layout, and every store opened once."""
+    from mummi_spec.runtime.workspace import make
+
     campaign = _campaign(args)
+    make(campaign.workspace)
     for sub in ("runs", "checkpoints"):
         (campaign.workspace / sub).mkdir(parents=True, exist_ok=True)
     names = sorted(campaign.plan.stores)
@@ -46,18 +47,21 @@ def _logging(workspace: Path) -> None:
 
 def manager(args: argparse.Namespace) -> int:
     """The study's manager step: the workflow manager of one campaign, until it ends."""
+    from mummi_spec.runtime.lease import TOKEN_ENV
     from mummi_spec.runtime.manager import Manager
     from mummi_spec.runtime.registry import SCHEDULERS
+    from mummi_spec.runtime.states import CampaignState
     from mummi_spec.runtime.summary import finish
+    from mummi_spec.runtime.workspace import make
 
     campaign = _campaign(args)
     ws = campaign.workspace
-    ws.mkdir(parents=True, exist_ok=True)
+    make(ws)
     _logging(ws)
     settings = campaign.plan.scheduler
-    mgr = Manager(campaign, SCHEDULERS.get(settings.type)(settings))
-    pid_file = ws / PID_FILE
-    pid_file.write_text(f"{os.getpid()}\n")
+    # The lease `mummi run` took for this step; the jobs the manager starts have no use for it.
+    token = os.environ.pop(TOKEN_ENV, None) or None
+    mgr = Manager(campaign, SCHEDULERS.get(settings.type)(settings), run_token=token)
 
     def stop(signum: int, _frame: Any) -> None:
         logging.getLogger("mummi.manager").info(
@@ -68,22 +72,16 @@ def manager(args: argparse.Namespace) -> int:
         signal.signal(sig, stop)
     try:
         outcome = mgr.run()
+        if outcome == CampaignState.FAILED:  # nothing more is written: say why, and end
+            print(f"mummi: error: campaign {campaign.plan.name} failed: {mgr.why}",
+                  file=sys.stderr)
+            return Exit.FAILED
         finish(mgr)
     finally:
-        pid_file.unlink(missing_ok=True)
+        mgr.release()  # last: `mummi run` takes a released lease as the end, summary written
         mgr.ledger.close()
     print(f"campaign {campaign.plan.name} {outcome}")
     return Exit.OK
-
-
-def manager_pid(ws: Path) -> int | None:
-    """The pid of the manager running in ``ws`` on this machine, if one is."""
-    try:
-        pid = int((ws / PID_FILE).read_text().strip())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
 
 
 def register(sub: Any) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shlex
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from pathlib import Path
 
 from mummi_spec.errors import SchedulerError
@@ -22,12 +23,24 @@ from mummi_spec.units import format_hms
 
 # No leading "." (hidden files, "..") nor "-" (read as an option by sbatch and friends).
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_JOB_ID = re.compile(r"[0-9]+")  # Slurm's and LSF's
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPTION = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 # Maestro's `$(LAUNCHER)` token, optionally with a legacy `[nodes,procs]` allocation.
 _LAUNCHER = re.compile(r"\$\(LAUNCHER\)(\[[^\]]*\])?[ \t]*")
 # Values Maestro pastes into script headers and shell command lines without quoting.
 _TOKEN = re.compile(r"[A-Za-z0-9_.,:@%+=/-]*")
+
+
+def real_user() -> str:
+    """The name of the user this process runs as, whatever ``$USER`` says (unset under some
+    batch systems and containers): Maestro's adapters poll ``squeue -u $USER``, which with a
+    wrong name never sees a job end. The uid where the system has no name for it (squeue
+    takes either)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 
 def shell_quote(value: str) -> str:
@@ -48,6 +61,25 @@ def check_name(name: str) -> str:
             f"job name {name!r} is not usable as a file name: use letters, digits, '_', '.' "
             "and '-', not starting with '.' or '-'")
     return name
+
+
+def scheduler_name(job: JobRequest) -> str:
+    """The name ``job`` gets at the scheduler (its unique name, else its own), checked: the
+    rule of ``check_name`` also keeps out ``,`` (a list in ``squeue --name``) and ``*`` and
+    ``[`` (patterns in ``bjobs -J``)."""
+    return check_name(job.sched_name or job.name)
+
+
+def ids_by_name(listing: str, wanted: Set[str]) -> dict[str, str]:
+    """``id|name`` lines (squeue, sacct, bjobs) -> {name: id} for the wanted names. Of
+    several jobs under one name (the manager never submits a name twice), the first."""
+    found: dict[str, str] = {}
+    for line in listing.splitlines():
+        job_id, _, name = line.strip().partition("|")
+        if name in wanted and _JOB_ID.fullmatch(job_id) and (
+                name not in found or int(job_id) < int(found[name])):
+            found[name] = job_id
+    return found
 
 
 def check_nested(job: JobRequest, nests: bool) -> None:
@@ -139,10 +171,15 @@ def _check_token(key: str, value: Scalar) -> None:
                              "digits and _.,:@%+=/-")
 
 
+def shell_safe(text: str) -> bool:
+    """Whether ``text`` reads the same pasted unquoted into a shell command line."""
+    return _TOKEN.fullmatch(text) is not None
+
+
 def safe_path(path: Path) -> str:
     """``path`` as text, refused if Maestro's shell command line would misread it."""
     text = str(path)
-    if not _TOKEN.fullmatch(text):
+    if not shell_safe(text):
         raise SchedulerError(f"work directory {text!r} holds characters (spaces, quotes, shell "
                              "syntax) that the scheduler's command line cannot take unquoted")
     return text

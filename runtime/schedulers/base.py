@@ -49,6 +49,10 @@ class JobRequest:
     walltime: int = 3600  # seconds
     env: Mapping[str, str] = field(default_factory=dict)
     nested: bool = False  # in a scheduler instance of its own, where $(LAUNCHER) starts tasks
+    sched_name: str = ""
+    """The name the scheduler knows the job by, unique over every campaign on the machine so
+    that ``find`` can look it up after a crash (empty: ``name``, which also names the job's
+    script and logs in ``workdir``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +68,8 @@ class JobStatus:
 class SchedulerAdapter(Protocol):
     """Submits and tracks jobs. Built as ``cls(settings)`` from the plan's ``SchedulerPlan``.
 
-    Some abilities are optional; ``SchedulerBase`` gives an adapter without them the defaults.
+    Some abilities are optional; ``SchedulerBase`` gives an adapter without them the
+    defaults.
     """
 
     key: ClassVar[str]
@@ -74,15 +79,25 @@ class SchedulerAdapter(Protocol):
     nested_instances: ClassVar[bool]
     """Whether a job can run in a scheduler instance of its own (``JobRequest.nested``);
     an adapter without it refuses such a job (mummi_spec.plan.NESTED_INSTANCES agrees)."""
+    paths_unquoted: ClassVar[bool]
+    """Whether Maestro's adapter pastes paths in the workspace unquoted into the scheduler's
+    command line (``sbatch -D <dir> <script>``), so that a workspace path with a space or
+    shell syntax cannot run there; ``mummi run`` then refuses one up front."""
+    finds_by_name: ClassVar[bool]
+    """Whether ``find`` can say which jobs the scheduler holds under given names. Without it,
+    an attempt a crash left between its ledger row and the scheduler's answer is counted
+    lost and submitted again, and the job, if the scheduler did take it, runs twice."""
 
     def submit(self, job: JobRequest) -> str:
         """Submit one job and return its id; raise ``SchedulerError`` if refused."""
         ...
 
-    def submit_many(self, jobs: Sequence[JobRequest]) -> list[str | SchedulerError]:
-        """Submit several jobs; for each, in order, its id or the ``SchedulerError`` that
-        refused it. An adapter whose scheduler answers many requests sent together faster
-        than one by one sends them so (default: ``submit`` one after another)."""
+    def submit_many(self, jobs: Sequence[JobRequest]) -> list[str | SchedulerError | OSError]:
+        """Submit several jobs; for each, in order, its id, the ``SchedulerError`` that
+        refused it, or the ``OSError`` that kept its files from being written (it never
+        reached the scheduler, so submitting it again runs it once). An adapter whose
+        scheduler answers many requests sent together faster than one by one sends them so
+        (default: ``submit`` one after another)."""
         ...
 
     def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
@@ -92,6 +107,13 @@ class SchedulerAdapter(Protocol):
     def changed(self, ids: Sequence[str]) -> dict[str, JobStatus]:
         """``status`` with the ids whose state has not moved since the last call left out,
         which spares the manager thousands of unchanged answers (default: ``status``)."""
+        ...
+
+    def find(self, names: Sequence[str], since: float) -> dict[str, str]:
+        """The id of each job the scheduler holds, queued, running or ended, under one of
+        ``names`` (``JobRequest.sched_name``); names it does not know are left out. ``since``
+        (epoch seconds) is a time before any of them was submitted, which bounds the search
+        of a history. Raises ``SchedulerError`` when the scheduler cannot be asked."""
         ...
 
     def cancel(self, ids: Sequence[str]) -> None:
@@ -105,21 +127,23 @@ class SchedulerAdapter(Protocol):
 
 class SchedulerBase:
     """The defaults of the protocol's optional abilities: jobs end with the manager, no job
-    runs in an instance of its own, submissions go one by one, and every poll answers for
-    every id."""
+    runs in an instance of its own, submissions go one by one, any workspace path will do,
+    every poll answers for every id, and no job can be looked up by name."""
 
     jobs_survive_manager: ClassVar[bool] = False
     nested_instances: ClassVar[bool] = False
+    paths_unquoted: ClassVar[bool] = False
+    finds_by_name: ClassVar[bool] = False
 
     def submit(self, job: JobRequest) -> str:
         raise NotImplementedError
 
-    def submit_many(self, jobs: Sequence[JobRequest]) -> list[str | SchedulerError]:
-        out: list[str | SchedulerError] = []
+    def submit_many(self, jobs: Sequence[JobRequest]) -> list[str | SchedulerError | OSError]:
+        out: list[str | SchedulerError | OSError] = []
         for job in jobs:
             try:
                 out.append(self.submit(job))
-            except SchedulerError as exc:
+            except (SchedulerError, OSError) as exc:
                 out.append(exc)
         return out
 
@@ -128,3 +152,6 @@ class SchedulerBase:
 
     def changed(self, ids: Sequence[str]) -> dict[str, JobStatus]:
         return self.status(ids)
+
+    def find(self, names: Sequence[str], since: float) -> dict[str, str]:
+        return {}

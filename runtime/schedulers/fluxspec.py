@@ -17,8 +17,8 @@ KILL_TIMEOUT = 5.0
 # Stand-ins for a job's own values in a template jobspec. The template holds no NUL of its
 # own (no path, name or queue can: the kernel's strings end at one), and a value put in is
 # never read again, whatever it holds.
-_DIR, _NAME, _BODY, _ENV = "\0DIR\0", "\0NAME\0", "\0BODY\0", "\0ENV\0"
-_MARKS = re.compile(r'\\u0000(DIR|NAME|BODY)\\u0000|\{"\\u0000ENV\\u0000":""\}')
+_DIR, _NAME, _SCHED, _BODY, _ENV = "\0DIR\0", "\0NAME\0", "\0SCHED\0", "\0BODY\0", "\0ENV\0"
+_MARKS = re.compile(r'\\u0000(DIR|NAME|SCHED|BODY)\\u0000|\{"\\u0000ENV\\u0000":""\}')
 
 
 def per_node_share(job: JobRequest) -> tuple[int, int]:
@@ -63,7 +63,7 @@ def build_jobspec(flux_job: Any, job: JobRequest, workdir: Path, body: str, *,
             **common)
         # The job's tasks share their node's slot (RFC 25: a total count, not one per slot).
         spec.jobspec["tasks"][0]["count"] = {"total": job.tasks}
-    spec.setattr("system.job.name", job.name)
+    spec.setattr("system.job.name", job.sched_name or job.name)  # what find() looks up
     spec.duration = max(int(job.walltime), 1)  # seconds; 0 would mean unlimited
     spec.stdout = f"{job.name}.out"
     spec.stderr = f"{job.name}.err"
@@ -104,7 +104,8 @@ class JobspecTexts:
         every job gets."""
         if not workdir.is_absolute():
             raise ValueError(f"{workdir}: a job's work directory must be absolute here")
-        values = {"DIR": _inner(str(workdir)), "NAME": job.name, "BODY": _inner(body)}
+        values = {"DIR": _inner(str(workdir)), "NAME": job.name,
+                  "SCHED": _inner(job.sched_name or job.name), "BODY": _inner(body)}
         return _MARKS.sub(lambda m: values[m[1]] if m[1] else environment,
                           self._template(job))
 
@@ -117,7 +118,7 @@ class JobspecTexts:
                 self._flux_job, JobRequest(
                     _NAME, job.job_type, "", Path(_DIR), nodes=job.nodes, tasks=job.tasks,
                     cores_per_task=job.cores_per_task, gpus=job.gpus, walltime=job.walltime,
-                    nested=job.nested),
+                    nested=job.nested, sched_name=_SCHED),
                 Path(_DIR), _BODY, queue=self._queue, bank=self._bank,
                 kill_timeout=self._kill_timeout() if job.nested else KILL_TIMEOUT,
                 environment={_ENV: ""})

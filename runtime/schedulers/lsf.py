@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -18,8 +19,10 @@ from mummi_spec.runtime.schedulers._common import (
     begin_submit,
     check_name,
     directives,
+    ids_by_name,
     job_body,
     per_node,
+    scheduler_name,
 )
 from mummi_spec.runtime.schedulers.base import JobRequest, JobStatus, SchedulerBase
 
@@ -32,13 +35,16 @@ def render_batch_script(job: JobRequest, settings: SchedulerPlan) -> str:
 
     The plan's batch block gives queue, bank, host and reservation (empty: no directive);
     ``scheduler.options`` add ``#BSUB -key value`` lines.
-    ``$(LAUNCHER)`` becomes ``jsrun`` with one resource set per task.
+    ``$(LAUNCHER)`` becomes ``jsrun`` with one resource set per task. The job is named
+    ``-J`` by its unique name; its logs by its own.
     """
     check_name(job.name)
+    named = f"#BSUB -J {scheduler_name(job)}"
     adapter = _adapter(settings)
     step = _step(job)
     _, cmd, _ = adapter.get_scheduler_command(step)
-    header = [line for line in adapter.get_header(step).splitlines()
+    header = [named if line.startswith("#BSUB -J ") else line
+              for line in adapter.get_header(step).splitlines()
               if not _EMPTY_DIRECTIVE.fullmatch(line)]
     return "\n".join(header) + "\n" + directives(settings, "#BSUB", "-", " ") + f"\n{cmd}\n"
 
@@ -49,6 +55,8 @@ class LsfScheduler(SchedulerBase):
     key: ClassVar[str] = "lsf"
     # Jobs outlive the manager and are found again by id when it restarts.
     jobs_survive_manager: ClassVar[bool] = True
+    paths_unquoted: ClassVar[bool] = True  # Maestro joins its command line unquoted
+    finds_by_name: ClassVar[bool] = True
 
     def __init__(self, settings: SchedulerPlan) -> None:
         self._settings = settings
@@ -70,6 +78,30 @@ class LsfScheduler(SchedulerBase):
     def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
         _, states = self._adapter.check_jobs(list(ids))
         return {i: JobStatus(_maestro.from_maestro(states.get(i))) for i in ids}
+
+    def find(self, names: Sequence[str], since: float) -> dict[str, str]:
+        """One ``bjobs -a`` (ended jobs too, for LSF's CLEAN_PERIOD) for the names' common
+        prefix as a ``-J`` pattern; the names themselves are matched here."""
+        wanted = set(names)
+        if not wanted:
+            return {}
+        # The common prefix of the first and last names in order is that of them all.
+        first, last = min(wanted), max(wanted)
+        same = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b),
+                    len(first))
+        pattern = first[:same] + "*"
+        cmd = ["bjobs", "-a", "-noheader", "-o", "jobid job_name delimiter='|'", "-J", pattern]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SchedulerError(f"bjobs cannot be run: {exc}") from None
+        # bjobs says "No job found" with the exit status of any other failure (255); its
+        # words are the only way to tell an empty answer from none.
+        none = not proc.stdout.strip() and "found" in proc.stderr.lower()
+        if proc.returncode != 0 and not none:
+            raise SchedulerError(f"bjobs failed (exit {proc.returncode}): "
+                                 f"{proc.stderr.strip() or 'no message'}")
+        return ids_by_name(proc.stdout, wanted)
 
     def cancel(self, ids: Sequence[str]) -> None:
         if not ids:

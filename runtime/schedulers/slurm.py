@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import pwd
 import re
 import subprocess
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import ClassVar
 
@@ -19,7 +20,10 @@ from mummi_spec.runtime.schedulers._common import (
     batch_tokens,
     begin_submit,
     directives,
+    ids_by_name,
     job_body,
+    real_user,
+    scheduler_name,
 )
 from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus, SchedulerBase
 
@@ -57,6 +61,10 @@ _SQUEUE_FORMAT = "JobID:|,State:|,exit_code:|,Reason:"  # ':|' = no padding, '|'
 _FEW_IDS = 100
 _SACCT_CHUNK = 1000
 _ADAPTER_LOGGER = "maestrowf.interfaces.script.slurmscriptadapter"
+# `find` searches the jobcomp file from a day before `since`: names are unique, so a wide
+# window costs nothing but covers a login node's clock running ahead of the controller's.
+_FIND_MARGIN = 86400.0
+log = logging.getLogger("mummi.schedulers.slurm")
 
 
 class SlurmScheduler(SchedulerBase):
@@ -67,10 +75,12 @@ class SlurmScheduler(SchedulerBase):
     key: ClassVar[str] = "slurm"
     # Jobs outlive the manager and are found again by id when it restarts.
     jobs_survive_manager: ClassVar[bool] = True
+    paths_unquoted: ClassVar[bool] = True  # Maestro joins its command line unquoted
+    finds_by_name: ClassVar[bool] = True
 
     def __init__(self, settings: SchedulerPlan) -> None:
-        # Maestro's adapter polls `squeue -u $USER`; an unset USER breaks it silently.
-        os.environ.setdefault("USER", pwd.getpwuid(os.getuid()).pw_name)
+        # Maestro's adapter polls `squeue -u $USER`; an unset or wrong USER breaks it silently.
+        os.environ["USER"] = real_user()
         block = batch_tokens(settings)
         block.setdefault("reservation", "")
         # `procs` in the batch block makes the header ask --ntasks=<step procs>; without it a
@@ -83,8 +93,11 @@ class SlurmScheduler(SchedulerBase):
         name, workdir = begin_submit(job, self._throttle, shell_safe=True)
         cwd = str(workdir)
         # Maestro's header has no --cpus-per-task nor the spec's options; #SBATCH lines right
-        # after it still count.
-        extra = f"#SBATCH --cpus-per-task={job.cores_per_task}\n" if job.cores_per_task > 1 else ""
+        # after it still count. Its --job-name is the step's name, the stem of the script and
+        # logs; the later one, the unique name `find` looks for, is the one sbatch keeps.
+        extra = f"#SBATCH --job-name={scheduler_name(job)}\n"
+        if job.cores_per_task > 1:
+            extra += f"#SBATCH --cpus-per-task={job.cores_per_task}\n"
         step = _maestro.step_for(job, extra + self._directives + job_body(job))
         _, script, _ = self._adapter.write_script(cwd, step)
         with _maestro.captured_messages(_ADAPTER_LOGGER) as messages:
@@ -104,6 +117,26 @@ class SlurmScheduler(SchedulerBase):
             found.update(_sacct(chunk))
         unknown = JobStatus(JobState.UNKNOWN, reason="neither squeue nor sacct -c knows it")
         return {i: found.get(i, unknown) for i in ids}
+
+    def find(self, names: Sequence[str], since: float) -> dict[str, str]:
+        wanted = set(names)
+        if not wanted:
+            return {}
+        # One listing of our jobs (squeue keeps ended ones for MinJobAge), then the jobcomp
+        # file for the names it lacks. Names are matched here: `sacct -c` ignores --name.
+        found = ids_by_name(_ask(["squeue", "-h", "-t", "all", "--me", "-O", "JobID:|,Name:"]),
+                            wanted)
+        missing = wanted - found.keys()
+        if missing:
+            start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - _FIND_MARGIN))
+            try:
+                ended = _ask(["sacct", "-c", "-S", start, "-o", "jobid,jobname", "-n", "-P"])
+            except SchedulerError as exc:
+                log.warning("%s; jobs of %d names that squeue no longer lists are not looked "
+                            "for", exc, len(missing))
+            else:
+                found.update(ids_by_name(ended, missing))
+        return found
 
     def cancel(self, ids: Sequence[str]) -> None:
         bad = [i for i in ids if not _JOB_ID.fullmatch(i)]
@@ -130,6 +163,18 @@ def _query(cmd: list[str]) -> str:
         return ""  # the caller falls back, and ids nobody knows end up UNKNOWN
     # squeue exits 1 when none of the ids is known any more: an empty answer, not an error.
     return proc.stdout if proc.returncode in (0, 1) else ""
+
+
+def _ask(cmd: list[str]) -> str:
+    """The output of a Slurm command that must answer; ``SchedulerError`` if it cannot."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SchedulerError(f"{cmd[0]} cannot be run: {exc}") from None
+    if proc.returncode != 0:
+        why = proc.stderr.strip().splitlines()[-1:] or ["no message"]
+        raise SchedulerError(f"{cmd[0]} failed (exit {proc.returncode}): {why[0]}")
+    return proc.stdout
 
 
 def _squeue(selector: list[str]) -> dict[str, JobStatus]:

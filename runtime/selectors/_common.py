@@ -21,7 +21,7 @@ from mummi_spec.runtime.selectors._idbook import (
     IdBook,
     as_id_array,
 )
-from mummi_spec.runtime.selectors.base import AddResult, SelectorStats
+from mummi_spec.runtime.selectors.base import AddResult, Outside, Pick, SelectorStats
 
 FORMAT = "mummi-spec-selector/1"
 
@@ -75,6 +75,7 @@ class SelectorBase:
         self._queue_names: list[str] = ["default"]
         self._ever_added = 0
         self._discarded = 0
+        self._picks: list[Pick] = []  # how the last select's picks were made (not saved)
 
     # ----------------------------------------------------------------- adding
     def add(
@@ -94,15 +95,17 @@ class SelectorBase:
         serials, match = self._book.insert(id_arr if all_ok else id_arr[ok])
         new = np.flatnonzero(match < 0)
         accepted = len(new)
+        outside = None
         if all_ok and accepted == m:  # the usual batch: no copies of the caller's arrays
-            self._accept(serials, pts, queue)
+            outside = self._accept(serials, pts, queue)
         elif accepted:
             rows = np.flatnonzero(ok)[new]
-            self._accept(serials[new], pts[rows], queue[rows])
+            outside = self._accept(serials[new], pts[rows], queue[rows])
         self._ever_added += accepted
         if accepted == m:
-            return AddResult(accepted)
-        return AddResult(accepted, self._reasons(id_arr, usable, finite, queue, ok, match, base))
+            return AddResult(accepted, outside=outside)
+        return AddResult(accepted, self._reasons(id_arr, usable, finite, queue, ok, match, base),
+                         outside)
 
     def add_selected(
         self, ids: Sequence[str], points: np.ndarray, tags: Sequence[str | None] | None = None
@@ -206,6 +209,7 @@ class SelectorBase:
     def select(self, k: int) -> list[str]:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise SelectorError(f"select(k) needs an integer k >= 0, got {k!r}")
+        self._picks = []
         if k == 0 or self._ever_added < self.min_candidates:
             return []
         start = self._selected.n
@@ -216,9 +220,13 @@ class SelectorBase:
         """Whether the next pick is one of the warm-up's random (rank-free) picks."""
         return self._selected.n < self.random_first
 
-    def _take(self, serial: int) -> None:
+    def _take(self, serial: int, queue: int = 0, score: float | None = None) -> None:
         self._selected.append(serial=np.array([serial], dtype=np.int32))
         self._book.mark(serial, SELECTED)
+        self._picks.append(Pick(self._queue_names[queue], score))
+
+    def last_picks(self) -> list[Pick]:
+        return list(self._picks)
 
     def stats(self) -> SelectorStats:
         return SelectorStats(
@@ -292,7 +300,8 @@ class SelectorBase:
         self._restore(arrays)
 
     # ------------------------------------------------------ subclass contract
-    def _accept(self, serials: np.ndarray, points: np.ndarray, queue: np.ndarray) -> None:
+    def _accept(self, serials: np.ndarray, points: np.ndarray, queue: np.ndarray
+                ) -> Outside | None:
         raise NotImplementedError
 
     def _select(self, k: int) -> None:

@@ -11,11 +11,23 @@ import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
+class Outside:
+    """Accepted points beyond a selector's declared bounds (kept, in the edge bins): how
+    many, and per dimension (0-based, as ``bounds`` lists them) its bounds and how many lay
+    below and above them."""
+
+    points: int
+    dims: Mapping[int, tuple[float, float, int, int]]  # dim -> (low, high, below, above)
+
+
+@dataclass(frozen=True, slots=True)
 class AddResult:
-    """What ``Selector.add`` did with a batch: how many it kept, and why it refused the rest."""
+    """What ``Selector.add`` did with a batch: how many it kept, why it refused the rest, and
+    how many of those it kept lie outside its bounds (selectors with bounds only)."""
 
     accepted: int
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (candidate id, reason)
+    outside: Outside | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +38,19 @@ class SelectorStats:
     selected: int
     discarded: int
     per_queue: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # queue -> (cands, sel)
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """How one selected id was chosen: its queue, and the score it was chosen by.
+
+    ``score`` is the kind's own measure at the moment of the pick (farthest-point: the mean
+    distance to its k nearest selected points), None when the pick was not made by score (a
+    warm-up's random picks, a random or binned selector's picks).
+    """
+
+    queue: str
+    score: float | None = None
 
 
 @runtime_checkable
@@ -61,6 +86,10 @@ class Selector(Protocol):
 
     def select(self, k: int) -> list[str]:
         """Return up to ``k`` ids, most novel first, and mark them selected."""
+        ...
+
+    def last_picks(self) -> list[Pick]:
+        """How each id the last ``select`` returned was chosen, in the same order."""
         ...
 
     def weights(self, normalize: bool = True) -> dict[str, float]:

@@ -10,6 +10,7 @@ from mummi_spec.errors import SelectorError
 from mummi_spec.plan import SelectorPlan
 from mummi_spec.runtime.selectors._columns import Columns
 from mummi_spec.runtime.selectors._common import SelectorBase, read_float
+from mummi_spec.runtime.selectors.base import Outside
 
 _TAKEN = -1  # bin value of a candidate that has been selected
 
@@ -53,7 +54,7 @@ class BinnedSelector(SelectorBase):
         self._nbins = math.prod(bins)
         if self._nbins >= np.iinfo(np.int32).max:
             raise SelectorError(f"binned: {self._nbins} bins are too many")
-        self._lo = lo_hi[:, 0]
+        self._lo, self._hi = lo_hi[:, 0], lo_hi[:, 1]
         self._scale = self._bins / (lo_hi[:, 1] - lo_hi[:, 0])
         self._strides = np.cumprod(np.r_[1, self._bins[::-1][:-1]])[::-1]  # C order
         self._cols = Columns({"serial": (np.int32, ()), "bin": (np.int32, ()),
@@ -76,12 +77,26 @@ class BinnedSelector(SelectorBase):
             flat += cell.astype(np.int32) * int(self._strides[j])
         return flat
 
+    def outside(self, points: np.ndarray) -> Outside | None:
+        """Which points lie beyond the bounds, per dimension (None if none do): binned into
+        the edge bins all the same, but a sign the bounds are wrong."""
+        dims: dict[int, tuple[float, float, int, int]] = {}
+        beyond = np.zeros(len(points), dtype=bool)
+        for j in range(self.dim):
+            below, above = points[:, j] < self._lo[j], points[:, j] > self._hi[j]
+            n_below, n_above = int(np.count_nonzero(below)), int(np.count_nonzero(above))
+            if n_below or n_above:
+                dims[j] = (float(self._lo[j]), float(self._hi[j]), n_below, n_above)
+                beyond |= below | above
+        return Outside(int(np.count_nonzero(beyond)), dims) if dims else None
+
     def weights(self, normalize: bool = True) -> dict[str, float]:
         """Each selection stands for its bin's candidates shared among the bin's selections."""
         b = self._sel_bin["bin"]
         return self._weights_dict((self._n[b] + self._s[b]) / self._s[b], normalize)
 
-    def _accept(self, serials: np.ndarray, points: np.ndarray, queue: np.ndarray) -> None:
+    def _accept(self, serials: np.ndarray, points: np.ndarray, queue: np.ndarray
+                ) -> Outside | None:
         b = self.bin_of(points)
         prio = self._rng.integers(0, 2**32, size=len(b), dtype=np.uint32)
         self._cols.append(serial=serials, bin=b, prio=prio)
@@ -89,6 +104,7 @@ class BinnedSelector(SelectorBase):
             self._n += np.bincount(b, minlength=self._nbins)
         else:  # few rows and many bins: don't pay O(bins) per batch
             np.add.at(self._n, b, 1)
+        return self.outside(points)
 
     def _select(self, k: int) -> None:
         for _ in range(k):

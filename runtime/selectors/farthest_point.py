@@ -154,13 +154,15 @@ class FarthestPointSelector(SelectorBase):
         cand = self._cand
         x = cand["x"][:, row].copy()
         serial = int(cand["serial"][row])
+        ranked = not self._rank_free() and self._index.n > 0  # as _choose_row decided
+        score = float(cand["rank"][row]) if ranked else None
         cand.swap_remove(row)
         label = self._index.n
         self._index.add(x)
         self._merge(x, label)
         self._qsel[queue] += 1
         self._qcand[queue] -= 1
-        self._take(serial)
+        self._take(serial, queue, score)
 
     def _accept_selected(self, serials: np.ndarray, points: np.ndarray,
                          queue: np.ndarray) -> None:

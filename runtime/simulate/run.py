@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import cast
 
 from mummi_spec.errors import UsageError
-from mummi_spec.plan import Plan, Pool, StorePlan, SuccessRule
+from mummi_spec.plan import LEDGER_FILE, Plan, Pool, StorePlan, SuccessRule
 from mummi_spec.runtime import tracker
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.feedback import CONSUMED_SUFFIX
@@ -183,7 +183,7 @@ def _simulate(plan: Plan, options: Options, tmp: Path) -> Result:
     seeded: dict[str, int] = {}
     cut: set[tuple[str, str]] = set()
     if options.start == "warm":
-        ledger = Ledger(ws / "ledger.sqlite")
+        ledger = Ledger(ws / LEDGER_FILE)
         try:
             seeded, cut = seed_warm(ledger, plan, ws)
         finally:
@@ -247,6 +247,7 @@ def _simulate(plan: Plan, options: Options, tmp: Path) -> Result:
             outcome = ended
         finally:
             manager.stop(outcome)
+            manager.release()  # the next allocation's manager takes the workspace
             ingested.update({s: i.ingested for s, i in manager.ingests.items()})
             feedback = {n: manager.ledger.feedback_state(n)[:2] for n in sorted(manager.loops)}
             manager.ledger.close()

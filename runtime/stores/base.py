@@ -68,3 +68,14 @@ class Journaled(Protocol):
         order, each once, and the cursor to pass next time. ``cursor=None`` lists every key
         from the beginning. A key listed may have left the namespace since it was written."""
         ...
+
+
+@runtime_checkable
+class Restartable(Protocol):
+    """A store on a server that can restart and come back without what it held (Redis
+    without persistence: the server's choice). Readers compare ``epoch`` between passes to
+    know, list again from scratch, and report what they knew of that is gone."""
+
+    def epoch(self) -> str:
+        """The server's current run (Redis: INFO's ``run_id``); another one after a restart."""
+        ...

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from functools import partial
@@ -14,6 +13,7 @@ from typing import Any, ClassVar, TypeVar, cast
 
 from mummi_spec.errors import OptionalDependencyError, StoreError
 from mummi_spec.plan import StorePlan
+from mummi_spec.runtime.backoff import retrying
 from mummi_spec.runtime.stores.common import (
     StoreBase,
     check_keys,
@@ -37,9 +37,8 @@ T = TypeVar("T")
 # A restarting server (refused connections, then LOADING while it reads its append-only
 # file) is waited for with bounded back-off, up to ``retry_for`` seconds (the store's) per
 # call; other errors fail at once. BusyLoadingError is a ConnectionError.
-_FIRST_DELAY = 0.1
-_MAX_DELAY = 5.0
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
+# ConnectionErrors too, but no restart will cure them.
 _REFUSED = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
 
 # Commands per round trip: big enough that latency vanishes (a single SET is 5-20x slower
@@ -124,23 +123,16 @@ class RedisStore(StoreBase):
     def _call(self, action: str, namespace: str, what: str, fn: Callable[[], T]) -> T:
         """``fn()``, retried through a server restart; redis-py's errors become
         ``StoreError``s naming server, namespace and keys. ``fn`` must be safe to repeat."""
-        deadline = time.monotonic() + self.retry_for
-        delay = _FIRST_DELAY
-        while True:
-            try:
-                return fn()
-            except _REFUSED as exc:  # ConnectionErrors too, but no restart will cure them
-                raise self._error(action, namespace, what, exc) from exc
-            except _TRANSIENT as exc:
-                if time.monotonic() + delay > deadline:
-                    raise self._error(action, namespace, what, exc) from exc
-                log.warning("redis store %r at %s: cannot %s %s in namespace %r (%s); "
-                            "retrying in %.1f s", self.name, self.where, action, what,
-                            namespace, self._text(exc), delay)
-                time.sleep(delay)
-                delay = min(delay * 2, _MAX_DELAY)
-            except redis.RedisError as exc:
-                raise self._error(action, namespace, what, exc) from exc
+
+        def warn(exc: Exception, delay: float) -> None:
+            log.warning("redis store %r at %s: cannot %s %s in namespace %r (%s); "
+                        "retrying in %.1f s", self.name, self.where, action, what, namespace,
+                        self._text(exc), delay)
+
+        try:
+            return retrying(fn, transient=_transient, retry_for=self.retry_for, warn=warn)
+        except redis.RedisError as exc:
+            raise self._error(action, namespace, what, exc) from exc
 
     def _text(self, exc: Exception) -> str:
         text = f"{type(exc).__name__}: {exc}"
@@ -247,31 +239,43 @@ class RedisStore(StoreBase):
         return sorted(names)
 
     def keys_after(self, namespace: str, pattern: str = "*", cursor: Any = None
-                   ) -> tuple[list[str], int | None]:
-        """Keys written since ``cursor`` (a length of the journal), from the journal; from
-        ``None``, every live key by SCAN, so items written by other clients are found too."""
+                   ) -> tuple[list[str], tuple[str, int] | None]:
+        """Keys written since ``cursor`` (the server's run id and a length of the journal),
+        from the journal; from ``None``, or from before the server restarted (its journal
+        may have begun again, empty, and grown past the old length), every live key by SCAN,
+        so items written by other clients are found too."""
         journal = self._journal(namespace)
         if journal is None:  # not journaled: every pass lists in full, as keys() does
             return self.keys(namespace, pattern), None
-        if cursor is None:
-            # The length first: what is written during the scan is listed again next time.
-            end = self._call("list", namespace, "the journal", partial(self._client.llen, journal))
-            return self.keys(namespace, pattern), int(end)
-        start = int(cursor)
+        since, start = cursor if cursor is not None else (None, 0)
 
-        def read() -> tuple[list[bytes], int]:
-            end = int(self._client.llen(journal))
+        def read() -> tuple[str, list[bytes] | None, int]:
+            pipe = self._client.pipeline(transaction=True)  # one server's answers
+            pipe.info("server")
+            pipe.llen(journal)
+            info, length = pipe.execute()
+            epoch, end = str(info["run_id"]), int(length)
+            if epoch != since:
+                return epoch, None, end
             begin = 0 if end < start else start  # the journal was deleted (purge): read it all
             names: list[bytes] = []
             for lo in range(begin, end, SCAN_COUNT):
                 part = self._client.lrange(journal, lo, min(lo + SCAN_COUNT, end) - 1)
                 names += cast("list[bytes]", part)  # bytes: no decode_responses
-            return names, end
+            return epoch, names, end
 
-        names, end = self._call("list", namespace, f"keys matching {pattern!r} in the journal",
-                                read)
+        epoch, names, end = self._call("list", namespace,
+                                       f"keys matching {pattern!r} in the journal", read)
+        if names is None:
+            # The length first: what is written during the scan is listed again next time.
+            return self.keys(namespace, pattern), (epoch, end)
         found = dict.fromkeys(n.decode("utf-8", "surrogateescape") for n in names)
-        return [k for k in found if fnmatchcase(k, pattern)], end
+        return [k for k in found if fnmatchcase(k, pattern)], (epoch, end)
+
+    def epoch(self) -> str:
+        """The server's run id (INFO): another one means it restarted, maybe without its data."""
+        return self._call("ask", "", "the server's run id",
+                          lambda: str(self._client.info("server")["run_id"]))
 
     def move(self, namespace: str, keys: Sequence[str], dest: str) -> None:
         wanted = check_keys(namespace, keys)
@@ -330,3 +334,8 @@ class RedisStore(StoreBase):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _transient(exc: Exception) -> bool:
+    """A server restarting or out of reach for a moment: worth waiting for."""
+    return isinstance(exc, _TRANSIENT) and not isinstance(exc, _REFUSED)

@@ -1,4 +1,6 @@
-"""``scripts/services start|stop|status [slurm|redis|flux|all]``: one line per step, timed."""
+"""``scripts/services start|stop|status|install [slurm|redis|flux|tools|all]``: one line per
+step, timed. ``install`` only installs a group's Debian packages (``tools``: the browser and
+terminal multiplexer some tests drive); ``all`` is the three services."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 from servicelib import flux, fluxbuild, munge, packages, redis
@@ -17,13 +20,13 @@ from servicelib.procs import ServiceError
 from servicelib.slurm import Slurm
 
 T = TypeVar("T")
-GROUPS = {"slurm": ["slurm"], "redis": ["redis"], "flux": ["flux"],
+GROUPS = {"slurm": ["slurm"], "redis": ["redis"], "flux": ["flux"], "tools": ["tools"],
           "all": ["slurm", "redis", "flux"]}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/services", description=__doc__)
-    parser.add_argument("action", choices=["start", "stop", "status"])
+    parser.add_argument("action", choices=["start", "stop", "status", "install"])
     parser.add_argument("which", nargs="?", default="all", choices=sorted(GROUPS))
     args = parser.parse_args(argv)
     services = GROUPS[args.which]
@@ -36,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "status":
             return _status(layout, services)
+        if args.action == "install" or services == ["tools"]:
+            # Packages only: tools have no daemon to start or stop.
+            if args.action != "stop":
+                _timed("packages", lambda: packages.ensure_installed(services,
+                                                                    _apt_log(layout)))
+            return 0
         if "slurm" in services and os.geteuid() != 0 and not packages.missing(services):
             raise ServiceError("starting or stopping Slurm needs root "
                                "(slurmd runs as root and /etc/slurm/slurm.conf is written)")
@@ -48,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"services: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _apt_log(layout: Layout) -> Path:
+    layout.log.mkdir(parents=True, exist_ok=True)
+    return layout.log / "apt.log"
 
 
 def _start(layout: Layout, services: list[str]) -> None:
@@ -94,6 +108,8 @@ def _status(layout: Layout, services: list[str]) -> int:
         checks.append(("redis", lambda: redis.status(layout)))
     if "flux" in services:
         checks.append(("flux", lambda: flux.status(layout)))
+    if "tools" in services:
+        checks.append(("tools", lambda: (True, "installed")))
     all_up = True
     for name, check in checks:
         if packages.missing([svc for svc in services if name in _members(svc)]):

@@ -47,6 +47,9 @@ PACKAGES = {
         "python3-yaml": "/usr/lib/python3/dist-packages/yaml/__init__.py",
         "jq": "/usr/bin/jq",
     },
+    # Not services: what the tests of `mummi report` (a real browser loads the page) and
+    # `mummi status --watch` (read from a real terminal) drive.
+    "tools": {"chromium": "/usr/bin/chromium", "tmux": "/usr/bin/tmux"},
 }
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 

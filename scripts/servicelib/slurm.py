@@ -40,6 +40,10 @@ class Slurm:
 
     def start_ctld(self) -> str:
         note = ""
+        if self.ctld.pid() is None:
+            # Before slurm.conf is rewritten: a slurmctld another checkout started reads it
+            # (and its clients find their jobcomp file and fake GPUs through it).
+            require_port(self.ctld)
         if self._configure() and (self.ctld.pid() or self.slurmd.pid()):
             # Only our own daemons are restarted, slurmd with slurmctld (see start_slurmd).
             self.slurmd.stop()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,26 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, **extra: str
     env.pop("MUMMI_WORKSPACE", None)
     return subprocess.run([sys.executable, "-m", "mummi_spec", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@contextlib.contextmanager
+def running(*args: str, cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    """``mummi ARGS`` started in ``cwd`` in a session of its own, output piped, for a test to
+    act on meanwhile; whatever of that session still runs at the end is killed."""
+    env = dict(os.environ, USER=os.environ.get("USER", "root"))
+    env.pop("MUMMI_WORKSPACE", None)
+    proc = subprocess.Popen([sys.executable, "-m", "mummi_spec", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # Maestro and the manager with it
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def run_spec(factory: pytest.TempPathFactory, spec: str, **env: str) -> Path:

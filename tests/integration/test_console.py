@@ -3,6 +3,7 @@ a failure when no simulation succeeded."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +65,25 @@ def test_a_campaign_whose_every_simulation_failed_exits_1(tmp_path: Path) -> Non
     assert "mummi: every simulation failed (3); their reasons are in" in proc.stderr
     summary = (tmp_path / "ws" / "summary.txt").read_text()
     assert summary.count("md: failed exit code 3") == 3
+
+
+def test_candidates_beyond_a_binned_selectors_bounds_are_warned_of_once(tmp_path: Path
+                                                                         ) -> None:
+    spec = _spec(tmp_path, "true")
+    spec.write_text(spec.read_text().replace(
+        "selectors: {pick: {kind: random, dim: 3}}",
+        "selectors: {pick: {kind: binned, dim: 3, bins: [2, 2, 2],\n"
+        "                   bounds: [[-100, 100], [-100, 100], [1000, 1001]]}}"))
+    proc = run_cli("run", str(spec), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    said = [line for line in proc.stdout.splitlines() if "outside the bounds" in line]
+    # In the final table, and before it at most once as news while it ran (the count then
+    # grows quietly; tests/unit/test_ingest.py has the news without the timing).
+    assert said and len(said) <= 2, proc.stdout
+    assert re.fullmatch(
+        r"warning: \d+ candidate\(s\) of coarse\.points lie outside the bounds of selector "
+        r"'pick' \(bounds\[2\] = \[1000, 1001\]: \d+ below, 0 above\); they go into the edge "
+        r"bins: widen selectors\.pick\.bounds to spread them", said[0])
+    log = (tmp_path / "ws" / "manager.log").read_text()
+    assert log.count("lie outside the bounds of selector 'pick'") == 1
+    assert said[-1] in (tmp_path / "ws" / "summary.txt").read_text().splitlines()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -192,6 +193,24 @@ def test_jobs_outlive_a_killed_manager_and_a_new_adapter_finds_them(real, tmp_pa
     status = wait_terminal(fresh, [job_id], timeout=60)[job_id]
     assert (status.state, status.exit_code) == (JobState.COMPLETED, 0)
     assert (tmp_path / "out").read_text() == "survived\n"
+    fresh.close()
+
+
+def test_a_job_is_found_by_its_unique_name_queued_and_ended(real, tmp_path):
+    """What a restarted manager asks about an attempt whose id it never recorded."""
+    assert type(real.adapter).finds_by_name
+    since = time.time()
+    unique = f"mummi-test.{uuid.uuid4().hex[:10]}"
+    script = "for i in $(seq 600); do [ -e go ] && break; sleep 0.1; done"
+    job_id = real.adapter.submit(JobRequest("named", "test", script, tmp_path,
+                                            sched_name=f"{unique}.a"))
+    fresh = SCHEDULERS.get(real.key)(real.settings)  # another process would hold another
+    wanted = [f"{unique}.a", f"{unique}.b"]
+    assert fresh.find(wanted, since) == {f"{unique}.a": job_id}
+    (tmp_path / "go").touch()
+    assert wait_terminal(fresh, [job_id], timeout=60)[job_id].state is JobState.COMPLETED
+    assert fresh.find(wanted, since) == {f"{unique}.a": job_id}  # ended, still found
+    assert (tmp_path / "named.out").exists()  # its files keep the attempt's own name
     fresh.close()
 
 

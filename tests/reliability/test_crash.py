@@ -1,7 +1,8 @@
 """kill -9 the manager at moments spread over its work, restart it: nothing lost or done twice.
 
-CI runs one trial per moment; ``MUMMI_CRASH_TRIALS=20 pytest tests/reliability/test_crash.py`` runs
-the full set (four at each moment).
+CI runs one trial per moment, and one inside the submit window on Slurm and on Flux;
+``MUMMI_CRASH_TRIALS=20 pytest tests/reliability/test_crash.py`` runs the full set (four at
+each moment, four in the window on each scheduler).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from mummi_spec.frontend import load_spec
 from mummi_spec.runtime.campaign import Campaign
 from tests.conftest import SPECS
 from tests.integration.test_campaign import check_campaign
+from tests.reliability.window import _manager, kill_inside_the_window, restart_and_check
 
 TRIALS = int(os.environ.get("MUMMI_CRASH_TRIALS", "5"))  # one per moment
+WINDOW_TRIALS = max(1, TRIALS // 5)  # per scheduler
 
 
 def _count(ws: Path, sql: str) -> int:
@@ -55,14 +58,6 @@ MOMENTS: list[tuple[str, Callable[[Path, int], bool]]] = [
 ]
 
 
-def _manager(build: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, USER=os.environ.get("USER", "root"))
-    env.pop("MUMMI_WORKSPACE", None)
-    return subprocess.Popen([sys.executable, "-m", "mummi_spec", "manager", "--plan",
-                             str(build / "plan.json")], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-
-
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_kill_9_and_restart_loses_nothing(trial: int, tmp_path: Path) -> None:
     build = tmp_path / "build"
@@ -82,6 +77,19 @@ def test_kill_9_and_restart_loses_nothing(trial: int, tmp_path: Path) -> None:
     check_campaign(tmp_path)
     status = json.loads((ws / "status.json").read_text())
     assert status["state"] == "complete"
+
+
+@pytest.mark.parametrize("trial", range(WINDOW_TRIALS))
+@pytest.mark.parametrize("scheduler", [pytest.param("slurm", marks=pytest.mark.slurm),
+                                       pytest.param("flux", marks=pytest.mark.flux)])
+def test_kill_9_inside_the_submit_window(scheduler: str, trial: int, tmp_path: Path,
+                                         request: pytest.FixtureRequest) -> None:
+    """After the scheduler took an attempt's job, before its id reached the ledger: a setup,
+    a simulation or the persistent generator, of a different selection each trial."""
+    request.getfixturevalue("slurm_cluster" if scheduler == "slurm" else "flux_instance")
+    sim = f"cg-{1 + 5 * trial % 12:06d}"
+    attempt = (f"{sim}.createsim.1", f"{sim}.cganalysis.1", "generator.1")[trial % 3]
+    restart_and_check(kill_inside_the_window(tmp_path, scheduler, attempt))
 
 
 def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from mummi_spec.runtime.stores import tararchive
 from mummi_spec.runtime.stores.filesystem import FilesystemStore
 from mummi_spec.runtime.stores.taridx import TaridxStore
 from tests import plans
+from tests.conftest import mounted
 
 NS = "frames"
 FILLER = 48 << 10  # freed after the failure, as an operator would free space
@@ -28,13 +28,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 256 KiB tmpfs: a real file system that runs out of space (ENOSPC)."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    (disk / "filler").write_bytes(b"\0" * FILLER)
-    yield disk
-    subprocess.run(["umount", str(disk)], check=True, capture_output=True)
+    with mounted("-t", "tmpfs", "-o", "size=256k", "tmpfs", at=disk):
+        (disk / "filler").write_bytes(b"\0" * FILLER)
+        yield disk
 
 
 def value(i: int) -> bytes:

@@ -27,21 +27,23 @@ class RedisProcess:
     Persistence is the append-only file with ``appendfsync always``: every write is on disk
     before Redis acknowledges it, so even kill -9 loses nothing a client was told is stored,
     as a production Redis with AOF persistence. (RDB snapshots, ``--save``, would lose every
-    write since the last snapshot, which is exactly the outage this test is about.)
+    write since the last snapshot, which is exactly the outage this test is about.) With
+    ``persist=False`` it keeps nothing: a restart comes back empty, the server's choice.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, persist: bool = True) -> None:
         self.dir = root
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = int(sock.getsockname()[1])
         self.proc: subprocess.Popen[bytes] | None = None
+        self.keeps = ["--appendonly", "yes", "--appendfsync", "always"] if persist else \
+            ["--appendonly", "no"]
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(self.dir), "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-             "--logfile", str(self.dir / "redis.log")],
+             str(self.dir), "--save", "", *self.keeps, "--logfile", str(self.dir / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
         deadline = time.monotonic() + 30
@@ -61,16 +63,21 @@ class RedisProcess:
             self.proc.wait()
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+def own_server(root: Path, *, persist: bool = True) -> Iterator[RedisProcess]:
+    """A started ``RedisProcess`` in ``root/redis``, killed at the end."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    data = tmp_path / "redis"
+    data = root / "redis"
     data.mkdir()
-    server = RedisProcess(data)
+    server = RedisProcess(data, persist=persist)
     server.start()
     yield server
     server.kill()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    yield from own_server(tmp_path)
 
 
 def _wait(what: str, cond: object, deadline: float, proc: subprocess.Popen[bytes]) -> None:

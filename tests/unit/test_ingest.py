@@ -14,6 +14,7 @@ from mummi_spec.runtime.ingest import Guarded, Ingest
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.records import Record, encode
 from mummi_spec.runtime.selectors.base import AddResult
+from mummi_spec.runtime.status import events
 from tests import plans
 
 
@@ -149,3 +150,36 @@ def test_a_new_ingest_finds_everything_not_known(rig: Rig,
     again, sel = rig.ingest(known={"c_1"})
     assert again.run_once() == 3
     assert sorted(sel.ids) == ["c_2", "c_3", "c_4"]
+
+
+def test_candidates_beyond_a_selectors_bounds_are_warned_of_once_per_stream(
+        rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    from mummi_spec.runtime.registry import SELECTORS
+
+    config = plans.selector("binned", dim=2, name="frames", bins=(2, 2),
+                            bounds=((0.0, 1.0), (0.0, 1.0)))
+    ingest = Ingest("cg.cands", rig.campaign, rig.ledger,
+                    [Guarded(SELECTORS.get("binned")(config, seed=0), name="frames")], set())
+    rig.write(0)  # (0, 0.5): inside
+    assert ingest.run_once() == 1 and ingest.outside == ""
+    rig.write(2, 3)  # x = 2 and 3, above 1
+    rig.store.put("cands", "c_low", encode(Record(np.array([-1.0, 7.0]))))
+    with caplog.at_level("WARNING", "mummi.ingest"):
+        assert ingest.run_once() == 3
+        rig.write(4)
+        assert ingest.run_once() == 1
+    assert ingest.outside == (
+        "4 candidate(s) of cg.cands lie outside the bounds of selector 'frames' (bounds[0] = "
+        "[0, 1]: 1 below, 3 above, bounds[1] = [0, 1]: 0 below, 1 above); they go into the "
+        "edge bins: widen selectors.frames.bounds to spread them")
+    warned = [r.getMessage() for r in caplog.records if "outside the bounds" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith(
+        "ingest cg.cands: 3 candidate(s) of cg.cands lie outside the bounds of selector "
+        "'frames' (bounds[0] = [0, 1]: 1 below, 2 above, bounds[1] = [0, 1]: 0 below, 1 above)")
+    # On the console: news once per stream, though the count goes on growing.
+    told: set[str] = set()
+    status = {"candidates": {"cg.cands": {"ingested": 5, "rejected": 0, "examples": [],
+                                          "outside": warned[0].split(": ", 1)[1]}}}
+    assert events(status, told) == [f"warning: {warned[0].split(': ', 1)[1]}"]
+    status["candidates"]["cg.cands"]["outside"] = ingest.outside
+    assert events(status, told) == []

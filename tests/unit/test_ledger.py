@@ -6,10 +6,24 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mummi_spec.errors import LedgerError
-from mummi_spec.runtime.ledger import SCHEMA_VERSION, JobRow, Ledger, SimRow
+from mummi_spec.plan import Plan
+from mummi_spec.runtime.history import History
+from mummi_spec.runtime.ledger import (
+    SCHEMA_VERSION,
+    CallKind,
+    CallRow,
+    JobRow,
+    Ledger,
+    PickRow,
+    SimRow,
+    pick_rows,
+)
+from mummi_spec.runtime.selectors.base import Pick
+from tests import steering
 
 
 @pytest.fixture
@@ -184,3 +198,71 @@ def test_open_readonly_reads_and_cannot_write(ledger: Ledger) -> None:
             ro.execute("DELETE FROM sims")
     finally:
         ro.close()
+
+
+# ------------------------------------------------------------------ the steering record
+def test_batches_round_trip_with_their_exact_encodings_numbered_over_every_stream(
+        ledger: Ledger) -> None:
+    ledger.set_meta("plan", steering.plan().to_json())
+    pts = np.array([[0.1, 1e-8, -3.0], [np.nan, 2.5, 7.0]], dtype=np.float32)
+    assert ledger.record_batch("gen.latent", 4, 10.5, ["a", "b"], None, pts) == 1
+    assert ledger.record_batch("cg.other", 1, 11.0, ["x"], ["q1"], pts[:1]) == 2
+    assert ledger.record_batch("gen.latent", 5, 12.0, ["c\udcff"], [None], pts[1:] * 2) == 3
+    assert (ledger.last_batch(), ledger.last_pass("gen.latent"), ledger.last_pass("no")) \
+        == (3, 5, 0)
+    h = History(ledger.path.parent)
+    try:
+        assert isinstance(h.plan, Plan)
+        got = h.batches()
+        assert [(b.batch, b.stream, b.ingest_pass, b.t, b.keys, b.tags) for b in got] == [
+            (1, "gen.latent", 4, 10.5, ("a", "b"), None),
+            (2, "cg.other", 1, 11.0, ("x",), ("q1",)),
+            (3, "gen.latent", 5, 12.0, ("c\udcff",), None)]
+        np.testing.assert_array_equal(got[0].points, pts)  # bit for bit, NaN included
+        assert [b.batch for b in h.batches(["gen.latent"])] == [1, 3]
+    finally:
+        h.close()
+
+
+def test_calls_keep_their_picks_and_the_sims_they_became(path: Path) -> None:
+    db = Ledger(path)
+    db.set_meta("plan", steering.plan().to_json())
+    first = db.next_call()
+    call = CallRow(first, CallKind.SELECT, "pick", "gen-to-cg", 5.0, 3, 2,
+                   pick_rows(["k1", "k0"], [Pick("q", 1.5), Pick("q")]))
+    db.add_sims([("cg-000001", "gen-to-cg", "k1", 1, 5.0)], call)  # k0: the book had it
+    db.record_call(CallRow(db.next_call(), CallKind.WEIGHTS, "pick", None, 6.0, 0, 2))
+    db.close()
+    again = Ledger(path)  # numbering goes on after a restart
+    assert again.next_call() == first + 2
+    again.close()
+    h = History(path.parent)
+    try:
+        assert h.calls() == [
+            CallRow(first, CallKind.SELECT, "pick", "gen-to-cg", 5.0, 3, 2,
+                    (PickRow("k1", Pick("q", 1.5), "cg-000001"), PickRow("k0", Pick("q")))),
+            CallRow(first + 1, CallKind.WEIGHTS, "pick", None, 6.0, 0, 2)]
+        assert [c.call for c in h.calls(CallKind.WEIGHTS)] == [first + 1]
+    finally:
+        h.close()
+
+
+def test_feedback_items_keep_their_sim_and_runs_their_start(ledger: Ledger) -> None:
+    ledger.commit_feedback("loop", 1, 4, {"sum": [1.0], "weight": 4.0}, ["a", "b", "c", "d"],
+                           ["cg-000001", None, "cg-000002", "cg-000001"])
+    ledger.record_run(1.0, None, [])
+    ledger.record_run(9.0, "running", ["pick", "other"])
+    db = sqlite3.connect(ledger.path)
+    assert db.execute("SELECT * FROM fed ORDER BY sim").fetchall() == [
+        ("loop", 1, "cg-000001", '["a", "d"]'), ("loop", 1, "cg-000002", '["c"]')]
+    assert db.execute("SELECT run, t, previous, rebuilt FROM runs").fetchall() == [
+        (1, 1.0, None, ""), (2, 9.0, "running", "pick,other")]
+
+
+def test_states_print_as_the_words_the_workspace_stores():
+    """`mummi run`'s last line and every message print a state as its word on every Python
+    (3.11's f-string of a str-mixin enum is ``CampaignState.STOPPED``)."""
+    from mummi_spec.runtime.states import AttemptState, CampaignState, Holder, SimState
+
+    for state in (*CampaignState, *SimState, *AttemptState, *Holder):
+        assert f"{state}" == str(state) == "{}".format(state) == state.value  # noqa: UP032

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mummi_spec.compiler.compile import compile_loaded
-from mummi_spec.errors import SchedulerError, UsageError
+from mummi_spec.errors import LedgerError, SchedulerError, UsageError
 from mummi_spec.frontend import load_spec_text
 from mummi_spec.plan import Plan, RetryPolicy
 from mummi_spec.runtime.campaign import Campaign
@@ -30,6 +30,8 @@ from mummi_spec.runtime.schedulers.base import (
     SchedulerAdapter,
     SchedulerBase,
 )
+from mummi_spec.runtime.status import read_status
+from tests.conftest import fill, mounted
 
 COUPLING = "gen-to-cg"
 SPEC = """
@@ -183,10 +185,11 @@ class Rig:
     def plan(self) -> Plan:
         return Plan.read(self.plan_path)
 
-    def manager(self, sched: FakeScheduler, *, start: bool = True) -> Manager:
+    def manager(self, sched: FakeScheduler, *, start: bool = True,
+                run_token: str | None = None) -> Manager:
         """A new manager process on the campaign reopened from disk, started unless not."""
         m = Manager(Campaign.open(self.plan_path, self.ws), sched, clock=self.clock,
-                    threads=False)
+                    threads=False, run_token=run_token)
         self.managers.append(m)
         if start:
             m.start()
@@ -207,7 +210,11 @@ class Rig:
         return m.tick(self.clock.now())
 
     def crash(self, m: Manager) -> None:
-        """The process dies: no shutdown, nothing cancelled, nothing checkpointed."""
+        """The process dies: no shutdown, nothing cancelled, nothing checkpointed; its lease
+        is left as a dead holder's is once its heartbeat is past the bound."""
+        if m.lease is not None:
+            with m.ledger.transaction() as db:
+                db.execute("UPDATE lease SET heartbeat = 0")
         m.submitter.close()
         m.ledger.close()
         m.campaign.close()
@@ -537,6 +544,68 @@ def test_run_completes_on_the_fake_scheduler(make_rig: Callable[..., Rig]) -> No
     # The generator was running at the end: the final status counts it cancelled, holding nothing.
     assert status["jobs"]["generator"] == {"cancelled": 1}
     assert status["busy"] == {"gpus": 0, "cores": 0}
+
+
+def test_a_disk_that_stays_full_ends_the_run_failed_and_a_later_run_resumes(
+        make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(budget=2, sim_max=2)
+    rig.ws.mkdir()
+    # Room for SQLite's write-ahead log to grow to its checkpoint size (1,000 pages).
+    with mounted("-t", "tmpfs", "-o", "size=8m", "tmpfs", at=rig.ws):
+        rig.candidates(30)
+        sched = FakeScheduler()
+        filled: list[Path] = []
+
+        def fill_once() -> None:  # between two ticks, once jobs run, the disk fills for good
+            if not filled and len(sched.live()) >= 3:
+                filled.append(fill(rig.ws))
+
+        rig.clock.on_sleep = fill_once
+        m = rig.manager(sched, start=False)
+        m.writes.retry_for = 0.2
+        assert m.run() == "failed"
+        rig.managers.remove(m)  # run() closed everything itself
+        assert m.why.startswith(f"cannot write {rig.ws}/")
+        assert "(still after 0.2 s of retries, manager.write_retry_for)" in m.why
+        # The space the manager held was enough to record why, on the full disk.
+        status = read_status(rig.ws)
+        assert status is not None  # and in the shape `mummi status` reads
+        assert status["state"] == "failed" and status["why"] == m.why
+        assert status["writes"]["retried"] >= 1
+        # Jobs this scheduler cannot find again are cancelled, and recorded so.
+        assert sched.live() == [] and sched.cancelled
+        assert status["busy"] == {"gpus": 0, "cores": 0}
+        filled[0].unlink()
+        m.release()  # as the manager step does last (a crashed one's lease is free at once)
+        again = FakeScheduler()
+        m = rig.manager(again)
+        assert "generator.2" in again.names()  # cancelled by the failure: started again
+        for _ in range(5):
+            again.complete_all()
+            rig.tick(m)
+        assert "done" in set(sim_states(m).values())
+        assert_each_candidate_once(m)
+
+
+def test_a_ledger_found_damaged_mid_run_ends_it_failed_with_the_reason(
+        make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = make_rig()
+    rig.candidates(30)
+    sched = FakeScheduler()
+    m = rig.manager(sched, start=False)
+    damaged = LedgerError(f"{m.ledger.path}: the ledger is damaged (database disk image is "
+                          "malformed); restore it from a copy")
+
+    def occupancy(*_: object) -> None:
+        raise damaged
+
+    monkeypatch.setattr(m.ledger, "record_occupancy", occupancy)
+    assert m.run() == "failed"
+    rig.managers.remove(m)
+    assert m.why == str(damaged)
+    status = read_status(rig.ws)
+    assert status is not None and status["state"] == "failed" and status["why"] == m.why
+    assert sched.live() == []  # nothing left running that no manager tracks
 
 
 def test_a_timed_out_simulation_is_retried_and_no_gpu_waits_a_tick(

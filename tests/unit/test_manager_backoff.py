@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
+import os
 from collections.abc import Callable, Sequence
 
 from mummi_spec.errors import SchedulerError
@@ -81,3 +83,40 @@ def test_a_batch_the_scheduler_cannot_take_at_all_is_refused_job_by_job(
     assert m.submitter.refused == len(rows)
     assert m.submitter.refusal.startswith("cannot connect to the Flux broker")
     assert m.submitter.backoff > 1.0  # and backs off
+
+
+def test_a_job_whose_directory_the_disk_refused_in_a_batch_is_submitted_once_alone(
+        make_rig: Callable[..., Rig]) -> None:  # noqa: F811  (the imported fixture)
+    """``submit_many`` answers a job whose directory could not be made with its ``OSError``
+    (it never reached the scheduler); the submitter submits that one again alone, through
+    the write retries, and the rest of its batch as they were: every job once."""
+    rig = make_rig(cap=6)
+    rig.candidates(20)
+    sched = FakeScheduler()
+    plain = sched.submit
+    full = {"batch": 1, "alone": 1}  # ENOSPC for the first batch's first job, then once more
+
+    def submit(job: JobRequest) -> str:
+        if full["alone"] and not full["batch"]:
+            full["alone"] -= 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(job.workdir))
+        return plain(job)
+
+    def submit_many(jobs: Sequence[JobRequest]) -> list[str | SchedulerError | OSError]:
+        if full["batch"]:
+            full["batch"] = 0
+            first = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(jobs[0].workdir))
+            return [first, *map(plain, jobs[1:])]
+        return list(map(submit, jobs))
+
+    sched.submit = submit  # type: ignore[method-assign]
+    sched.submit_many = submit_many  # type: ignore[method-assign]
+    m = rig.manager(sched)
+    assert rig.tick(m) is None
+    names = sched.names()
+    assert names and len(names) == len(set(names))  # nothing twice
+    rows = m.ledger.jobs()
+    assert {r.name for r in rows} == set(names)  # and nothing refused or lost
+    assert m.submitter.refused == 0 and m.writes.retried == 1
+    finish(rig, m, sched)
+    assert len(sim_states(m)) == m.book.pipes[COUPLING].cap == 6

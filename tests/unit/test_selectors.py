@@ -501,6 +501,25 @@ def picks_per_cell(picked: list[str], where: dict[str, tuple[int, int]]) -> dict
 UNEVEN = {(0, 0): 500, (0, 1): 100, (1, 1): 50, (2, 3): 20, (3, 0): 20, (3, 3): 10}
 
 
+def test_binned_says_which_points_lie_outside_its_bounds_and_keeps_them() -> None:
+    sel = binned()
+    inside = sel.add(ids("in", 2), np.array([[0.0, 4.0], [2.0, 3.9]]))  # bounds included
+    assert inside.outside is None
+    result = sel.add(ids("out", 4), np.array([[-1.0, 2.0], [5.0, 9.0], [4.5, 1.0],
+                                              [1.0, 1.0]]))
+    assert result.accepted == 4 and result.outside is not None
+    assert result.outside.points == 3
+    assert result.outside.dims == {0: (0.0, 4.0, 1, 2), 1: (0.0, 4.0, 0, 1)}
+    # Kept, in the edge bins: the selector still picks them.
+    assert sorted(sel.select(6)) == sorted([*ids("in", 2), *ids("out", 4)])
+
+
+@pytest.mark.parametrize("kind", ["random", "farthest_point"])
+def test_selectors_without_bounds_say_nothing_of_them(kind: str) -> None:
+    sel = SELECTORS.get(kind)(plans.selector(kind, dim=2), seed=0)
+    assert sel.add(ids("a", 2), np.array([[1e9, -1e9], [0.0, 0.0]])).outside is None
+
+
 def test_binned_novelty_one_spreads_evenly_over_occupied_bins() -> None:
     sel = binned(1.0)
     where = fill(sel, UNEVEN)
@@ -629,3 +648,37 @@ def test_random_picks_uniformly() -> None:
     groups = np.bincount([int(i[1:]) // 1000 for i in sel.select(1000)], minlength=10)
     chi2 = float(((groups - 100) ** 2 / 100).sum())
     assert groups.sum() == 1000 and chi2 < 27.9  # the 99.9th percentile for 9 dof
+
+
+# ----------------------------------------------------------------- how picks were made
+@pytest.mark.parametrize("kind", KINDS)
+def test_last_picks_say_how_each_id_of_the_last_select_was_chosen(kind: str) -> None:
+    sel = make(kind)
+    assert sel.last_picks() == []
+    sel.add(ids("c", 40), cloud(40))
+    first = sel.select(5)
+    assert len(sel.last_picks()) == 5
+    second = sel.select(3)
+    how = sel.last_picks()
+    assert len(how) == len(second) == 3 and set(first).isdisjoint(second)
+    assert {p.queue for p in how} == {"default"}
+    if kind != "farthest_point":
+        assert all(p.score is None for p in how)  # not chosen by a score
+    assert sel.select(0) == [] and sel.last_picks() == []
+
+
+def test_farthest_point_picks_carry_their_queue_and_the_rank_they_won_by() -> None:
+    sel = fp(seed=1, dim=3, k=2, queues=queues(a=0.5, b=0.5), random_first=2)
+    n = 30
+    sel.add(ids("c", n), cloud(n), ["a" if i % 3 else "b" for i in range(n)])
+    sel.select(2)
+    assert [p.score for p in sel.last_picks()] == [None, None]  # the warm-up's random picks
+    for _ in range(6):
+        ranks = sel.ranks()
+        (picked,) = sel.select(1)
+        (how,) = sel.last_picks()
+        assert how.score == pytest.approx(ranks[picked])
+        tag = "a" if int(picked[1:]) % 3 else "b"
+        assert how.queue == tag
+        assert how.score == pytest.approx(max(r for c, r in ranks.items()
+                                              if ("a" if int(c[1:]) % 3 else "b") == tag))

@@ -14,12 +14,11 @@ import redis
 
 from mummi_spec.errors import StoreError
 from mummi_spec.plan import StorePlan
-from mummi_spec.runtime import feedback
+from mummi_spec.runtime import backoff, feedback
 from mummi_spec.runtime.campaign import Campaign
 from mummi_spec.runtime.feedback import CONSUMED_SUFFIX, FeedbackLoop
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.records import Record, decode, encode
-from mummi_spec.runtime.stores import redis as redis_store
 from mummi_spec.runtime.stores.redis import RedisStore
 from tests import plans
 
@@ -29,8 +28,8 @@ LOST = redis.ConnectionError("Connection closed by server.")
 
 @pytest.fixture(autouse=True)
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redis_store, "_FIRST_DELAY", 0.01)
-    monkeypatch.setattr(redis_store, "_MAX_DELAY", 0.02)
+    monkeypatch.setattr(backoff, "FIRST_DELAY", 0.01)
+    monkeypatch.setattr(backoff, "MAX_DELAY", 0.02)
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ def test_redis_journals_each_put_exactly_once_in_its_transaction(redis_server, t
         found, cursor = store.keys_after("ns", "*", None)
         assert sorted(found) == ["k0", "k1", "k2", "k9", "outside"]
         assert store.keys_after("ns", "*", cursor)[0] == []
-        assert store.keys_after("ns", "*", 0)[0] == ["k0", "k1", "k2", "k9"]
+        assert store.keys_after("ns", "*", (cursor[0], 0))[0] == ["k0", "k1", "k2", "k9"]
     finally:
         store.purge()
         store.close()
