@@ -157,6 +157,7 @@ def test_an_unreachable_broker_is_a_scheduler_error_naming_it(flux_instance, tmp
                walltime=90),
     JobRequest("nested", "t", "true", Path("/w/c"), tasks=2, gpus=1, nested=True),
     JobRequest("odd", "t", "true", Path('/w/d "quoted" \\ back\\slash ünï'), tasks=2),
+    JobRequest("named", "t", "true", Path("/w/e"), sched_name="mini.0a1b2c3d4e.cg-1.sim.1"),
 ], ids=lambda r: r.name)
 def test_each_jobs_text_is_the_jobspec_flux_python_builds(flux_instance, request_):
     """Jobspecs are built once per shape and each job's values put into a copy of the text:
@@ -170,6 +171,9 @@ def test_each_jobs_text_is_the_jobspec_flux_python_builds(flux_instance, request
                               kill_timeout=4.0, environment=environment)
         sent = texts.text(job, job.workdir, body, environment_json(environment))
         assert json.loads(sent) == json.loads(built.dumps())
+        # find() looks the job up by its unique name; its files keep the attempt's own.
+        assert json.loads(sent)["attributes"]["system"]["job"]["name"] == (
+            job.sched_name or job.name)
 
 
 MANY = """
