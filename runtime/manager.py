@@ -29,7 +29,7 @@ from mummi_spec.runtime.periodic import Periodic, Task
 from mummi_spec.runtime.policy import Policy
 from mummi_spec.runtime.poller import Poller
 from mummi_spec.runtime.registry import SELECTORS
-from mummi_spec.runtime.schedulers.base import SchedulerAdapter
+from mummi_spec.runtime.schedulers.base import TERMINAL_STATES, JobState, SchedulerAdapter
 from mummi_spec.runtime.states import CampaignState, Holder
 from mummi_spec.runtime.status import STATUS_FILE, write_status
 from mummi_spec.runtime.submitter import Submitter
@@ -43,6 +43,9 @@ log = logging.getLogger("mummi.manager")
 # checkpoint and the last feedback pass are done before the scheduler kills the manager.
 ALLOCATION_MARGIN = 60.0
 ALLOCATION_SHARE = 0.02
+# How long the end of a run waits for the jobs it cancelled to end (past their SIGTERM), so
+# that its summary and report count what the stores hold and nothing runs on unseen.
+END_WAIT = 15.0
 
 
 class Clock:
@@ -296,11 +299,33 @@ class Manager:
         ending = list(self.book.live.values()) \
             if outcome == "complete" or not self.scheduler.jobs_survive_manager else []
         if ending:
-            self.scheduler.cancel([lj.row.sched_id for lj in ending if lj.row.sched_id])
+            ids = [lj.row.sched_id for lj in ending if lj.row.sched_id]
+            self.scheduler.cancel(ids)
+            self._await_end(ids)
             self.book.cancel_live([lj.row.name for lj in ending], f"campaign {outcome}", now)
         self.checkpoint()
         self.ledger.set_meta("outcome", outcome)
         self._write_status(outcome, now)
+
+    def _await_end(self, ids: list[str]) -> None:
+        """Wait, up to ``END_WAIT``, until the scheduler says the cancelled jobs ended (or
+        knows them no more): a persistent producer still writes between its SIGTERM and its
+        exit, which the last report would otherwise miss."""
+        deadline = self.clock.now() + END_WAIT
+        while ids:
+            try:
+                states = self.scheduler.status(ids)
+            except MummiError as exc:  # the cancel went out; what is left is the scheduler's
+                log.warning("could not ask whether the cancelled jobs ended: %s", exc)
+                return
+            ids = [i for i in ids if states[i].state not in TERMINAL_STATES
+                   and states[i].state != JobState.UNKNOWN]
+            if ids and self.clock.now() >= deadline:
+                log.warning("%d cancelled job(s) had not ended %.0f s after the cancel; not "
+                            "waiting for them", len(ids), END_WAIT)
+                return
+            if ids:
+                self.clock.sleep(0.1)
 
     # ============================================================ wiring
     def _open_selectors(self) -> None:

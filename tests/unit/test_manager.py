@@ -19,7 +19,7 @@ from mummi_spec.errors import LedgerError, SchedulerError, UsageError
 from mummi_spec.frontend import load_spec_text
 from mummi_spec.plan import Plan, RetryPolicy
 from mummi_spec.runtime.campaign import Campaign
-from mummi_spec.runtime.manager import Manager
+from mummi_spec.runtime.manager import END_WAIT, Manager
 from mummi_spec.runtime.periodic import Task, guarded
 from mummi_spec.runtime.records import Record, encode
 from mummi_spec.runtime.schedulers.base import (
@@ -30,6 +30,7 @@ from mummi_spec.runtime.schedulers.base import (
     SchedulerAdapter,
     SchedulerBase,
 )
+from mummi_spec.runtime.states import CampaignState
 from mummi_spec.runtime.status import read_status
 from tests.conftest import fill, mounted
 
@@ -711,3 +712,52 @@ def test_a_selector_rebuilt_without_a_checkpoint_gets_its_selections_back(
     assert stats.selected == len(chosen)  # what the ledger says it chose, as selected
     finish(rig, m, sched)
     assert_each_candidate_once(m)
+
+
+class SlowToEnd(FakeScheduler):
+    """Cancelled jobs take ``polls`` status calls to end (a producer between its SIGTERM and
+    its exit); ``None``: they never do."""
+
+    def __init__(self, polls: int | None) -> None:
+        super().__init__()
+        self.polls = polls
+        self.ending: dict[str, int] = {}
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        for i in ids:
+            if self.states[i].state not in TERMINAL_STATES:
+                self.ending[i] = 0
+
+    def status(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        for i in ids:
+            if i in self.ending:
+                self.ending[i] += 1
+                if self.polls is not None and self.ending[i] >= self.polls:
+                    self.states[i] = JobStatus(JobState.CANCELLED, reason="cancelled")
+        return super().status(ids)
+
+
+@pytest.mark.parametrize("polls", [3, None])
+def test_the_end_of_a_run_waits_boundedly_for_the_jobs_it_cancelled(
+        make_rig: Callable[..., Rig], polls: int | None, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """A complete campaign cancels its persistent producer and waits for it to end before
+    its last status and report: what they count is what the stores hold. A job that never
+    ends is waited for ``END_WAIT`` seconds, then named in a warning."""
+    rig = make_rig(cap=2)
+    rig.candidates(10)
+    sched = SlowToEnd(polls)
+    m = rig.manager(sched)
+    finish(rig, m, sched)
+    (generator,) = sched.live("generator")
+    start = rig.clock.now()
+    m.stop(CampaignState.COMPLETE)
+    waited = rig.clock.now() - start
+    if polls is None:
+        assert END_WAIT <= waited < END_WAIT + 1
+        assert "1 cancelled job(s) had not ended 15 s after the cancel" in caplog.text
+    else:
+        assert sched.states[generator].state == JobState.CANCELLED
+        assert sched.ending[generator] == polls  # asked until it ended, then no more
+        assert 0 < waited < 1
+    assert read_status(rig.ws)["state"] == "complete"
