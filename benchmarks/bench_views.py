@@ -28,7 +28,7 @@ from mummi_spec.runtime.feedback import CONSUMED_SUFFIX
 from mummi_spec.runtime.ledger import Ledger
 from mummi_spec.runtime.records import Record, encode
 from mummi_spec.runtime.reportpage import write_report
-from mummi_spec.runtime.states import AttemptState, SimState
+from mummi_spec.runtime.states import AttemptState, Holder, SimState
 from mummi_spec.runtime.status import write_status
 from mummi_spec.runtime.watch import look
 from mummi_spec.runtime.workspace import claim
@@ -45,7 +45,7 @@ def workspace(root: Path, attempts: int, candidates: int) -> Campaign:
     c = Campaign.open(root / "build" / "plan.json", root / "ws")
     c.workspace.mkdir()
     ledger = Ledger(c.workspace / "ledger.sqlite")
-    claim(c, ledger)
+    lease = claim(c, ledger, Holder.MANAGER, 1.0)
     ledger.set_meta("started", "0.0")
     plan = c.plan
     coupling = next(iter(plan.couplings.values()))
@@ -62,7 +62,7 @@ def workspace(root: Path, attempts: int, candidates: int) -> Campaign:
                          SimState.DONE.value, i * 0.5, i * 0.5 + 3600.0)
                         for i in range(sims)])
         db.executemany(
-            "INSERT INTO jobs VALUES (?, ?, ?, 1, ?, ?, ?, ?, '/w', 1, 1, ?, ?, ?)",
+            "INSERT INTO jobs VALUES (?, ?, ?, 1, ?, ?, ?, ?, '/w', 1, 1, ?, ?, ?, NULL)",
             [(f"cg-{i // 2:06d}.{job}.1", job, f"cg-{i // 2:06d}",
               AttemptState.FAILED.value if i % 10 == 9 else AttemptState.COMPLETED.value,
               f"local-{i}", 1 if i % 10 == 9 else 0,
@@ -81,10 +81,11 @@ def workspace(root: Path, attempts: int, candidates: int) -> Campaign:
                encode(Record(rng.normal(size=source.dim).astype(np.float32))))
     ledger.commit_feedback(loop.name, 1, len(items), {"sum": [0.0] * source.dim,
                                                       "weight": 1.0}, items)
+    lease.release()  # the manager has ended; the views only read
     ledger.close()
     write_status(c.workspace, {"state": "running", "elapsed": attempts * 0.25 + 1800,
                                "candidates": {stream.ref: {"ingested": candidates,
-                                                           "rejected": 0}}})
+                                                           "rejected": 0, "examples": []}}})
     return c
 
 

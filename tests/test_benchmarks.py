@@ -50,3 +50,22 @@ def test_unknown_module_is_refused_with_the_known_names() -> None:
     assert proc.returncode == 2
     assert "unknown benchmark compiel" in proc.stderr
     assert "compile" in proc.stderr.split("known:")[1]
+
+
+# The OpenMM one runs minutes even when quick; tests/integration/test_alanine_dipeptide.py
+# runs the same campaign.
+SLOW = {"alanine"}
+
+
+def test_every_benchmark_module_runs_quick(tmp_path: Path) -> None:
+    """Each module's quick run ends and gives rows: a benchmark the code moved away from
+    fails here, not at the next full run (bench_views did, on the lease's claim())."""
+    modules = sorted(p.stem.removeprefix("bench_") for p in RUN_ALL.parent.glob("bench_*.py"))
+    wanted = [m for m in modules if m not in SLOW]
+    out = tmp_path / "bench.json"
+    proc = _run_all("--quick", "--only", ",".join(wanted), "--json", str(out))
+    result = json.loads(out.read_text())
+    for name in wanted:
+        module = result["modules"][name]
+        assert "error" not in module and module["returncode"] in (0, 1), (name, proc.stdout)
+        assert any(r["bench"] == name for r in result["rows"]), name

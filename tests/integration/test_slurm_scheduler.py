@@ -45,6 +45,17 @@ def test_cpu_only_job_gets_its_cores_and_no_gres(adapter, tmp_path):
     assert "--gres" not in (tmp_path / "cpu.slurm.sh").read_text()
 
 
+def test_launcher_starts_the_instances_tasks_with_srun(adapter, tmp_path):
+    """$(LAUNCHER) is srun with the instance's tasks, nodes and cores per task
+    (docs/applications.md): each task runs once, inside the job's allocation."""
+    job_id = adapter.submit(JobRequest(
+        "mpi", "test", '$(LAUNCHER) sh -c \'echo "$SLURM_PROCID $SLURM_CPUS_PER_TASK"\' > ranks',
+        tmp_path, tasks=2, cores_per_task=2))
+    assert wait_terminal(adapter, [job_id], 60)[job_id].state is JobState.COMPLETED
+    assert sorted((tmp_path / "ranks").read_text().splitlines()) == ["0 2", "1 2"]
+    assert "srun -n 2 -N 1 -c 2 sh -c" in (tmp_path / "mpi.slurm.sh").read_text()
+
+
 def test_failing_job_says_why_in_squeue_and_sacct(adapter, tmp_path):
     job_id = adapter.submit(JobRequest("fails", "test", "exit 7", tmp_path))
     status = wait_terminal(adapter, [job_id], 60)[job_id]
