@@ -20,7 +20,6 @@ from mummi_spec.runtime.schedulers._common import (
     SubmitThrottle,
     begin_submit,
     job_body,
-    scheduler_name,
     substitute_launcher,
 )
 from mummi_spec.runtime.schedulers.base import JobRequest, JobState, JobStatus, SchedulerBase
@@ -206,7 +205,6 @@ class FluxScheduler(SchedulerBase):
     def _jobspec(self, job: JobRequest, environment: str) -> tuple[str, str]:
         """The job's name and jobspec text, its work directory made."""
         name, workdir = begin_submit(job, self._throttle, nests=self.nested_instances)
-        scheduler_name(job)  # checked before it goes into the text
         body = substitute_launcher(job_body(job), launcher_for(job))
         return name, self._texts.text(job, workdir, body, environment)
 

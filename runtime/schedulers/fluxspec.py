@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mummi_spec.runtime.schedulers._common import per_node
+from mummi_spec.runtime.schedulers._common import per_node, scheduler_name
 from mummi_spec.runtime.schedulers.base import JobRequest
 
 # job-exec's kill-timeout when a broker does not say (flux-config-exec(5)): seconds.
@@ -101,11 +101,11 @@ class JobspecTexts:
 
     def text(self, job: JobRequest, workdir: Path, body: str, environment: str) -> str:
         """``job``'s jobspec (see ``build_jobspec``); ``environment``: JSON of the variables
-        every job gets."""
+        every job gets. ``SchedulerError`` for a scheduler name ``scheduler_name`` refuses."""
         if not workdir.is_absolute():
             raise ValueError(f"{workdir}: a job's work directory must be absolute here")
         values = {"DIR": _inner(str(workdir)), "NAME": job.name,
-                  "SCHED": _inner(job.sched_name or job.name), "BODY": _inner(body)}
+                  "SCHED": scheduler_name(job), "BODY": _inner(body)}  # checked: no escapes
         return _MARKS.sub(lambda m: values[m[1]] if m[1] else environment,
                           self._template(job))
 
