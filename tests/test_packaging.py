@@ -6,6 +6,7 @@ So build the real wheel, compare it with the source tree, and run `mummi` from a
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -29,7 +30,15 @@ def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel `pip install .` builds and installs."""
     out = tmp_path_factory.mktemp("wheel")
-    proc = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", ROOT, "-w", out)
+    # From a copy: setuptools leaves build/ in the tree it builds, and a checkout's build/
+    # is where `mummi run specs/mini.yaml` compiles (it refuses one it did not write).
+    src = tmp_path_factory.mktemp("source") / "mummi-spec"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".services", "build", "dist", "workspace", "mummi-workspace*",
+        "__pycache__", "*.egg-info"))
+    had_build = (ROOT / "build").exists()
+    proc = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", src, "-w", out)
+    assert (ROOT / "build").exists() == had_build  # the checkout's build/ left as it was
     assert proc.returncode == 0, proc.stderr
     return next(out.glob("*.whl"))
 
